@@ -1,0 +1,1 @@
+//! The local inference engine: loads models and generates tokens; knows nothing of users.

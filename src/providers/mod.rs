@@ -1,0 +1,180 @@
+//! Model providers behind one trait: the local engine, OpenAI-compatible servers, Gemini.
+//!
+//! The chat service talks only to [`ChatProvider`]; which provider serves a model id is decided
+//! by the [`registry`] from models.toml, with fallbacks when a provider is rate-limited or down.
+
+pub mod gemini;
+pub mod local;
+pub mod openai;
+pub mod registry;
+mod sse;
+
+use std::pin::Pin;
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions that frame the whole conversation.
+    System,
+    /// The person typing.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// The role's name as chat templates and OpenAI-style APIs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of the prompt sent to a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: Role,
+    /// What was said (plain text).
+    pub content: String,
+}
+
+/// Sampling settings for one generation; `None` means the provider's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationParams {
+    /// Softmax temperature; 0 means greedy.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
+    pub top_p: Option<f32>,
+    /// Upper bound on generated tokens.
+    pub max_tokens: Option<u32>,
+    /// Strings that end generation when produced (not included in the output).
+    pub stop: Vec<String>,
+    /// Seed for reproducible sampling.
+    pub seed: Option<u64>,
+}
+
+/// A request for one streamed chat completion.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The model's name as the provider knows it (e.g. `gemini-2.0-flash`).
+    pub model: String,
+    /// The whole prompt, system message first.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling settings.
+    pub params: GenerationParams,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its answer (end-of-sequence token or a stop string).
+    Stop,
+    /// `max_tokens` or the context window was reached.
+    Length,
+    /// The client stopped it or went away.
+    Stopped,
+    /// The provider filtered the answer.
+    ContentFilter,
+}
+
+/// Token counts of one generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
+/// One event of a streamed chat completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// A piece of the answer's text, in order.
+    Token(String),
+    /// The end of the stream; nothing follows it.
+    Done {
+        /// Why generation ended.
+        finish_reason: FinishReason,
+        /// Token counts (estimated when the provider does not report them).
+        usage: Usage,
+    },
+}
+
+/// A stream of chat events; dropping it cancels the generation.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ProviderError>> + Send>>;
+
+/// What can go wrong when asking a provider.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider asked us to slow down (HTTP 429); try a fallback.
+    #[error("rate limited by the provider")]
+    RateLimited {
+        /// Seconds the provider asked us to wait, when it said.
+        retry_after: Option<u64>,
+    },
+    /// The provider cannot be reached or answered 5xx; try a fallback.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// Our local queue is full; the caller should retry later.
+    #[error("the model is overloaded, try again shortly")]
+    Overloaded,
+    /// The provider refused the request as malformed (HTTP 4xx other than 429).
+    #[error("the provider rejected the request: {0}")]
+    Rejected(String),
+    /// Credentials are missing or refused.
+    #[error("the provider refused the credentials: {0}")]
+    Unauthorized(String),
+    /// This provider cannot do what was asked (e.g. embeddings from a chat-only model).
+    #[error("not supported by this provider: {0}")]
+    Unsupported(String),
+    /// Anything else the provider sent that we could not understand.
+    #[error("provider error: {0}")]
+    Other(String),
+}
+
+impl ProviderError {
+    /// Whether a fallback provider should be tried instead.
+    pub fn should_fall_back(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. } | ProviderError::Unavailable(_) | ProviderError::Overloaded
+        )
+    }
+}
+
+/// A backend that can stream chat completions and compute embeddings.
+#[async_trait::async_trait]
+pub trait ChatProvider: Send + Sync {
+    /// A short name for logs and metrics (`local`, `openai`, `gemini`).
+    fn kind(&self) -> &'static str;
+
+    /// Starts a streamed chat completion. Errors before the first event are returned here so
+    /// that the registry can fall back; later errors arrive in the stream.
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, ProviderError>;
+
+    /// Embeds each input text with `model`.
+    async fn embed(&self, model: &str, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, ProviderError>;
+
+    /// Counts (or, for remote providers, estimates) the tokens of `text` for `model`.
+    fn count_tokens(&self, model: &str, text: &str) -> usize {
+        let _ = model;
+        estimate_tokens(text)
+    }
+}
+
+/// A rough token count for providers that do not expose their tokenizer: about four
+/// characters per token for English text, never less than one token per word.
+pub fn estimate_tokens(text: &str) -> usize {
+    let by_chars = text.chars().count().div_ceil(4);
+    let by_words = text.split_whitespace().count();
+    by_chars.max(by_words)
+}
