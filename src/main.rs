@@ -1,1 +1,64 @@
-fn main() {}
+//! The `enclave` binary: parses the command line and hands over to the library.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::Parser;
+use enclave::config::{self, Cli, Command, Config, UserCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = Config::resolve(&args)?;
+                enclave::telemetry::init(&config.log);
+                enclave::server::run(config).await
+            }
+            Command::User(UserCommand::Add(args)) => add_user(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
+    let role: enclave::store::UserRole = args.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let password = match std::env::var("ENCLAVE_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password (read from standard input, at least 12 characters):");
+            let mut line = String::new();
+            std::io::stdin().read_to_string(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let data_dir = config::resolve_data_dir(&args.common)?;
+    let store = enclave::store::Store::open(&data_dir.join("enclave.redb"))?;
+    let auth = enclave::auth::AuthService::new(
+        store,
+        std::time::Duration::from_secs(900),
+        std::time::Duration::from_secs(7 * 86400),
+        true,
+    )?;
+    let user = auth
+        .create_user(
+            enclave::auth::Registration { email: args.email, username: args.username, password },
+            role,
+        )
+        .await?;
+    println!("created {} ({}) with role {:?}", user.username, user.email, user.role);
+    Ok(())
+}

@@ -1,1 +1,312 @@
-//! TODO
+//! Which provider serves which model id: built from models.toml, with local models loading in
+//! the background and fallbacks tried in order when a provider is rate-limited or down.
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use super::gemini::GeminiProvider;
+use super::local::LocalProvider;
+use super::openai::OpenAiProvider;
+use super::{ChatProvider, ChatRequest, ChatStream, ProviderError};
+use crate::config::{Config, ModelEntry, ModelRole, ProviderKind};
+use crate::engine::{self, LoadProgress, LoadState, LocalModelConfig, ModelSource};
+
+/// Why a model cannot serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No such model id.
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    /// The model exists but cannot answer now (loading, failed, no API key).
+    #[error("model {id:?} is not available: {reason}")]
+    Unavailable {
+        /// Model id.
+        id: String,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Every provider tried failed; this is the last error.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// How a model is served.
+enum Backend {
+    /// In-process engine, loaded in the background.
+    Local(Arc<RwLock<LocalSlot>>),
+    /// A remote provider; `missing_key` names the unset variable when there is one.
+    Remote { provider: Arc<dyn ChatProvider>, missing_key: Option<String> },
+}
+
+enum LocalSlot {
+    Loading(LoadProgress),
+    Ready(Arc<LocalProvider>),
+    Failed(String),
+}
+
+struct Slot {
+    entry: ModelEntry,
+    backend: Backend,
+}
+
+/// A model's state as `/api/v1/models` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    /// Model id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role (chat, vision, embed, rerank).
+    pub role: ModelRole,
+    /// `local` or the provider's name.
+    pub provider: String,
+    /// Whether this is the server's default chat model.
+    pub default: bool,
+    /// Context window in tokens.
+    pub context_length: usize,
+    /// Quantization, when known.
+    pub quantization: Option<String>,
+    /// Fallback model ids.
+    pub fallback: Vec<String>,
+    /// `ready`, `loading`, `downloading`, `pending`, `failed` or `unavailable`.
+    pub status: &'static str,
+    /// Download or load progress, 0..1, while not ready.
+    pub progress: Option<f32>,
+    /// Why it is failed or unavailable.
+    pub error: Option<String>,
+}
+
+/// The set of models this server can use.
+pub struct ModelRegistry {
+    slots: Vec<Slot>,
+    default_model: String,
+}
+
+/// Remote models without a declared context length are assumed to take this many tokens.
+const REMOTE_CONTEXT_DEFAULT: usize = 8192;
+
+impl ModelRegistry {
+    /// Builds the registry; local models start loading in the background at once.
+    pub fn start(config: &Config) -> Arc<ModelRegistry> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(config.request_timeout)
+            .build()
+            .unwrap_or_default();
+        let mut slots = Vec::new();
+        for entry in &config.catalogue.models {
+            let backend = if entry.provider == "local" {
+                Backend::Local(start_local(entry, config))
+            } else {
+                // validate() guarantees the provider table exists.
+                let Some(p) = config.catalogue.providers.get(&entry.provider) else { continue };
+                let (key, missing_key) = match &p.api_key_env {
+                    Some(var) => match std::env::var(var) {
+                        Ok(v) if !v.is_empty() => (Some(v), None),
+                        _ => (None, Some(var.clone())),
+                    },
+                    None => (None, None),
+                };
+                let provider: Arc<dyn ChatProvider> = match p.kind {
+                    ProviderKind::Openai => {
+                        Arc::new(OpenAiProvider::new(p.base_url.clone().unwrap_or_default(), key, http.clone()))
+                    }
+                    ProviderKind::Gemini => Arc::new(GeminiProvider::new(
+                        p.base_url.clone().unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_string()),
+                        key,
+                        http.clone(),
+                    )),
+                };
+                Backend::Remote { provider, missing_key }
+            };
+            slots.push(Slot { entry: entry.clone(), backend });
+        }
+        Arc::new(ModelRegistry { slots, default_model: config.default_model.clone() })
+    }
+
+    /// The default chat model's id.
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
+    fn slot(&self, id: &str) -> Result<&Slot, RegistryError> {
+        self.slots.iter().find(|s| s.entry.id == id).ok_or_else(|| RegistryError::UnknownModel(id.to_string()))
+    }
+
+    /// Whether `id` is a chat model of the catalogue.
+    pub fn is_chat_model(&self, id: &str) -> bool {
+        self.slot(id).is_ok_and(|s| s.entry.role == ModelRole::Chat)
+    }
+
+    /// Every model's status, in catalogue order.
+    pub fn statuses(&self) -> Vec<ModelStatus> {
+        self.slots.iter().map(|s| self.status_of(s)).collect()
+    }
+
+    /// One model's status.
+    pub fn status(&self, id: &str) -> Result<ModelStatus, RegistryError> {
+        Ok(self.status_of(self.slot(id)?))
+    }
+
+    /// Whether the default model can answer now (for `/ready`).
+    pub fn default_ready(&self) -> bool {
+        self.status(&self.default_model).is_ok_and(|s| s.status == "ready")
+    }
+
+    fn status_of(&self, slot: &Slot) -> ModelStatus {
+        let (status, progress, error) = match &slot.backend {
+            Backend::Remote { missing_key: Some(var), .. } => {
+                ("unavailable", None, Some(format!("set {var} to use this model")))
+            }
+            Backend::Remote { .. } => ("ready", None, None),
+            Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                LocalSlot::Ready(_) => ("ready", None, None),
+                LocalSlot::Failed(e) => ("failed", None, Some(e.clone())),
+                LocalSlot::Loading(progress) => match progress.snapshot() {
+                    LoadState::Pending => ("pending", None, None),
+                    LoadState::Downloading { downloaded_bytes, total_bytes } => (
+                        "downloading",
+                        total_bytes.filter(|t| *t > 0).map(|t| downloaded_bytes as f32 / t as f32),
+                        None,
+                    ),
+                    LoadState::Loading => ("loading", None, None),
+                    // The slot is switched right after; report it as still loading until then.
+                    LoadState::Ready => ("loading", Some(1.0), None),
+                    LoadState::Failed { error } => ("failed", None, Some(error)),
+                },
+            },
+        };
+        ModelStatus {
+            id: slot.entry.id.clone(),
+            name: slot.entry.display_name().to_string(),
+            role: slot.entry.role,
+            provider: slot.entry.provider.clone(),
+            default: slot.entry.id == self.default_model,
+            context_length: self.context_length_of(slot),
+            quantization: slot.entry.quantization.clone(),
+            fallback: slot.entry.fallback.clone(),
+            status,
+            progress,
+            error,
+        }
+    }
+
+    fn context_length_of(&self, slot: &Slot) -> usize {
+        if let Backend::Local(state) = &slot.backend {
+            if let LocalSlot::Ready(p) = &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                return p.engine().info().context_length;
+            }
+        }
+        slot.entry.context_length.unwrap_or(REMOTE_CONTEXT_DEFAULT)
+    }
+
+    /// Context window of a model, in tokens.
+    pub fn context_length(&self, id: &str) -> Result<usize, RegistryError> {
+        Ok(self.context_length_of(self.slot(id)?))
+    }
+
+    fn provider(&self, slot: &Slot) -> Result<(Arc<dyn ChatProvider>, String), RegistryError> {
+        let unavailable = |reason: String| RegistryError::Unavailable { id: slot.entry.id.clone(), reason };
+        match &slot.backend {
+            Backend::Remote { missing_key: Some(var), .. } => Err(unavailable(format!("{var} is not set"))),
+            Backend::Remote { provider, .. } => {
+                Ok((provider.clone(), slot.entry.remote_name.clone().unwrap_or_else(|| slot.entry.id.clone())))
+            }
+            Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                LocalSlot::Ready(p) => Ok((p.clone() as Arc<dyn ChatProvider>, slot.entry.id.clone())),
+                LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
+                LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
+            },
+        }
+    }
+
+    /// Counts the tokens of `text` for `model` (estimated for remote models).
+    pub fn count_tokens(&self, model: &str, text: &str) -> usize {
+        match self.slot(model).and_then(|s| self.provider(s)) {
+            Ok((provider, name)) => provider.count_tokens(&name, text),
+            Err(_) => super::estimate_tokens(text),
+        }
+    }
+
+    /// Starts a chat stream on `model`, falling back to the catalogue's fallbacks (in order)
+    /// when it is rate-limited or unavailable. Returns the stream and the id of the model that
+    /// accepted the request.
+    pub async fn chat_stream(
+        &self,
+        model: &str,
+        mut request: ChatRequest,
+    ) -> Result<(ChatStream, String), RegistryError> {
+        let first = self.slot(model)?;
+        let candidates = std::iter::once(first.entry.id.clone()).chain(first.entry.fallback.iter().cloned());
+        let mut last_error = None;
+        for id in candidates {
+            let slot = self.slot(&id)?;
+            let attempt = match self.provider(slot) {
+                Ok((provider, remote_name)) => {
+                    request.model = remote_name;
+                    provider.chat_stream(request.clone()).await.map_err(RegistryError::from)
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(stream) => {
+                    if id != model {
+                        tracing::info!(requested = model, served_by = %id, "fell back to another model");
+                    }
+                    return Ok((stream, id));
+                }
+                Err(e) => {
+                    let falls_back = match &e {
+                        RegistryError::Provider(p) => p.should_fall_back(),
+                        RegistryError::Unavailable { .. } => true,
+                        RegistryError::UnknownModel(_) => false,
+                    };
+                    tracing::warn!(model = %id, error = %e, "model could not take the request");
+                    if !falls_back {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        // The loop ran at least once (the requested model itself).
+        Err(last_error.unwrap_or_else(|| RegistryError::UnknownModel(model.to_string())))
+    }
+}
+
+fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
+    let progress = LoadProgress::new();
+    let slot = Arc::new(RwLock::new(LocalSlot::Loading(progress.clone())));
+    let local = LocalModelConfig {
+        id: entry.id.clone(),
+        source: ModelSource {
+            path: entry.path.clone(),
+            hf_repo: entry.hf_repo.clone(),
+            hf_file: entry.hf_file.clone(),
+            hf_revision: entry.hf_revision.clone(),
+        },
+        context_length: entry.context_length,
+        chat_template: entry.chat_template.clone(),
+        queue_capacity: config.model_queue_capacity,
+        cache_dir: config.model_cache_dir(),
+        offline: config.offline,
+    };
+    let target = slot.clone();
+    let id = entry.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let next = match engine::load(&local, &progress) {
+            Ok(engine) => {
+                tracing::info!(model = %id, seconds = started.elapsed().as_secs_f32(), "model loaded");
+                LocalSlot::Ready(Arc::new(LocalProvider::new(engine)))
+            }
+            Err(e) => {
+                tracing::error!(model = %id, error = %e, "model failed to load");
+                LocalSlot::Failed(e.to_string())
+            }
+        };
+        *target.write().unwrap_or_else(|p| p.into_inner()) = next;
+    });
+    slot
+}

@@ -1,0 +1,122 @@
+//! Streaming turns: send a message, regenerate, stop. Answers stream as SSE in exactly the
+//! format of DESIGN.md (`token`, `done`, `error`; `citation` is reserved for documents).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::Stream;
+use serde::Deserialize;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Authenticated, IdPath};
+use super::AppState;
+use crate::auth::roles::Permission;
+use crate::chat::{Placement, StartedTurn, StreamEvent};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    content: String,
+    /// Answer under this message instead of after the current leaf.
+    parent_message_id: Option<Uuid>,
+    /// Send as a new version of this earlier user message (edit and resend: a new branch).
+    edit_message_id: Option<Uuid>,
+    /// Reserved for image attachments (vision issue).
+    #[serde(default)]
+    attachments: Vec<serde_json::Value>,
+    /// Reserved for documents (RAG issue).
+    #[serde(default)]
+    document_ids: Vec<Uuid>,
+    /// Reserved for documents (RAG issue).
+    #[serde(default)]
+    use_documents: bool,
+}
+
+/// `POST /conversations/{id}/messages`: stores the message and streams the answer.
+pub async fn send(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<SendBody>,
+) -> Result<Response, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    if !body.attachments.is_empty() || !body.document_ids.is_empty() || body.use_documents {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "NOT_SUPPORTED_YET",
+            "attachments and documents are not supported by this server yet",
+        ));
+    }
+    let placement = match (body.parent_message_id, body.edit_message_id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation("send parent_message_id or edit_message_id, not both"));
+        }
+        (Some(parent), None) => Placement::Under(parent),
+        (None, Some(edited)) => Placement::EditOf(edited),
+        (None, None) => Placement::AfterLeaf,
+    };
+    let turn = state.chat.send_message(user.user_id, id, body.content, placement).await?;
+    Ok(stream_response(turn))
+}
+
+/// `POST /conversations/{id}/regenerate`: a new answer beside the last one.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    let turn = state.chat.regenerate(user.user_id, id).await?;
+    Ok(stream_response(turn))
+}
+
+/// `POST /conversations/{id}/stop`: stops the running answer (kept, marked stopped).
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    let stopped = state.chat.stop(user.user_id, id)?;
+    Ok(Json(serde_json::json!({ "stopped": stopped })))
+}
+
+fn stream_response(turn: StartedTurn) -> Response {
+    let events = ReceiverStream::new(turn.events).map(to_sse);
+    let mut response = sse(events).into_response();
+    let headers = response.headers_mut();
+    // The ids let a client address the new messages without re-reading the conversation.
+    if let Ok(v) = HeaderValue::from_str(&turn.assistant_message_id.to_string()) {
+        headers.insert(HeaderName::from_static("x-assistant-message-id"), v);
+    }
+    if let Some(Ok(v)) = turn.user_message_id.map(|id| HeaderValue::from_str(&id.to_string())) {
+        headers.insert(HeaderName::from_static("x-user-message-id"), v);
+    }
+    headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// One chat event as an SSE event.
+pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
+    let (name, data) = match event {
+        StreamEvent::Token(content) => ("token", serde_json::json!({ "content": content, "finish_reason": null })),
+        StreamEvent::Done { finish_reason, usage } => {
+            ("done", serde_json::json!({ "finish_reason": finish_reason, "usage": usage }))
+        }
+        StreamEvent::Error { code, message } => ("error", serde_json::json!({ "error": message, "code": code })),
+    };
+    Ok(Event::default().event(name).data(data.to_string()))
+}

@@ -1,0 +1,97 @@
+//! HTTP: routes, extractors, error mapping and SSE encoding. The only module that knows HTTP;
+//! it holds no business rules (those live in `auth` and `chat`).
+
+mod auth;
+mod conversations;
+mod error;
+mod extract;
+mod health;
+mod messages;
+mod models;
+mod settings;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::AuthService;
+use crate::chat::ChatService;
+use crate::config::Config;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accounts and tokens.
+    pub auth: AuthService,
+    /// Conversations and streaming answers.
+    pub chat: ChatService,
+    /// Records (for simple reads that need no service rules).
+    pub store: Store,
+    /// The running configuration.
+    pub config: Arc<Config>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/password/change", put(auth::change_password))
+        .route("/auth/me", get(auth::me))
+        .route("/conversations", get(conversations::list).post(conversations::create))
+        .route(
+            "/conversations/{id}",
+            get(conversations::get)
+                .patch(conversations::update)
+                .put(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route("/conversations/{id}/messages", post(messages::send))
+        .route("/conversations/{id}/regenerate", post(messages::regenerate))
+        .route("/conversations/{id}/stop", post(messages::stop))
+        .route("/models", get(models::list))
+        .route("/models/{id}/status", get(models::status))
+        .route("/settings", get(settings::get).put(settings::put));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error; see the server log")
+                .into_response_boxed()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+impl ApiError {
+    fn into_response_boxed(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this endpoint does not take that method")
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}

@@ -1,0 +1,64 @@
+//! The generations running right now, one per conversation at most, so that `stop` can reach
+//! them and shutdown can wait for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Generations in flight, keyed by conversation.
+#[derive(Clone, Default)]
+pub struct ActiveGenerations {
+    inner: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
+}
+
+/// Removes its conversation's entry when the generation ends, however it ends.
+pub struct ActiveGuard {
+    registry: ActiveGenerations,
+    conversation_id: Uuid,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.conversation_id);
+    }
+}
+
+impl ActiveGenerations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a generation for a conversation; `None` if one is already running there.
+    pub fn begin(&self, conversation_id: Uuid, token: CancellationToken) -> Option<ActiveGuard> {
+        let mut map = self.lock();
+        if map.contains_key(&conversation_id) {
+            return None;
+        }
+        map.insert(conversation_id, token);
+        Some(ActiveGuard { registry: self.clone(), conversation_id })
+    }
+
+    /// Asks the generation of a conversation to stop; false if none was running.
+    pub fn stop(&self, conversation_id: Uuid) -> bool {
+        match self.lock().get(&conversation_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of generations running.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,327 @@
+//! The chat service: the rules of a turn. Stores the user's message, builds the prompt within
+//! the model's context, streams the provider's answer to the client and stores it (also when
+//! the client stops, disconnects or the server shuts down), and names new conversations.
+
+mod active;
+mod generation;
+mod prompt;
+mod title;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::providers::registry::{ModelRegistry, RegistryError};
+use crate::providers::{FinishReason, GenerationParams, Usage};
+use crate::store::{ConversationRecord, MessageRecord, MessageRole, Store, StoreError};
+pub use active::ActiveGenerations;
+pub use prompt::path_to;
+
+/// Longest accepted user message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+/// Answer length when neither the request nor the conversation sets one.
+const DEFAULT_MAX_TOKENS: usize = 1024;
+/// Title of a conversation before its first exchange.
+pub const DEFAULT_TITLE: &str = "New chat";
+
+/// What goes to the client while an answer streams (the API turns it into SSE).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// A piece of text.
+    Token(String),
+    /// The answer is complete and stored.
+    Done {
+        /// Why it ended.
+        finish_reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The answer failed; what was generated so far is stored.
+    Error {
+        /// Stable code (`RATE_LIMITED`, `MODEL_UNAVAILABLE`...).
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+}
+
+/// Why a turn could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// No such conversation (or not the caller's).
+    #[error("conversation not found")]
+    ConversationNotFound,
+    /// The parent message is not in this conversation.
+    #[error("message not found in this conversation")]
+    MessageNotFound,
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// An answer is already being generated in this conversation.
+    #[error("an answer is already being generated in this conversation; stop it first")]
+    Busy,
+    /// Nothing to regenerate.
+    #[error("there is no answer to regenerate")]
+    NothingToRegenerate,
+    /// The prompt cannot fit the model's context even without history.
+    #[error("the message is too long for this model: {needed} tokens, {budget} available")]
+    PromptTooLong {
+        /// Tokens needed.
+        needed: usize,
+        /// Tokens available.
+        budget: usize,
+    },
+    /// Unknown model id.
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ChatError::ConversationNotFound,
+            other => ChatError::Store(other),
+        }
+    }
+}
+
+/// Where a new user message goes in the conversation's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// After the message the conversation currently ends at.
+    AfterLeaf,
+    /// Under this message (answering it).
+    Under(Uuid),
+    /// As a new version of this user message: same parent, a new branch.
+    EditOf(Uuid),
+}
+
+/// A turn that has started: ids for the client and the event stream.
+pub struct StartedTurn {
+    /// The stored user message (absent for regenerate).
+    pub user_message_id: Option<Uuid>,
+    /// Id the answer will be stored under.
+    pub assistant_message_id: Uuid,
+    /// Events until `Done` or `Error`.
+    pub events: mpsc::Receiver<StreamEvent>,
+}
+
+/// The chat service.
+#[derive(Clone)]
+pub struct ChatService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Arc<ModelRegistry>,
+    active: ActiveGenerations,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Everything a generation needs, handed to the background task.
+struct Turn {
+    owner: Uuid,
+    conversation: ConversationRecord,
+    parent_id: Uuid,
+    assistant_id: Uuid,
+    model: String,
+    request: crate::providers::ChatRequest,
+    prompt_tokens: usize,
+    first_exchange: bool,
+    first_user_text: Option<String>,
+}
+
+impl ChatService {
+    /// A service over these stores and models.
+    pub fn new(store: Store, registry: Arc<ModelRegistry>) -> ChatService {
+        ChatService {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                active: ActiveGenerations::default(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The models.
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.inner.registry
+    }
+
+    /// Sends a user message where `placement` says and starts the answer.
+    pub async fn send_message(
+        &self,
+        owner: Uuid,
+        conversation_id: Uuid,
+        content: String,
+        placement: Placement,
+    ) -> Result<StartedTurn, ChatError> {
+        let content = content.trim().to_string();
+        if content.is_empty() {
+            return Err(ChatError::Invalid("content must not be empty".into()));
+        }
+        if content.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(ChatError::Invalid(format!("content must be at most {MAX_MESSAGE_CHARS} characters")));
+        }
+        let conversation = self.inner.store.get_conversation(owner, conversation_id)?;
+        let messages = self.inner.store.list_messages(owner, conversation_id)?;
+        let find = |id: Uuid| messages.iter().find(|m| m.id == id).ok_or(ChatError::MessageNotFound);
+        let parent = match placement {
+            Placement::AfterLeaf => conversation.active_leaf_id,
+            Placement::Under(id) => Some(find(id)?.id),
+            Placement::EditOf(id) => {
+                let edited = find(id)?;
+                if edited.role != MessageRole::User {
+                    return Err(ChatError::Invalid("only user messages can be edited".into()));
+                }
+                edited.parent_id
+            }
+        };
+        let token = self.inner.shutdown.child_token();
+        let guard = self.begin(conversation_id, &token)?;
+        let user = MessageRecord::new(conversation_id, parent, MessageRole::User, content.clone());
+        let first_exchange = messages.is_empty();
+        let mut path: Vec<&MessageRecord> = match parent {
+            Some(p) => path_to(&messages, p),
+            None => Vec::new(),
+        };
+        path.push(&user);
+        let turn = self.prepare(owner, conversation, &path, user.id, first_exchange.then(|| content.clone()))?;
+        // Store the user's message before anything can fail on the provider side.
+        self.inner.store.append_message(owner, &user).map_err(|e| match e {
+            StoreError::NotFound => ChatError::MessageNotFound,
+            other => ChatError::Store(other),
+        })?;
+        if first_exchange && !turn.conversation.title_set_by_user {
+            let provisional = title::provisional(&content);
+            self.inner.store.update_conversation(owner, conversation_id, false, |c| c.title = provisional)?;
+        }
+        let (assistant_message_id, events) = self.spawn(turn, token, guard);
+        Ok(StartedTurn { user_message_id: Some(user.id), assistant_message_id, events })
+    }
+
+    /// Generates a new answer to the last user message, as a sibling of the current answer.
+    pub async fn regenerate(&self, owner: Uuid, conversation_id: Uuid) -> Result<StartedTurn, ChatError> {
+        let conversation = self.inner.store.get_conversation(owner, conversation_id)?;
+        let messages = self.inner.store.list_messages(owner, conversation_id)?;
+        let leaf = conversation.active_leaf_id.ok_or(ChatError::NothingToRegenerate)?;
+        let path = path_to(&messages, leaf);
+        let last_user = path.iter().rposition(|m| m.role == MessageRole::User).ok_or(ChatError::NothingToRegenerate)?;
+        let token = self.inner.shutdown.child_token();
+        let guard = self.begin(conversation_id, &token)?;
+        let user_id = path[last_user].id;
+        let turn = self.prepare(owner, conversation, &path[..=last_user], user_id, None)?;
+        let (assistant_message_id, events) = self.spawn(turn, token, guard);
+        Ok(StartedTurn { user_message_id: None, assistant_message_id, events })
+    }
+
+    /// Asks the running answer of a conversation to stop; false if none was running.
+    pub fn stop(&self, owner: Uuid, conversation_id: Uuid) -> Result<bool, ChatError> {
+        self.inner.store.get_conversation(owner, conversation_id)?;
+        Ok(self.inner.active.stop(conversation_id))
+    }
+
+    /// Stops every running answer (each is stored and its client gets a final event) and
+    /// waits for them to finish.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    fn begin(&self, conversation_id: Uuid, token: &CancellationToken) -> Result<active::ActiveGuard, ChatError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(ChatError::ShuttingDown);
+        }
+        self.inner.active.begin(conversation_id, token.clone()).ok_or(ChatError::Busy)
+    }
+
+    /// Chooses the model, fits the history and sampling settings into its context.
+    fn prepare(
+        &self,
+        owner: Uuid,
+        conversation: ConversationRecord,
+        path: &[&MessageRecord],
+        parent_id: Uuid,
+        first_user_text: Option<String>,
+    ) -> Result<Turn, ChatError> {
+        let registry = &self.inner.registry;
+        let model = conversation.model.clone().unwrap_or_else(|| registry.default_model().to_string());
+        let context = registry.context_length(&model).map_err(|_| ChatError::UnknownModel(model.clone()))?;
+        let wanted = conversation.settings.max_tokens.map(|t| t as usize).unwrap_or(DEFAULT_MAX_TOKENS);
+        // Keep at least a quarter of the context for the answer, at most what was asked.
+        let reserve = wanted.min(context / 4).max(1);
+        let count = |text: &str| registry.count_tokens(&model, text);
+        let (messages, prompt_tokens) =
+            match prompt::fit(conversation.system_prompt.as_deref(), path, context.saturating_sub(reserve), count) {
+                prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
+                prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
+            };
+        let max_tokens = wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32;
+        let params = GenerationParams {
+            temperature: conversation.settings.temperature,
+            top_p: conversation.settings.top_p,
+            max_tokens: Some(max_tokens),
+            stop: Vec::new(),
+            seed: None,
+        };
+        Ok(Turn {
+            owner,
+            first_exchange: first_user_text.is_some(),
+            first_user_text,
+            assistant_id: crate::store::new_id(),
+            parent_id,
+            request: crate::providers::ChatRequest { model: model.clone(), messages, params },
+            model,
+            prompt_tokens,
+            conversation,
+        })
+    }
+
+    fn spawn(
+        &self,
+        turn: Turn,
+        token: CancellationToken,
+        guard: active::ActiveGuard,
+    ) -> (Uuid, mpsc::Receiver<StreamEvent>) {
+        let (tx, rx) = mpsc::channel(64);
+        let id = turn.assistant_id;
+        let service = self.clone();
+        self.inner.tasks.spawn(async move {
+            let _guard = guard;
+            generation::run(&service, turn, token, tx).await;
+        });
+        (id, rx)
+    }
+}
+
+impl From<RegistryError> for StreamEvent {
+    fn from(e: RegistryError) -> Self {
+        use crate::providers::ProviderError as P;
+        let code = match &e {
+            RegistryError::UnknownModel(_) => "MODEL_NOT_FOUND",
+            RegistryError::Unavailable { .. } => "MODEL_UNAVAILABLE",
+            RegistryError::Provider(P::RateLimited { .. }) => "RATE_LIMITED",
+            RegistryError::Provider(P::Overloaded) => "OVERLOADED",
+            RegistryError::Provider(P::Unavailable(_)) => "MODEL_UNAVAILABLE",
+            RegistryError::Provider(P::Rejected(_)) => "PROVIDER_REJECTED",
+            RegistryError::Provider(P::Unauthorized(_)) => "PROVIDER_UNAUTHORIZED",
+            RegistryError::Provider(P::Unsupported(_)) => "UNSUPPORTED",
+            RegistryError::Provider(P::Other(_)) => "PROVIDER_ERROR",
+        };
+        StreamEvent::Error { code, message: e.to_string() }
+    }
+}

@@ -1,0 +1,90 @@
+//! The command line: `enclave serve`, `enclave user add`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Enclave: a private, self-hosted ChatGPT in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "enclave", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server.
+    Serve(ServeArgs),
+    /// Manage accounts from the command line.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Account commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (the password is read from ENCLAVE_NEW_PASSWORD or standard input).
+    Add(UserAddArgs),
+}
+
+/// Options shared by every command that opens the data directory.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Configuration file (TOML); optional. Values in it are overridden by ENCLAVE_* variables
+    /// and flags.
+    #[arg(long, env = "ENCLAVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the database and uploaded files live [default: ./data].
+    #[arg(long, env = "ENCLAVE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `enclave serve` options. Every flag also reads an ENCLAVE_* variable and a key of the
+/// same name in the configuration file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ENCLAVE_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Model catalogue [default: models.toml].
+    #[arg(long, env = "ENCLAVE_MODELS", value_name = "FILE")]
+    pub models: Option<PathBuf>,
+    /// Model id used when a conversation names none [default: the catalogue's default_chat].
+    #[arg(long, env = "ENCLAVE_DEFAULT_MODEL", value_name = "ID")]
+    pub default_model: Option<String>,
+    /// Whether anyone may register (the first account can always be created) [default: true].
+    #[arg(long, env = "ENCLAVE_ALLOW_REGISTRATION", value_name = "BOOL")]
+    pub allow_registration: Option<bool>,
+    /// Never download models; use only local files and the hf-hub cache [default: false].
+    #[arg(long, env = "ENCLAVE_OFFLINE", value_name = "BOOL")]
+    pub offline: Option<bool>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "ENCLAVE_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log filter, e.g. `info` or `enclave=debug` [default: info].
+    #[arg(long, env = "ENCLAVE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// `enclave user add` options.
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Email address (the login).
+    #[arg(long)]
+    pub email: String,
+    /// Username (also accepted at login).
+    #[arg(long)]
+    pub username: String,
+    /// Role: viewer, user, admin or super_admin.
+    #[arg(long, default_value = "user")]
+    pub role: String,
+}

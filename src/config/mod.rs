@@ -1,0 +1,167 @@
+//! Configuration: flags, ENCLAVE_* variables and an optional enclave.toml, merged in that
+//! order of precedence and checked once at start.
+
+pub mod cli;
+pub mod models;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use cli::{Cli, Command, CommonArgs, ServeArgs, UserAddArgs, UserCommand};
+pub use models::{ModelCatalogue, ModelEntry, ModelRole, ProviderEntry, ProviderKind};
+
+/// A configuration problem, with a message meant for the person starting the server.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A new error with this message.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
+
+/// Keys accepted in enclave.toml (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<String>,
+    data_dir: Option<PathBuf>,
+    models: Option<PathBuf>,
+    default_model: Option<String>,
+    allow_registration: Option<bool>,
+    offline: Option<bool>,
+    max_body_bytes: Option<usize>,
+    log: Option<String>,
+    access_token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
+    model_queue_capacity: Option<usize>,
+    request_timeout_secs: Option<u64>,
+}
+
+/// The checked configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Database, uploads and downloaded models live here.
+    pub data_dir: PathBuf,
+    /// The model catalogue.
+    pub catalogue: ModelCatalogue,
+    /// Model used when a conversation names none.
+    pub default_model: String,
+    /// Whether anyone may register (the first account always can).
+    pub allow_registration: bool,
+    /// Never touch the network for models.
+    pub offline: bool,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Log filter.
+    pub log: String,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl: Duration,
+    /// Requests waiting per local model before OVERLOADED.
+    pub model_queue_capacity: usize,
+    /// Time limit for a remote provider to start answering.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// The database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("enclave.redb")
+    }
+
+    /// Where hf-hub downloads go.
+    pub fn model_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+}
+
+fn read_file_config(common: &CommonArgs) -> Result<FileConfig, ConfigError> {
+    let (path, required) = match &common.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("enclave.toml"), false),
+    };
+    if !path.exists() {
+        if required {
+            return Err(ConfigError::new(format!("configuration file {} does not exist", path.display())));
+        }
+        return Ok(FileConfig::default());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError::new(format!("{} is not valid: {e}", path.display())))
+}
+
+/// The data directory chosen by flags, variables or the file (for commands other than serve).
+pub fn resolve_data_dir(common: &CommonArgs) -> Result<PathBuf, ConfigError> {
+    let file = read_file_config(common)?;
+    Ok(common.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")))
+}
+
+impl Config {
+    /// Merges flags / variables (already merged by clap) over the file over the defaults,
+    /// then checks the result.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = read_file_config(&args.common)?;
+        let addr_text = args.addr.clone().or(file.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr: SocketAddr = addr_text
+            .parse()
+            .map_err(|_| ConfigError::new(format!("addr {addr_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))?;
+        let data_dir = args.common.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| ConfigError::new(format!("cannot create the data directory {}: {e}", data_dir.display())))?;
+        let models_path = args.models.clone().or(file.models).unwrap_or_else(|| PathBuf::from("models.toml"));
+        let catalogue = ModelCatalogue::load(&models_path)?;
+        let default_model = match args.default_model.clone().or(file.default_model) {
+            Some(id) => {
+                catalogue.check_chat_model(&id)?;
+                id
+            }
+            None => catalogue
+                .default_chat_model()
+                .ok_or_else(|| ConfigError::new(format!("{} has no chat model", models_path.display())))?
+                .to_string(),
+        };
+        let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::new("max_body_bytes must be at least 1024"));
+        }
+        let access = file.access_token_ttl_secs.unwrap_or(15 * 60);
+        let refresh = file.refresh_token_ttl_secs.unwrap_or(7 * 24 * 3600);
+        if access == 0 || refresh <= access {
+            return Err(ConfigError::new(
+                "access_token_ttl_secs must be positive and shorter than refresh_token_ttl_secs",
+            ));
+        }
+        let queue = file.model_queue_capacity.unwrap_or(64);
+        if queue == 0 {
+            return Err(ConfigError::new("model_queue_capacity must be at least 1"));
+        }
+        Ok(Config {
+            addr,
+            data_dir: absolute(&data_dir),
+            catalogue,
+            default_model,
+            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(true),
+            offline: args.offline.or(file.offline).unwrap_or(false),
+            max_body_bytes,
+            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            access_token_ttl: Duration::from_secs(access),
+            refresh_token_ttl: Duration::from_secs(refresh),
+            model_queue_capacity: queue,
+            request_timeout: Duration::from_secs(file.request_timeout_secs.unwrap_or(60)),
+        })
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}

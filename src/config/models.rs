@@ -1,0 +1,175 @@
+//! The model catalogue (models.toml): which models exist, their role and who serves them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// What a model is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRole {
+    /// Chat completion.
+    Chat,
+    /// Image + text chat.
+    Vision,
+    /// Text embeddings.
+    Embed,
+    /// Reranking.
+    Rerank,
+}
+
+/// The kinds of provider a catalogue can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server (OpenRouter, vLLM, Ollama, llama.cpp server).
+    Openai,
+    /// Google Gemini's REST API.
+    Gemini,
+}
+
+/// A remote provider's connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Base URL (required for `openai`; Gemini's default is Google's endpoint).
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+}
+
+/// One model of the catalogue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The id clients use.
+    pub id: String,
+    /// Human-readable name.
+    pub name: Option<String>,
+    /// What it is for.
+    pub role: ModelRole,
+    /// `local`, or the name of a `[providers.NAME]` table.
+    pub provider: String,
+    /// The model's name at the remote provider (default: `id`).
+    pub remote_name: Option<String>,
+    /// Local file (GGUF), relative to models.toml; used when present.
+    pub path: Option<PathBuf>,
+    /// Hugging Face repository to download from when `path` is absent.
+    pub hf_repo: Option<String>,
+    /// File inside `hf_repo`.
+    pub hf_file: Option<String>,
+    /// Revision (branch, tag or commit) of `hf_repo`.
+    pub hf_revision: Option<String>,
+    /// Quantization, for display (`Q4_1`, `Q8_0`...).
+    pub quantization: Option<String>,
+    /// Context window in tokens (default: from the model file, or 8192 for remote models).
+    pub context_length: Option<usize>,
+    /// Chat template override (Jinja).
+    pub chat_template: Option<String>,
+    /// Model ids to try, in order, when this one is rate-limited or unavailable.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+impl ModelEntry {
+    /// The name shown to people.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// The parsed catalogue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCatalogue {
+    /// The chat model used when nothing else is named.
+    pub default_chat: Option<String>,
+    /// Remote providers by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderEntry>,
+    /// Models in display order.
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+}
+
+impl ModelCatalogue {
+    /// Reads and checks a catalogue; relative model paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<ModelCatalogue, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("cannot read the model catalogue {}: {e}", path.display())))?;
+        let mut catalogue: ModelCatalogue = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(format!("{} is not a valid model catalogue: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for model in &mut catalogue.models {
+            if let Some(p) = &model.path {
+                if p.is_relative() {
+                    model.path = Some(base.join(p));
+                }
+            }
+        }
+        catalogue.validate()?;
+        Ok(catalogue)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for model in &self.models {
+            if !seen.insert(model.id.as_str()) {
+                return Err(ConfigError::new(format!("models.toml: model id {:?} appears twice", model.id)));
+            }
+            if model.provider == "local" {
+                if model.path.is_none() && (model.hf_repo.is_none() || model.hf_file.is_none()) {
+                    return Err(ConfigError::new(format!(
+                        "models.toml: local model {:?} needs `path` or both `hf_repo` and `hf_file`",
+                        model.id
+                    )));
+                }
+            } else if !self.providers.contains_key(&model.provider) {
+                return Err(ConfigError::new(format!(
+                    "models.toml: model {:?} names provider {:?}, which has no [providers.{}] table",
+                    model.id, model.provider, model.provider
+                )));
+            }
+        }
+        for model in &self.models {
+            for fallback in &model.fallback {
+                if !seen.contains(fallback.as_str()) || fallback == &model.id {
+                    return Err(ConfigError::new(format!(
+                        "models.toml: model {:?} falls back to {:?}, which is not another model of the catalogue",
+                        model.id, fallback
+                    )));
+                }
+            }
+        }
+        for (name, provider) in &self.providers {
+            if provider.kind == ProviderKind::Openai && provider.base_url.is_none() {
+                return Err(ConfigError::new(format!("models.toml: provider {name:?} (openai) needs base_url")));
+            }
+        }
+        if let Some(default) = &self.default_chat {
+            self.check_chat_model(default)?;
+        }
+        Ok(())
+    }
+
+    /// Fails unless `id` is a chat model of the catalogue.
+    pub fn check_chat_model(&self, id: &str) -> Result<(), ConfigError> {
+        match self.models.iter().find(|m| m.id == id) {
+            Some(m) if m.role == ModelRole::Chat => Ok(()),
+            Some(_) => Err(ConfigError::new(format!("model {id:?} is not a chat model"))),
+            None => Err(ConfigError::new(format!("default model {id:?} is not in the model catalogue"))),
+        }
+    }
+
+    /// The model used when nothing else is named: `default_chat`, else the first chat model.
+    pub fn default_chat_model(&self) -> Option<&str> {
+        self.default_chat
+            .as_deref()
+            .or_else(|| self.models.iter().find(|m| m.role == ModelRole::Chat).map(|m| m.id.as_str()))
+    }
+}

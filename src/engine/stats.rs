@@ -1,0 +1,69 @@
+//! Counters of what the runner did, for logs, metrics and tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a model's counters since it was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Generations that ran to an end (end of sequence, stop string or length).
+    pub requests_finished: u64,
+    /// Generations stopped because their receiver was dropped (queued ones included).
+    pub requests_cancelled: u64,
+    /// Generations that failed.
+    pub requests_failed: u64,
+    /// Prompt tokens processed.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+}
+
+/// The live counters, shared by the runner (writer) and the engine handles (readers).
+#[derive(Debug, Default)]
+pub(crate) struct StatsCounters {
+    /// See [`EngineStats::requests_finished`].
+    finished: AtomicU64,
+    /// See [`EngineStats::requests_cancelled`].
+    cancelled: AtomicU64,
+    /// See [`EngineStats::requests_failed`].
+    failed: AtomicU64,
+    /// See [`EngineStats::prompt_tokens`].
+    prompt_tokens: AtomicU64,
+    /// See [`EngineStats::completion_tokens`].
+    completion_tokens: AtomicU64,
+}
+
+/// How a request ended, for [`StatsCounters::record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Ran to an end.
+    Finished,
+    /// The receiver went away.
+    Cancelled,
+    /// An error.
+    Failed,
+}
+
+impl StatsCounters {
+    /// Counts one request that ended as `ending` after the given work.
+    pub(crate) fn record(&self, ending: Ending, prompt_tokens: usize, completion_tokens: usize) {
+        let counter = match ending {
+            Ending::Finished => &self.finished,
+            Ending::Cancelled => &self.cancelled,
+            Ending::Failed => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        self.completion_tokens.fetch_add(completion_tokens as u64, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub(crate) fn snapshot(&self) -> EngineStats {
+        EngineStats {
+            requests_finished: self.finished.load(Ordering::Relaxed),
+            requests_cancelled: self.cancelled.load(Ordering::Relaxed),
+            requests_failed: self.failed.load(Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
+        }
+    }
+}

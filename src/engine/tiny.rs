@@ -1,0 +1,198 @@
+//! A tiny random-weight Llama GGUF with a real (small) byte-level BPE tokenizer and a ChatML
+//! template, for fast deterministic tests and benches.
+//!
+//! The output head has all-zero rows for the special tokens, so their logits are always 0
+//! while some ordinary token's is almost surely higher: greedy generation never ends on its
+//! own and runs until `max_tokens` or a stop string.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::error::EngineError;
+
+/// Hidden size.
+pub const DIM: usize = 64;
+/// Transformer blocks.
+pub const LAYERS: usize = 2;
+/// Attention heads.
+pub const HEADS: usize = 4;
+/// Key/value heads (grouped-query attention).
+pub const KV_HEADS: usize = 2;
+/// Feed-forward hidden size.
+pub const FFN: usize = 128;
+/// Context length written in the metadata.
+pub const CONTEXT_LENGTH: usize = 2048;
+/// The special tokens, ids 0, 1, 2 (as in SmolLM2): `<|endoftext|>`, `<|im_start|>` (BOS),
+/// `<|im_end|>` (EOS).
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+/// The BPE merges after the 256 byte symbols, in rank order.
+const MERGES: [(&str, &str); 16] = [
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("Ġ", "a"),
+    ("r", "e"),
+    ("o", "n"),
+    ("e", "r"),
+    ("Ġ", "s"),
+    ("Ġ", "c"),
+    ("a", "t"),
+    ("i", "s"),
+    ("Ġ", "o"),
+    ("e", "n"),
+    ("Ġ", "w"),
+    ("o", "u"),
+];
+/// A ChatML template shaped like SmolLM2's (a default system prompt when none is given).
+pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// The vocabulary size of the tiny model.
+pub fn vocab_size() -> usize {
+    SPECIAL_TOKENS.len() + 256 + MERGES.len()
+}
+
+/// Writes the tiny model to `path`; the same `seed` gives the same file.
+pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), EngineError> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let device = Device::Cpu;
+    let vocab = vocab_size();
+    let head_dim = DIM / HEADS;
+
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let matrix = |rng: &mut StdRng, rows: usize, cols: usize, scale: f32| {
+        let data: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-scale..scale)).collect();
+        Tensor::from_vec(data, (rows, cols), &device)
+    };
+    let q8 = |t: Tensor| QTensor::quantize(&t, GgmlDType::Q8_0);
+    let norm = || -> candle_core::Result<QTensor> {
+        QTensor::quantize(&Tensor::ones(DIM, candle_core::DType::F32, &device)?, GgmlDType::F32)
+    };
+    // Uniform(-a, a) with a = sqrt(3 / fan_in) has variance 1 / fan_in.
+    let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
+
+    tensors.push(("token_embd.weight".into(), q8(matrix(&mut rng, vocab, DIM, 1.0)?)?));
+    for layer in 0..LAYERS {
+        let p = format!("blk.{layer}");
+        tensors.push((format!("{p}.attn_norm.weight"), norm()?));
+        tensors.push((format!("{p}.attn_q.weight"), q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?));
+        let kv = KV_HEADS * head_dim;
+        tensors.push((format!("{p}.attn_k.weight"), q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?));
+        tensors.push((format!("{p}.attn_v.weight"), q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?));
+        tensors
+            .push((format!("{p}.attn_output.weight"), q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?));
+        tensors.push((format!("{p}.ffn_norm.weight"), norm()?));
+        tensors.push((format!("{p}.ffn_gate.weight"), q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?));
+        tensors.push((format!("{p}.ffn_up.weight"), q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?));
+        tensors.push((format!("{p}.ffn_down.weight"), q8(matrix(&mut rng, DIM, FFN, scale(FFN))?)?));
+    }
+    tensors.push(("output_norm.weight".into(), norm()?));
+    // The output head: special-token rows are zero (see the module docs).
+    let mut head: Vec<f32> =
+        (0..vocab * DIM).map(|_| rng.random_range(-scale(DIM)..scale(DIM)) * 4.0).collect();
+    head[..SPECIAL_TOKENS.len() * DIM].iter_mut().for_each(|w| *w = 0.0);
+    tensors.push(("output.weight".into(), q8(Tensor::from_vec(head, (vocab, DIM), &device)?)?));
+
+    let metadata = metadata();
+    let metadata_refs: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = BufWriter::new(File::create(path)?);
+    gguf_file::write(&mut out, &metadata_refs, &tensor_refs)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
+/// The GGUF metadata: Llama hyper-parameters and SmolLM2-style tokenizer keys.
+fn metadata() -> Vec<(String, gguf_file::Value)> {
+    use gguf_file::Value;
+    let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
+    let byte_chars = byte_to_unicode();
+    tokens.extend(byte_chars.iter().map(|c| c.to_string()));
+    tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
+    let token_types: Vec<Value> = (0..tokens.len())
+        .map(|i| Value::I32(if i < SPECIAL_TOKENS.len() { 3 } else { 1 }))
+        .collect();
+    let strings = |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
+    let u32v = |v: usize| Value::U32(v as u32);
+    vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("general.name".into(), Value::String("enclave-tiny-llama".into())),
+        ("general.alignment".into(), Value::U32(32)),
+        ("llama.context_length".into(), u32v(CONTEXT_LENGTH)),
+        ("llama.embedding_length".into(), u32v(DIM)),
+        ("llama.block_count".into(), u32v(LAYERS)),
+        ("llama.feed_forward_length".into(), u32v(FFN)),
+        ("llama.attention.head_count".into(), u32v(HEADS)),
+        ("llama.attention.head_count_kv".into(), u32v(KV_HEADS)),
+        ("llama.rope.dimension_count".into(), u32v(DIM / HEADS)),
+        ("llama.rope.freq_base".into(), Value::F32(10_000.0)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
+        ("llama.vocab_size".into(), u32v(tokens.len())),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens".into(), strings(tokens)),
+        ("tokenizer.ggml.token_type".into(), Value::Array(token_types)),
+        (
+            "tokenizer.ggml.merges".into(),
+            strings(MERGES.iter().map(|(a, b)| format!("{a} {b}")).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
+        ("tokenizer.ggml.padding_token_id".into(), Value::U32(2)),
+        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
+        ("tokenizer.chat_template".into(), Value::String(CHAT_TEMPLATE.into())),
+    ]
+}
+
+/// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others are
+/// shifted to code points from U+0100 on (so a space is `Ġ`).
+fn byte_to_unicode() -> Vec<char> {
+    let printable =
+        |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut shifted = 0;
+    (0u32..256)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).expect("a byte is a char")
+            } else {
+                shifted += 1;
+                char::from_u32(255 + shifted).expect("below U+0200")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_table_matches_gpt2() {
+        let table = byte_to_unicode();
+        assert_eq!(table[b' ' as usize], 'Ġ');
+        assert_eq!(table[b'\n' as usize], 'Ċ');
+        assert_eq!(table[b'a' as usize], 'a');
+        let unique: std::collections::HashSet<_> = table.iter().collect();
+        assert_eq!(unique.len(), 256);
+    }
+
+    #[test]
+    fn same_seed_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        write_tiny_llama(&a, 7).unwrap();
+        write_tiny_llama(&b, 7).unwrap();
+        write_tiny_llama(&c, 8).unwrap();
+        let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,33 @@
+//! Table definitions: the one place that names redb tables.
+
+use redb::TableDefinition;
+
+/// Newest schema version this build writes.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// Server-wide values: schema version, signing secret.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Users by id.
+pub const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+/// Lower-cased email -> user id.
+pub const USERS_BY_EMAIL: TableDefinition<&str, u128> = TableDefinition::new("users_by_email");
+/// Lower-cased username -> user id (added in schema version 2).
+pub const USERS_BY_USERNAME: TableDefinition<&str, u128> = TableDefinition::new("users_by_username");
+/// SHA-256 of a refresh token -> its record.
+pub const REFRESH_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("refresh_tokens");
+/// Refresh-token family id -> family record (owner, revoked flag).
+pub const TOKEN_FAMILIES: TableDefinition<u128, &[u8]> = TableDefinition::new("token_families");
+/// (user id, family id) -> (): every family of a user, to revoke them all.
+pub const FAMILIES_BY_USER: TableDefinition<(u128, u128), ()> = TableDefinition::new("families_by_user");
+/// Conversations by id.
+pub const CONVERSATIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("conversations");
+/// (owner, 0 if pinned else 1, u64::MAX - updated_at, conversation id) -> (): the sidebar order.
+pub const CONVERSATIONS_BY_OWNER: TableDefinition<(u128, u8, u64, u128), ()> =
+    TableDefinition::new("conversations_by_owner");
+/// Messages by id.
+pub const MESSAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("messages");
+/// (conversation id, message id) -> (): a conversation's messages, oldest first.
+pub const MESSAGES_BY_CONVERSATION: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("messages_by_conversation");
+/// User id -> that user's settings.
+pub const USER_SETTINGS: TableDefinition<u128, &[u8]> = TableDefinition::new("user_settings");

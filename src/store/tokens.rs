@@ -1,0 +1,160 @@
+//! Refresh tokens: stored hashed, rotated on use, grouped in families so that reuse of a
+//! rotated token revokes every token descended from the same login.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::schema::*;
+use super::{decode, encode, new_id, now_ms, Store, StoreResult};
+
+/// SHA-256 of a refresh token; the token itself is never stored.
+pub type RefreshTokenHash = [u8; 32];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TokenState {
+    /// May be exchanged once.
+    Active,
+    /// Already exchanged for a newer token; presenting it again means it leaked.
+    Rotated,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TokenRecord {
+    user_id: Uuid,
+    family_id: Uuid,
+    state: TokenState,
+    created_at: i64,
+    expires_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FamilyRecord {
+    user_id: Uuid,
+    created_at: i64,
+    revoked: bool,
+}
+
+/// What happened when a refresh token was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was valid; it is now rotated and the new one is stored.
+    Rotated {
+        /// The token's owner.
+        user_id: Uuid,
+    },
+    /// No such token.
+    Unknown,
+    /// The token (or its family) expired or was revoked (logout, password change).
+    Revoked,
+    /// An already rotated token came back: the whole family is now revoked.
+    ReuseDetected {
+        /// The owner of the compromised family.
+        user_id: Uuid,
+    },
+}
+
+impl Store {
+    /// Stores the first refresh token of a new login (a new family).
+    pub fn insert_refresh_token(&self, user_id: Uuid, hash: &RefreshTokenHash, expires_at: i64) -> StoreResult<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let family_id = new_id();
+            let family = FamilyRecord { user_id, created_at: now_ms(), revoked: false };
+            txn.open_table(TOKEN_FAMILIES)?.insert(family_id.as_u128(), encode(&family)?.as_slice())?;
+            txn.open_table(FAMILIES_BY_USER)?.insert((user_id.as_u128(), family_id.as_u128()), ())?;
+            let token = TokenRecord { user_id, family_id, state: TokenState::Active, created_at: now_ms(), expires_at };
+            txn.open_table(REFRESH_TOKENS)?.insert(hash.as_slice(), encode(&token)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Exchanges `old` for `new` in one transaction, detecting reuse of rotated tokens.
+    pub fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenHash,
+        new: &RefreshTokenHash,
+        new_expires_at: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut tokens = txn.open_table(REFRESH_TOKENS)?;
+            let mut families = txn.open_table(TOKEN_FAMILIES)?;
+            let mut token: TokenRecord = match tokens.get(old.as_slice())? {
+                Some(v) => decode(v.value())?,
+                None => return Ok(RefreshOutcome::Unknown),
+            };
+            let mut family: FamilyRecord = match families.get(token.family_id.as_u128())? {
+                Some(v) => decode(v.value())?,
+                None => return Ok(RefreshOutcome::Unknown),
+            };
+            if family.revoked {
+                RefreshOutcome::Revoked
+            } else if token.state == TokenState::Rotated {
+                family.revoked = true;
+                families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
+                RefreshOutcome::ReuseDetected { user_id: token.user_id }
+            } else if token.expires_at <= now_ms() {
+                RefreshOutcome::Revoked
+            } else {
+                token.state = TokenState::Rotated;
+                tokens.insert(old.as_slice(), encode(&token)?.as_slice())?;
+                let next = TokenRecord {
+                    user_id: token.user_id,
+                    family_id: token.family_id,
+                    state: TokenState::Active,
+                    created_at: now_ms(),
+                    expires_at: new_expires_at,
+                };
+                tokens.insert(new.as_slice(), encode(&next)?.as_slice())?;
+                RefreshOutcome::Rotated { user_id: token.user_id }
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// Revokes the family of this token (logout). Returns the owner, if the token was known.
+    pub fn revoke_refresh_family(&self, hash: &RefreshTokenHash) -> StoreResult<Option<Uuid>> {
+        let txn = self.db.begin_write()?;
+        let owner = {
+            let tokens = txn.open_table(REFRESH_TOKENS)?;
+            let mut families = txn.open_table(TOKEN_FAMILIES)?;
+            let token: TokenRecord = match tokens.get(hash.as_slice())? {
+                Some(v) => decode(v.value())?,
+                None => return Ok(None),
+            };
+            let family = families.get(token.family_id.as_u128())?.map(|v| decode::<FamilyRecord>(v.value())).transpose()?;
+            if let Some(mut family) = family {
+                family.revoked = true;
+                families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
+            }
+            Some(token.user_id)
+        };
+        txn.commit()?;
+        Ok(owner)
+    }
+
+    /// Revokes every refresh token of a user (password change).
+    pub fn revoke_all_refresh_tokens(&self, user_id: Uuid) -> StoreResult<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let by_user = txn.open_table(FAMILIES_BY_USER)?;
+            let mut families = txn.open_table(TOKEN_FAMILIES)?;
+            let key = user_id.as_u128();
+            for entry in by_user.range((key, 0u128)..=(key, u128::MAX))? {
+                let (k, _) = entry?;
+                let family_id = k.value().1;
+                let family = families.get(family_id)?.map(|v| decode::<FamilyRecord>(v.value())).transpose()?;
+                if let Some(mut family) = family.filter(|f| !f.revoked) {
+                    family.revoked = true;
+                    families.insert(family_id, encode(&family)?.as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

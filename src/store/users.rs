@@ -1,0 +1,158 @@
+//! User accounts and their email / username indexes.
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::schema::*;
+use super::{decode, encode, new_id, now_ms, Store, StoreError, StoreResult};
+
+/// What a user may do; checked in one place (`auth::roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    /// Reads conversations shared with them; cannot chat.
+    Viewer,
+    /// A regular user.
+    User,
+    /// Manages users and models.
+    Admin,
+    /// Owns the instance (the first account).
+    SuperAdmin,
+}
+
+impl std::str::FromStr for UserRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "viewer" => Ok(UserRole::Viewer),
+            "user" => Ok(UserRole::User),
+            "admin" => Ok(UserRole::Admin),
+            "super_admin" => Ok(UserRole::SuperAdmin),
+            other => Err(format!("unknown role {other:?} (viewer, user, admin, super_admin)")),
+        }
+    }
+}
+
+/// A stored account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Time-ordered id.
+    pub id: Uuid,
+    /// Email, lower-cased.
+    pub email: String,
+    /// Display / login name as typed.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Permissions.
+    pub role: UserRole,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+    /// A disabled account cannot log in.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Fields for a new account.
+pub struct NewUser {
+    /// Email (lower-cased by the store).
+    pub email: String,
+    /// Username as typed.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role to give unless this is the first account (which becomes super_admin).
+    pub role: UserRole,
+}
+
+impl Store {
+    /// Creates an account; the very first account becomes `super_admin` whatever was asked.
+    pub fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+        let txn = self.db.begin_write()?;
+        let record = {
+            let mut users = txn.open_table(USERS)?;
+            let mut by_email = txn.open_table(USERS_BY_EMAIL)?;
+            let mut by_name = txn.open_table(USERS_BY_USERNAME)?;
+            let email = new.email.to_lowercase();
+            let name_key = new.username.to_lowercase();
+            if by_email.get(email.as_str())?.is_some() {
+                return Err(StoreError::Conflict("email"));
+            }
+            if by_name.get(name_key.as_str())?.is_some() {
+                return Err(StoreError::Conflict("username"));
+            }
+            let role = if users.len()? == 0 { UserRole::SuperAdmin } else { new.role };
+            let record = UserRecord {
+                id: new_id(),
+                email: email.clone(),
+                username: new.username,
+                password_hash: new.password_hash,
+                role,
+                created_at: now_ms(),
+                disabled: false,
+            };
+            users.insert(record.id.as_u128(), encode(&record)?.as_slice())?;
+            by_email.insert(email.as_str(), record.id.as_u128())?;
+            by_name.insert(name_key.as_str(), record.id.as_u128())?;
+            record
+        };
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// The user with this id.
+    pub fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let txn = self.db.begin_read()?;
+        let users = txn.open_table(USERS)?;
+        let value = users.get(id.as_u128())?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The user with this email (case-insensitive).
+    pub fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        self.find_user_by_index(USERS_BY_EMAIL, &email.to_lowercase())
+    }
+
+    /// The user with this username (case-insensitive).
+    pub fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.find_user_by_index(USERS_BY_USERNAME, &username.to_lowercase())
+    }
+
+    fn find_user_by_index(
+        &self,
+        index: redb::TableDefinition<&str, u128>,
+        key: &str,
+    ) -> StoreResult<Option<UserRecord>> {
+        let txn = self.db.begin_read()?;
+        let id = match txn.open_table(index)?.get(key)? {
+            Some(id) => id.value(),
+            None => return Ok(None),
+        };
+        let users = txn.open_table(USERS)?;
+        let value = users.get(id)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Replaces a user's password hash.
+    pub fn set_password_hash(&self, id: Uuid, password_hash: String) -> StoreResult<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut users = txn.open_table(USERS)?;
+            let mut user: UserRecord = match users.get(id.as_u128())? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NotFound),
+            };
+            user.password_hash = password_hash;
+            users.insert(id.as_u128(), encode(&user)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Number of accounts.
+    pub fn user_count(&self) -> StoreResult<u64> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(USERS)?.len()?)
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, real server processes over real HTTP.
+
+mod auth;
+mod chat;
+mod common;
+mod conversations;
+mod errors;
+mod fakes;
+mod lifecycle;
+mod providers;
