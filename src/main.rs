@@ -55,7 +55,11 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
     )?;
     let user = auth
         .create_user(
-            enclave::auth::Registration { email: args.email, username: args.username, password },
+            enclave::auth::Registration {
+                email: args.email,
+                username: args.username,
+                password,
+            },
             role,
         )
         .await?;

@@ -26,7 +26,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr()?;
-    let state = AppState { auth, chat: chat.clone(), store: store.clone(), config: Arc::new(config) };
+    let state = AppState {
+        auth,
+        chat: chat.clone(),
+        store: store.clone(),
+        config: Arc::new(config),
+    };
     // Tests and scripts read this line to learn the port when started with port 0.
     tracing::info!(%addr, "listening on http://{addr}");
     println!("enclave listening on http://{addr}");

@@ -25,7 +25,13 @@ pub struct UserView {
 
 impl From<UserRecord> for UserView {
     fn from(u: UserRecord) -> Self {
-        UserView { id: u.id, email: u.email, username: u.username, role: u.role, created_at: rfc3339(u.created_at) }
+        UserView {
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            role: u.role,
+            created_at: rfc3339(u.created_at),
+        }
     }
 }
 
@@ -37,10 +43,17 @@ pub struct RegisterBody {
 }
 
 /// `POST /auth/register`
-pub async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<RegisterBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let user = state
         .auth
-        .register(Registration { email: body.email, username: body.username, password: body.password })
+        .register(Registration {
+            email: body.email,
+            username: body.username,
+            password: body.password,
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::from(user))))
 }
@@ -53,7 +66,10 @@ pub struct LoginBody {
 }
 
 /// `POST /auth/login` with email or username.
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let login = body
         .email
         .or(body.username)
@@ -69,12 +85,18 @@ pub struct RefreshBody {
 }
 
 /// `POST /auth/refresh`: rotates the refresh token.
-pub async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.auth.refresh(&body.refresh_token)?))
 }
 
 /// `POST /auth/logout`: ends the session of the refresh token.
-pub async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
     state.auth.logout(&body.refresh_token)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -91,7 +113,10 @@ pub async fn change_password(
     caller: Authenticated,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.auth.change_password(caller.0.user_id, body.current_password, body.new_password).await?;
+    state
+        .auth
+        .change_password(caller.0.user_id, body.current_password, body.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -14,7 +14,9 @@ use super::extract::{ApiJson, Authenticated, IdPath};
 use super::{rfc3339, AppState};
 use crate::auth::roles::Permission;
 use crate::chat::{path_to, DEFAULT_TITLE};
-use crate::store::{ConversationRecord, ConversationSettings, ListCursor, MessageRecord, MessageRole, MessageStatus, MessageUsage};
+use crate::store::{
+    ConversationRecord, ConversationSettings, ListCursor, MessageRecord, MessageRole, MessageStatus, MessageUsage,
+};
 
 /// Longest title, in characters.
 const MAX_TITLE_CHARS: usize = 200;
@@ -99,9 +101,13 @@ pub async fn list(
         Some(text) => Some(ListCursor::decode(text).ok_or_else(|| ApiError::validation("cursor is not valid"))?),
         None => None,
     };
-    let page = state.store.list_conversations(user.user_id, cursor, limit, query.q.as_deref())?;
+    let page = state
+        .store
+        .list_conversations(user.user_id, cursor, limit, query.q.as_deref())?;
     let items: Vec<ConversationView> = page.items.into_iter().map(Into::into).collect();
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next.map(|c| c.encode()) })))
+    Ok(Json(
+        serde_json::json!({ "items": items, "next_cursor": page.next.map(|c| c.encode()) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -123,14 +129,27 @@ pub async fn create(
     let user = caller.require(Permission::Chat)?;
     let defaults = state.store.get_user_settings(user.user_id)?;
     let title_set_by_user = body.title.as_ref().is_some_and(|t| !t.trim().is_empty());
-    let title = clean_title(body.title.as_deref().filter(|t| !t.trim().is_empty()).unwrap_or(DEFAULT_TITLE))?;
-    let model = body.model.or(defaults.default_model.filter(|m| state.chat.registry().is_chat_model(m)));
+    let title = clean_title(
+        body.title
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(DEFAULT_TITLE),
+    )?;
+    let model = body.model.or(defaults
+        .default_model
+        .filter(|m| state.chat.registry().is_chat_model(m)));
     check_model(&state, model.as_deref())?;
     let system_prompt = body.system_prompt.or(defaults.default_system_prompt);
     check_system_prompt(system_prompt.as_deref())?;
     check_settings(&body.settings)?;
-    let record =
-        state.store.create_conversation(user.user_id, title, model, system_prompt, body.settings, title_set_by_user)?;
+    let record = state.store.create_conversation(
+        user.user_id,
+        title,
+        model,
+        system_prompt,
+        body.settings,
+        title_set_by_user,
+    )?;
     Ok((StatusCode::CREATED, Json(ConversationView::from(record))))
 }
 
@@ -141,7 +160,10 @@ pub async fn get(
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.require(Permission::Read)?;
-    let conversation = state.store.get_conversation(user.user_id, id).map_err(|_| ApiError::not_found("conversation"))?;
+    let conversation = state
+        .store
+        .get_conversation(user.user_id, id)
+        .map_err(|_| ApiError::not_found("conversation"))?;
     let all = state.store.list_messages(user.user_id, id)?;
     let mut siblings: HashMap<Option<Uuid>, Vec<Uuid>> = HashMap::new();
     for m in &all {
@@ -167,7 +189,10 @@ pub async fn get(
             sibling_ids: siblings.get(&m.parent_id).cloned().unwrap_or_default(),
         })
         .collect();
-    Ok(Json(ConversationWithMessages { conversation: conversation.into(), messages }))
+    Ok(Json(ConversationWithMessages {
+        conversation: conversation.into(),
+        messages,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -202,12 +227,21 @@ pub async fn update(
     if let Some(settings) = &body.settings {
         check_settings(settings)?;
     }
-    if body.folder.as_ref().is_some_and(|f| f.chars().count() > MAX_FOLDER_CHARS) {
-        return Err(ApiError::validation(format!("folder must be at most {MAX_FOLDER_CHARS} characters")));
+    if body
+        .folder
+        .as_ref()
+        .is_some_and(|f| f.chars().count() > MAX_FOLDER_CHARS)
+    {
+        return Err(ApiError::validation(format!(
+            "folder must be at most {MAX_FOLDER_CHARS} characters"
+        )));
     }
     let leaf = match body.active_message_id {
         Some(message_id) => {
-            let all = state.store.list_messages(user.user_id, id).map_err(|_| ApiError::not_found("conversation"))?;
+            let all = state
+                .store
+                .list_messages(user.user_id, id)
+                .map_err(|_| ApiError::not_found("conversation"))?;
             Some(newest_leaf_under(&all, message_id).ok_or_else(|| ApiError::not_found("message"))?)
         }
         None => None,
@@ -249,8 +283,14 @@ pub async fn delete(
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    state.chat.stop(user.user_id, id).map_err(|_| ApiError::not_found("conversation"))?;
-    state.store.delete_conversation(user.user_id, id).map_err(|_| ApiError::not_found("conversation"))?;
+    state
+        .chat
+        .stop(user.user_id, id)
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    state
+        .store
+        .delete_conversation(user.user_id, id)
+        .map_err(|_| ApiError::not_found("conversation"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,7 +311,9 @@ fn clean_title(raw: &str) -> Result<String, ApiError> {
         return Err(ApiError::validation("title must not be empty"));
     }
     if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::validation(format!("title must be at most {MAX_TITLE_CHARS} characters")));
+        return Err(ApiError::validation(format!(
+            "title must be at most {MAX_TITLE_CHARS} characters"
+        )));
     }
     Ok(title.to_string())
 }
@@ -289,7 +331,9 @@ fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
 
 fn check_system_prompt(prompt: Option<&str>) -> Result<(), ApiError> {
     if prompt.is_some_and(|p| p.chars().count() > MAX_SYSTEM_PROMPT_CHARS) {
-        return Err(ApiError::validation(format!("system_prompt must be at most {MAX_SYSTEM_PROMPT_CHARS} characters")));
+        return Err(ApiError::validation(format!(
+            "system_prompt must be at most {MAX_SYSTEM_PROMPT_CHARS} characters"
+        )));
     }
     Ok(())
 }

@@ -22,7 +22,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 422 with a field problem.
@@ -38,7 +42,11 @@ impl ApiError {
     /// 500 without details (they go to the log, not the client).
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "{context}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "internal error; see the server log",
+        )
     }
 }
 

@@ -17,7 +17,11 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.store.ping().is_ok();
     let registry = state.chat.registry();
     let model_ok = registry.default_ready();
-    let status = if store_ok && model_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if store_ok && model_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let model = registry.status(registry.default_model()).ok();
     (
         status,

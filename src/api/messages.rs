@@ -57,13 +57,18 @@ pub async fn send(
     }
     let placement = match (body.parent_message_id, body.edit_message_id) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("send parent_message_id or edit_message_id, not both"));
+            return Err(ApiError::validation(
+                "send parent_message_id or edit_message_id, not both",
+            ));
         }
         (Some(parent), None) => Placement::Under(parent),
         (None, Some(edited)) => Placement::EditOf(edited),
         (None, None) => Placement::AfterLeaf,
     };
-    let turn = state.chat.send_message(user.user_id, id, body.content, placement).await?;
+    let turn = state
+        .chat
+        .send_message(user.user_id, id, body.content, placement)
+        .await?;
     Ok(stream_response(turn))
 }
 
@@ -100,22 +105,31 @@ fn stream_response(turn: StartedTurn) -> Response {
     if let Some(Ok(v)) = turn.user_message_id.map(|id| HeaderValue::from_str(&id.to_string())) {
         headers.insert(HeaderName::from_static("x-user-message-id"), v);
     }
-    headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
-fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn sse(
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// One chat event as an SSE event.
 pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
     let (name, data) = match event {
-        StreamEvent::Token(content) => ("token", serde_json::json!({ "content": content, "finish_reason": null })),
-        StreamEvent::Done { finish_reason, usage } => {
-            ("done", serde_json::json!({ "finish_reason": finish_reason, "usage": usage }))
-        }
+        StreamEvent::Token(content) => (
+            "token",
+            serde_json::json!({ "content": content, "finish_reason": null }),
+        ),
+        StreamEvent::Done { finish_reason, usage } => (
+            "done",
+            serde_json::json!({ "finish_reason": finish_reason, "usage": usage }),
+        ),
         StreamEvent::Error { code, message } => ("error", serde_json::json!({ "error": message, "code": code })),
     };
     Ok(Event::default().event(name).data(data.to_string()))

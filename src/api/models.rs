@@ -21,10 +21,11 @@ pub async fn status(
     _caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .chat
-        .registry()
-        .status(&id)
-        .map(Json)
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "MODEL_NOT_FOUND", format!("unknown model {id:?}")))
+    state.chat.registry().status(&id).map(Json).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MODEL_NOT_FOUND",
+            format!("unknown model {id:?}"),
+        )
+    })
 }

@@ -30,7 +30,11 @@ pub async fn put(
             return Err(ApiError::validation(format!("unknown chat model {model:?}")));
         }
     }
-    if settings.default_system_prompt.as_ref().is_some_and(|p| p.chars().count() > super::conversations::MAX_SYSTEM_PROMPT_CHARS) {
+    if settings
+        .default_system_prompt
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > super::conversations::MAX_SYSTEM_PROMPT_CHARS)
+    {
         return Err(ApiError::validation("default_system_prompt is too long"));
     }
     state.store.put_user_settings(caller.0.user_id, &settings)?;

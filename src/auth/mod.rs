@@ -109,7 +109,15 @@ impl AuthService {
         allow_registration: bool,
     ) -> Result<AuthService, AuthError> {
         let keys = tokens::Keys::new(&store.jwt_secret()?);
-        Ok(AuthService { inner: Arc::new(Inner { store, keys, access_ttl, refresh_ttl, allow_registration }) })
+        Ok(AuthService {
+            inner: Arc::new(Inner {
+                store,
+                keys,
+                access_ttl,
+                refresh_ttl,
+                allow_registration,
+            }),
+        })
     }
 
     /// Creates an account through the public endpoint (subject to `allow_registration`).
@@ -129,7 +137,12 @@ impl AuthService {
         let user = self
             .inner
             .store
-            .create_user(NewUser { email, username, password_hash, role })
+            .create_user(NewUser {
+                email,
+                username,
+                password_hash,
+                role,
+            })
             .map_err(|e| match e {
                 StoreError::Conflict("email") => AuthError::EmailTaken,
                 StoreError::Conflict(_) => AuthError::UsernameTaken,
@@ -173,7 +186,10 @@ impl AuthService {
 
     fn token_pair(&self, user: &UserRecord, refresh_token: String) -> Result<TokenPair, AuthError> {
         Ok(TokenPair {
-            access_token: self.inner.keys.issue_access(user.id, user.role, self.inner.access_ttl)?,
+            access_token: self
+                .inner
+                .keys
+                .issue_access(user.id, user.role, self.inner.access_ttl)?,
             refresh_token,
             token_type: "bearer",
             expires_in: self.inner.access_ttl.as_secs(),
@@ -204,7 +220,11 @@ impl AuthService {
 
     /// Ends the session the refresh token belongs to.
     pub fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
-        match self.inner.store.revoke_refresh_family(&tokens::hash_refresh_token(refresh_token))? {
+        match self
+            .inner
+            .store
+            .revoke_refresh_family(&tokens::hash_refresh_token(refresh_token))?
+        {
             Some(user_id) => {
                 tracing::info!(%user_id, "logout");
                 Ok(())
@@ -231,7 +251,10 @@ impl AuthService {
     pub fn authenticate(&self, access_token: &str) -> Result<Caller, AuthError> {
         let claims = self.inner.keys.verify_access(access_token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        Ok(Caller { user_id, role: claims.role })
+        Ok(Caller {
+            user_id,
+            role: claims.role,
+        })
     }
 
     /// The account of a caller.

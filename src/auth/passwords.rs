@@ -12,7 +12,9 @@ use super::AuthError;
 pub async fn hash(password: String) -> Result<String, AuthError> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(|_| AuthError::Hashing)?
@@ -36,7 +38,9 @@ pub async fn verify_dummy(password: String) {
     let phc = match DUMMY.get() {
         Some(phc) => phc.clone(),
         None => {
-            let phc = hash("not a real password, only for timing".into()).await.unwrap_or_default();
+            let phc = hash("not a real password, only for timing".into())
+                .await
+                .unwrap_or_default();
             DUMMY.get_or_init(|| phc).clone()
         }
     };

@@ -40,7 +40,11 @@ impl Keys {
         let mut validation = Validation::new(Algorithm::HS256);
         // Issuer and verifier are the same process: no clock skew to allow for.
         validation.leeway = 0;
-        Keys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// A signed access token for a user.
@@ -58,12 +62,12 @@ impl Keys {
 
     /// The claims of a valid token.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
-            match e.kind() {
+        decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::TokenExpired,
                 _ => AuthError::InvalidToken,
-            }
-        })
+            })
     }
 }
 

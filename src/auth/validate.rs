@@ -11,9 +11,13 @@ pub fn email(raw: &str) -> Result<String, AuthError> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
     if valid {
         Ok(email)
     } else {
@@ -28,8 +32,13 @@ pub fn username(raw: &str) -> Result<String, AuthError> {
     if !(3..=32).contains(&len) {
         return Err(AuthError::Invalid("username must be 3 to 32 characters".into()));
     }
-    if !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        return Err(AuthError::Invalid("username may contain only letters, digits, '_', '-' and '.'".into()));
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(AuthError::Invalid(
+            "username may contain only letters, digits, '_', '-' and '.'".into(),
+        ));
     }
     Ok(name.to_string())
 }
@@ -38,10 +47,14 @@ pub fn username(raw: &str) -> Result<String, AuthError> {
 pub fn password(password: &str) -> Result<(), AuthError> {
     let len = password.chars().count();
     if len < MIN_PASSWORD_CHARS {
-        return Err(AuthError::WeakPassword(format!("password must be at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(AuthError::WeakPassword(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
     }
     if len > MAX_PASSWORD_CHARS {
-        return Err(AuthError::WeakPassword(format!("password must be at most {MAX_PASSWORD_CHARS} characters")));
+        return Err(AuthError::WeakPassword(format!(
+            "password must be at most {MAX_PASSWORD_CHARS} characters"
+        )));
     }
     Ok(())
 }

@@ -38,7 +38,10 @@ impl ActiveGenerations {
             return None;
         }
         map.insert(conversation_id, token);
-        Some(ActiveGuard { registry: self.clone(), conversation_id })
+        Some(ActiveGuard {
+            registry: self.clone(),
+            conversation_id,
+        })
     }
 
     /// Asks the generation of a conversation to stop; false if none was running.

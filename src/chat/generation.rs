@@ -63,7 +63,16 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     let (status, finish_reason, usage, error_code, final_event) = match ending {
         Ending::Finished(reason, usage) => {
             let usage = if usage == Usage::default() { estimated() } else { usage };
-            (MessageStatus::Complete, reason, usage, None, StreamEvent::Done { finish_reason: reason, usage })
+            (
+                MessageStatus::Complete,
+                reason,
+                usage,
+                None,
+                StreamEvent::Done {
+                    finish_reason: reason,
+                    usage,
+                },
+            )
         }
         Ending::Stopped => {
             let usage = estimated();
@@ -72,7 +81,10 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
                 FinishReason::Stopped,
                 usage,
                 None,
-                StreamEvent::Done { finish_reason: FinishReason::Stopped, usage },
+                StreamEvent::Done {
+                    finish_reason: FinishReason::Stopped,
+                    usage,
+                },
             )
         }
         Ending::ShuttingDown => (
@@ -80,14 +92,23 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
             FinishReason::Stopped,
             estimated(),
             Some("SHUTTING_DOWN"),
-            StreamEvent::Error { code: "SHUTTING_DOWN", message: "the server is shutting down".into() },
+            StreamEvent::Error {
+                code: "SHUTTING_DOWN",
+                message: "the server is shutting down".into(),
+            },
         ),
         Ending::Failed(event) => {
             let code = match &event {
                 StreamEvent::Error { code, .. } => *code,
                 _ => "PROVIDER_ERROR",
             };
-            (MessageStatus::Error, FinishReason::Stopped, estimated(), Some(code), event)
+            (
+                MessageStatus::Error,
+                FinishReason::Stopped,
+                estimated(),
+                Some(code),
+                event,
+            )
         }
     };
 
@@ -95,9 +116,17 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     answer.id = turn.assistant_id;
     answer.status = status;
     answer.model = Some(served_by.clone());
-    answer.usage = Some(MessageUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens });
+    answer.usage = Some(MessageUsage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+    });
     answer.error_code = error_code.map(str::to_string);
-    answer.finish_reason = Some(serde_json::to_value(finish_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+    answer.finish_reason = Some(
+        serde_json::to_value(finish_reason)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+    );
     let stored = inner.store.append_message(turn.owner, &answer);
     tracing::info!(
         conversation = %turn.conversation.id,
@@ -112,7 +141,10 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
         // The conversation was deleted while the answer streamed, or the disk failed.
         Err(e) => {
             tracing::error!(conversation = %turn.conversation.id, error = %e, "could not store the answer");
-            StreamEvent::Error { code: "STORAGE_ERROR", message: "the answer could not be saved".into() }
+            StreamEvent::Error {
+                code: "STORAGE_ERROR",
+                message: "the answer could not be saved".into(),
+            }
         }
     };
     let _ = tx.send(final_event).await;

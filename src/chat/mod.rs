@@ -174,7 +174,9 @@ impl ChatService {
             return Err(ChatError::Invalid("content must not be empty".into()));
         }
         if content.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(ChatError::Invalid(format!("content must be at most {MAX_MESSAGE_CHARS} characters")));
+            return Err(ChatError::Invalid(format!(
+                "content must be at most {MAX_MESSAGE_CHARS} characters"
+            )));
         }
         let conversation = self.inner.store.get_conversation(owner, conversation_id)?;
         let messages = self.inner.store.list_messages(owner, conversation_id)?;
@@ -199,7 +201,13 @@ impl ChatService {
             None => Vec::new(),
         };
         path.push(&user);
-        let turn = self.prepare(owner, conversation, &path, user.id, first_exchange.then(|| content.clone()))?;
+        let turn = self.prepare(
+            owner,
+            conversation,
+            &path,
+            user.id,
+            first_exchange.then(|| content.clone()),
+        )?;
         // Store the user's message before anything can fail on the provider side.
         self.inner.store.append_message(owner, &user).map_err(|e| match e {
             StoreError::NotFound => ChatError::MessageNotFound,
@@ -207,10 +215,16 @@ impl ChatService {
         })?;
         if first_exchange && !turn.conversation.title_set_by_user {
             let provisional = title::provisional(&content);
-            self.inner.store.update_conversation(owner, conversation_id, false, |c| c.title = provisional)?;
+            self.inner
+                .store
+                .update_conversation(owner, conversation_id, false, |c| c.title = provisional)?;
         }
         let (assistant_message_id, events) = self.spawn(turn, token, guard);
-        Ok(StartedTurn { user_message_id: Some(user.id), assistant_message_id, events })
+        Ok(StartedTurn {
+            user_message_id: Some(user.id),
+            assistant_message_id,
+            events,
+        })
     }
 
     /// Generates a new answer to the last user message, as a sibling of the current answer.
@@ -219,13 +233,20 @@ impl ChatService {
         let messages = self.inner.store.list_messages(owner, conversation_id)?;
         let leaf = conversation.active_leaf_id.ok_or(ChatError::NothingToRegenerate)?;
         let path = path_to(&messages, leaf);
-        let last_user = path.iter().rposition(|m| m.role == MessageRole::User).ok_or(ChatError::NothingToRegenerate)?;
+        let last_user = path
+            .iter()
+            .rposition(|m| m.role == MessageRole::User)
+            .ok_or(ChatError::NothingToRegenerate)?;
         let token = self.inner.shutdown.child_token();
         let guard = self.begin(conversation_id, &token)?;
         let user_id = path[last_user].id;
         let turn = self.prepare(owner, conversation, &path[..=last_user], user_id, None)?;
         let (assistant_message_id, events) = self.spawn(turn, token, guard);
-        Ok(StartedTurn { user_message_id: None, assistant_message_id, events })
+        Ok(StartedTurn {
+            user_message_id: None,
+            assistant_message_id,
+            events,
+        })
     }
 
     /// Asks the running answer of a conversation to stop; false if none was running.
@@ -246,7 +267,10 @@ impl ChatService {
         if self.inner.shutdown.is_cancelled() {
             return Err(ChatError::ShuttingDown);
         }
-        self.inner.active.begin(conversation_id, token.clone()).ok_or(ChatError::Busy)
+        self.inner
+            .active
+            .begin(conversation_id, token.clone())
+            .ok_or(ChatError::Busy)
     }
 
     /// Chooses the model, fits the history and sampling settings into its context.
@@ -259,17 +283,30 @@ impl ChatService {
         first_user_text: Option<String>,
     ) -> Result<Turn, ChatError> {
         let registry = &self.inner.registry;
-        let model = conversation.model.clone().unwrap_or_else(|| registry.default_model().to_string());
-        let context = registry.context_length(&model).map_err(|_| ChatError::UnknownModel(model.clone()))?;
-        let wanted = conversation.settings.max_tokens.map(|t| t as usize).unwrap_or(DEFAULT_MAX_TOKENS);
+        let model = conversation
+            .model
+            .clone()
+            .unwrap_or_else(|| registry.default_model().to_string());
+        let context = registry
+            .context_length(&model)
+            .map_err(|_| ChatError::UnknownModel(model.clone()))?;
+        let wanted = conversation
+            .settings
+            .max_tokens
+            .map(|t| t as usize)
+            .unwrap_or(DEFAULT_MAX_TOKENS);
         // Keep at least a quarter of the context for the answer, at most what was asked.
         let reserve = wanted.min(context / 4).max(1);
         let count = |text: &str| registry.count_tokens(&model, text);
-        let (messages, prompt_tokens) =
-            match prompt::fit(conversation.system_prompt.as_deref(), path, context.saturating_sub(reserve), count) {
-                prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
-                prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
-            };
+        let (messages, prompt_tokens) = match prompt::fit(
+            conversation.system_prompt.as_deref(),
+            path,
+            context.saturating_sub(reserve),
+            count,
+        ) {
+            prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
+            prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
+        };
         let max_tokens = wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32;
         let params = GenerationParams {
             temperature: conversation.settings.temperature,
@@ -284,7 +321,11 @@ impl ChatService {
             first_user_text,
             assistant_id: crate::store::new_id(),
             parent_id,
-            request: crate::providers::ChatRequest { model: model.clone(), messages, params },
+            request: crate::providers::ChatRequest {
+                model: model.clone(),
+                messages,
+                params,
+            },
             model,
             prompt_tokens,
             conversation,
@@ -322,6 +363,9 @@ impl From<RegistryError> for StreamEvent {
             RegistryError::Provider(P::Unsupported(_)) => "UNSUPPORTED",
             RegistryError::Provider(P::Other(_)) => "PROVIDER_ERROR",
         };
-        StreamEvent::Error { code, message: e.to_string() }
+        StreamEvent::Error {
+            code,
+            message: e.to_string(),
+        }
     }
 }

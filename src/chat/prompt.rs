@@ -58,7 +58,10 @@ pub fn fit(
     let mut head = Vec::new();
     if let Some(system) = system_prompt.filter(|s| !s.trim().is_empty()) {
         used += count(system) + PER_MESSAGE_OVERHEAD;
-        head.push(ChatMessage { role: Role::System, content: system.to_string() });
+        head.push(ChatMessage {
+            role: Role::System,
+            content: system.to_string(),
+        });
     }
     let usable: Vec<&MessageRecord> = history
         .iter()
@@ -70,7 +73,10 @@ pub fn fit(
         let cost = count(&message.content) + PER_MESSAGE_OVERHEAD;
         if used + cost > budget {
             if i == 0 {
-                return Fitted::TooLong { needed: used + cost, budget };
+                return Fitted::TooLong {
+                    needed: used + cost,
+                    budget,
+                };
             }
             break;
         }
@@ -79,7 +85,10 @@ pub fn fit(
             MessageRole::User => Role::User,
             MessageRole::Assistant => Role::Assistant,
         };
-        tail.push(ChatMessage { role, content: message.content.clone() });
+        tail.push(ChatMessage {
+            role,
+            content: message.content.clone(),
+        });
     }
     tail.reverse();
     // A history cut in the middle should not start with an assistant turn.
@@ -87,7 +96,10 @@ pub fn fit(
         tail.remove(0);
     }
     head.extend(tail);
-    Fitted::Fits { messages: head, tokens: used }
+    Fitted::Fits {
+        messages: head,
+        tokens: used,
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +133,9 @@ mod tests {
             Fitted::Fits { messages, .. } => assert_eq!(messages.len(), 4),
             Fitted::TooLong { .. } => panic!("should fit"),
         }
-        assert!(matches!(fit(Some("be brief"), &path, 8, words), Fitted::TooLong { needed: 12, budget: 8 }));
+        assert!(matches!(
+            fit(Some("be brief"), &path, 8, words),
+            Fitted::TooLong { needed: 12, budget: 8 }
+        ));
     }
 }

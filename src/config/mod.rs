@@ -91,19 +91,26 @@ fn read_file_config(common: &CommonArgs) -> Result<FileConfig, ConfigError> {
     };
     if !path.exists() {
         if required {
-            return Err(ConfigError::new(format!("configuration file {} does not exist", path.display())));
+            return Err(ConfigError::new(format!(
+                "configuration file {} does not exist",
+                path.display()
+            )));
         }
         return Ok(FileConfig::default());
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| ConfigError::new(format!("{} is not valid: {e}", path.display())))
 }
 
 /// The data directory chosen by flags, variables or the file (for commands other than serve).
 pub fn resolve_data_dir(common: &CommonArgs) -> Result<PathBuf, ConfigError> {
     let file = read_file_config(common)?;
-    Ok(common.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")))
+    Ok(common
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("data")))
 }
 
 impl Config {
@@ -111,14 +118,27 @@ impl Config {
     /// then checks the result.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = read_file_config(&args.common)?;
-        let addr_text = args.addr.clone().or(file.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr_text = args
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
         let addr: SocketAddr = addr_text
             .parse()
             .map_err(|_| ConfigError::new(format!("addr {addr_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))?;
-        let data_dir = args.common.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir = args
+            .common
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| ConfigError::new(format!("cannot create the data directory {}: {e}", data_dir.display())))?;
-        let models_path = args.models.clone().or(file.models).unwrap_or_else(|| PathBuf::from("models.toml"));
+        let models_path = args
+            .models
+            .clone()
+            .or(file.models)
+            .unwrap_or_else(|| PathBuf::from("models.toml"));
         let catalogue = ModelCatalogue::load(&models_path)?;
         let default_model = match args.default_model.clone().or(file.default_model) {
             Some(id) => {

@@ -120,7 +120,10 @@ impl ModelCatalogue {
         let mut seen = std::collections::HashSet::new();
         for model in &self.models {
             if !seen.insert(model.id.as_str()) {
-                return Err(ConfigError::new(format!("models.toml: model id {:?} appears twice", model.id)));
+                return Err(ConfigError::new(format!(
+                    "models.toml: model id {:?} appears twice",
+                    model.id
+                )));
             }
             if model.provider == "local" {
                 if model.path.is_none() && (model.hf_repo.is_none() || model.hf_file.is_none()) {
@@ -148,7 +151,9 @@ impl ModelCatalogue {
         }
         for (name, provider) in &self.providers {
             if provider.kind == ProviderKind::Openai && provider.base_url.is_none() {
-                return Err(ConfigError::new(format!("models.toml: provider {name:?} (openai) needs base_url")));
+                return Err(ConfigError::new(format!(
+                    "models.toml: provider {name:?} (openai) needs base_url"
+                )));
             }
         }
         if let Some(default) = &self.default_chat {
@@ -162,14 +167,19 @@ impl ModelCatalogue {
         match self.models.iter().find(|m| m.id == id) {
             Some(m) if m.role == ModelRole::Chat => Ok(()),
             Some(_) => Err(ConfigError::new(format!("model {id:?} is not a chat model"))),
-            None => Err(ConfigError::new(format!("default model {id:?} is not in the model catalogue"))),
+            None => Err(ConfigError::new(format!(
+                "default model {id:?} is not in the model catalogue"
+            ))),
         }
     }
 
     /// The model used when nothing else is named: `default_chat`, else the first chat model.
     pub fn default_chat_model(&self) -> Option<&str> {
-        self.default_chat
-            .as_deref()
-            .or_else(|| self.models.iter().find(|m| m.role == ModelRole::Chat).map(|m| m.id.as_str()))
+        self.default_chat.as_deref().or_else(|| {
+            self.models
+                .iter()
+                .find(|m| m.role == ModelRole::Chat)
+                .map(|m| m.id.as_str())
+        })
     }
 }

@@ -40,7 +40,10 @@ impl LocalModelConfig {
     pub fn from_path(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         Self {
             id: id.into(),
-            source: ModelSource { path: Some(path.into()), ..ModelSource::default() },
+            source: ModelSource {
+                path: Some(path.into()),
+                ..ModelSource::default()
+            },
             context_length: None,
             chat_template: None,
             queue_capacity: 64,

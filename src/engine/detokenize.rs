@@ -27,11 +27,7 @@ impl IncrementalDecoder {
     }
 
     /// Adds `id` and returns the new complete text, if any.
-    pub(crate) fn push(
-        &mut self,
-        tokenizer: &TextTokenizer,
-        id: u32,
-    ) -> Result<Option<String>, EngineError> {
+    pub(crate) fn push(&mut self, tokenizer: &TextTokenizer, id: u32) -> Result<Option<String>, EngineError> {
         self.ids.push(id);
         let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
         let full = tokenizer.decode(&self.ids[self.prefix_offset..])?;

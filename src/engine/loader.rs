@@ -40,9 +40,8 @@ pub(crate) struct LoadedModel {
 pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<LoadedModel, EngineError> {
     let started = Instant::now();
     let mut reader = BufReader::new(File::open(file)?);
-    let content = Content::read(&mut reader).map_err(|e| {
-        EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", file.display()))
-    })?;
+    let content = Content::read(&mut reader)
+        .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", file.display())))?;
     let md = Metadata(&content.metadata);
     let architecture = Architecture::from_gguf(
         md.str("general.architecture")
@@ -59,14 +58,8 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
             CHATML_TEMPLATE.to_owned()
         }
     };
-    let text_of = |token: Option<&super::tokenizer::SpecialToken>| {
-        token.map(|t| t.text.clone()).unwrap_or_default()
-    };
-    let template = ChatTemplate::new(
-        &template_source,
-        &text_of(tokenizer.bos()),
-        &text_of(tokenizer.eos()),
-    )?;
+    let text_of = |token: Option<&super::tokenizer::SpecialToken>| token.map(|t| t.text.clone()).unwrap_or_default();
+    let template = ChatTemplate::new(&template_source, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
 
     let mut eos_ids: Vec<u32> = tokenizer.eos().map(|t| t.id).into_iter().collect();
     eos_ids.extend(md.token_id("tokenizer.ggml.eot_token_id"));

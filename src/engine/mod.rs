@@ -72,7 +72,9 @@ pub fn load(config: &LocalModelConfig, progress: &LoadProgress) -> Result<LocalE
     });
     match &result {
         Ok(_) => progress.set(LoadState::Ready),
-        Err(error) => progress.set(LoadState::Failed { error: error.to_string() }),
+        Err(error) => progress.set(LoadState::Failed {
+            error: error.to_string(),
+        }),
     }
     result
 }
@@ -101,14 +103,23 @@ struct Inner {
 
 impl std::fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalEngine").field("info", &self.inner.info).finish_non_exhaustive()
+        f.debug_struct("LocalEngine")
+            .field("info", &self.inner.info)
+            .finish_non_exhaustive()
     }
 }
 
 impl LocalEngine {
     /// Starts the runner thread for `loaded`.
     fn start(loaded: LoadedModel, queue_capacity: usize) -> Result<Self, EngineError> {
-        let LoadedModel { info, model, device, tokenizer, template, eos_ids } = loaded;
+        let LoadedModel {
+            info,
+            model,
+            device,
+            tokenizer,
+            template,
+            eos_ids,
+        } = loaded;
         let stats = Arc::new(StatsCounters::default());
         let runner = Runner {
             model_id: info.id.clone(),
@@ -120,7 +131,15 @@ impl LocalEngine {
             stats: stats.clone(),
         };
         let queue = runner.spawn(queue_capacity)?;
-        Ok(Self { inner: Arc::new(Inner { info, tokenizer, template, queue, stats }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                info,
+                tokenizer,
+                template,
+                queue,
+                stats,
+            }),
+        })
     }
 
     /// What the model is.
@@ -158,10 +177,7 @@ impl LocalEngine {
     /// [`EngineError::Overloaded`] when the queue is full and with
     /// [`EngineError::PromptTooLong`] when the prompt leaves no room in the context window.
     /// Dropping the receiver cancels the generation.
-    pub fn submit(
-        &self,
-        request: GenerateRequest,
-    ) -> Result<tokio::sync::mpsc::Receiver<GenerateEvent>, EngineError> {
+    pub fn submit(&self, request: GenerateRequest) -> Result<tokio::sync::mpsc::Receiver<GenerateEvent>, EngineError> {
         let tokens = request.prompt_tokens.len();
         let limit = self.inner.info.context_length;
         if tokens == 0 {
@@ -173,7 +189,11 @@ impl LocalEngine {
         // Room for every event the generation can produce, so the runner never waits.
         let capacity = request.sampling.max_tokens.min(limit) + 4;
         let (events, receiver) = tokio::sync::mpsc::channel(capacity);
-        let job = Job { request, events, queued_at: Instant::now() };
+        let job = Job {
+            request,
+            events,
+            queued_at: Instant::now(),
+        };
         match self.inner.queue.try_send(job) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => {

@@ -49,9 +49,7 @@ impl Architecture {
     pub(crate) fn max_positions(self, md: &Metadata<'_>) -> Option<usize> {
         match self {
             Self::Llama => Some(quantized_llama::MAX_SEQ_LEN),
-            Self::Qwen2 | Self::Qwen3 => {
-                md.u64(&format!("{}.context_length", self.name())).map(|v| v as usize)
-            }
+            Self::Qwen2 | Self::Qwen3 => md.u64(&format!("{}.context_length", self.name())).map(|v| v as usize),
         }
     }
 }
@@ -75,27 +73,16 @@ impl Model {
         device: &Device,
     ) -> Result<Self, EngineError> {
         let model = match architecture {
-            Architecture::Llama => {
-                Self::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?)
-            }
-            Architecture::Qwen2 => {
-                Self::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?)
-            }
-            Architecture::Qwen3 => {
-                Self::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?)
-            }
+            Architecture::Llama => Self::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Qwen2 => Self::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Qwen3 => Self::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
         };
         Ok(model)
     }
 
     /// Runs `tokens` at positions `index_pos..` (after the cached ones) and returns the
     /// logits of the last one as a 1-D f32 tensor.
-    pub(crate) fn forward(
-        &mut self,
-        tokens: &[u32],
-        index_pos: usize,
-        device: &Device,
-    ) -> Result<Tensor, EngineError> {
+    pub(crate) fn forward(&mut self, tokens: &[u32], index_pos: usize, device: &Device) -> Result<Tensor, EngineError> {
         let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let logits = match self {
             Self::Llama(m) => m.forward(&input, index_pos)?,

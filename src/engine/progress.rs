@@ -62,7 +62,10 @@ mod tests {
     fn serializes_with_a_state_tag() {
         let progress = LoadProgress::new();
         assert_eq!(progress.snapshot(), LoadState::Pending);
-        progress.set(LoadState::Downloading { downloaded_bytes: 5, total_bytes: Some(10) });
+        progress.set(LoadState::Downloading {
+            downloaded_bytes: 5,
+            total_bytes: Some(10),
+        });
         let json = serde_json::to_value(progress.snapshot()).unwrap();
         assert_eq!(
             json,

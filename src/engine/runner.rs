@@ -95,7 +95,8 @@ impl Runner {
                     } else {
                         Ending::Finished
                     };
-                    self.stats.record(ending, outcome.prompt_tokens, outcome.completion_tokens);
+                    self.stats
+                        .record(ending, outcome.prompt_tokens, outcome.completion_tokens);
                     let decode_s = outcome.decode.as_secs_f64();
                     let tokens_per_s = if decode_s > 0.0 {
                         outcome.completion_tokens as f64 / decode_s
@@ -121,7 +122,10 @@ impl Runner {
                 Err(_) => {
                     tracing::error!(model = %self.model_id, "generation panicked");
                     self.stats.record(Ending::Failed, 0, 0);
-                    send(&job.events, GenerateEvent::Failed("internal error in the engine".into()));
+                    send(
+                        &job.events,
+                        GenerateEvent::Failed("internal error in the engine".into()),
+                    );
                 }
             }
         }

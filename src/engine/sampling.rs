@@ -61,15 +61,36 @@ mod tests {
         params.temperature = Some(0.0);
         assert_eq!(params.sampling(), Sampling::ArgMax);
         params.temperature = Some(0.7);
-        assert_eq!(params.sampling(), Sampling::All { temperature: 0.7f32 as f64 });
+        assert_eq!(
+            params.sampling(),
+            Sampling::All {
+                temperature: 0.7f32 as f64
+            }
+        );
         params.top_p = Some(0.9);
-        assert_eq!(params.sampling(), Sampling::TopP { p: 0.9f32 as f64, temperature: 0.7f32 as f64 });
+        assert_eq!(
+            params.sampling(),
+            Sampling::TopP {
+                p: 0.9f32 as f64,
+                temperature: 0.7f32 as f64
+            }
+        );
         params.top_k = Some(40);
         assert_eq!(
             params.sampling(),
-            Sampling::TopKThenTopP { k: 40, p: 0.9f32 as f64, temperature: 0.7f32 as f64 }
+            Sampling::TopKThenTopP {
+                k: 40,
+                p: 0.9f32 as f64,
+                temperature: 0.7f32 as f64
+            }
         );
         params.top_p = Some(1.0);
-        assert_eq!(params.sampling(), Sampling::TopK { k: 40, temperature: 0.7f32 as f64 });
+        assert_eq!(
+            params.sampling(),
+            Sampling::TopK {
+                k: 40,
+                temperature: 0.7f32 as f64
+            }
+        );
     }
 }

@@ -12,10 +12,7 @@ use super::progress::{LoadProgress, LoadState};
 
 /// Resolves the model file of `config`: its path when that file exists, else the hf-hub
 /// download (or, offline, the hf-hub cache). The error names everything that was tried.
-pub(crate) fn resolve_model_file(
-    config: &LocalModelConfig,
-    progress: &LoadProgress,
-) -> Result<PathBuf, EngineError> {
+pub(crate) fn resolve_model_file(config: &LocalModelConfig, progress: &LoadProgress) -> Result<PathBuf, EngineError> {
     let source = &config.source;
     let mut tried = Vec::new();
     if let Some(path) = &source.path {
@@ -25,12 +22,10 @@ pub(crate) fn resolve_model_file(
         tried.push(format!("no file at {}", path.display()));
     }
     match (&source.hf_repo, &source.hf_file) {
-        (Some(repo), Some(file)) => {
-            match download(config, repo, file, source.hf_revision.as_deref(), progress) {
-                Ok(path) => return Ok(path),
-                Err(error) => tried.push(format!("{repo}/{file} from Hugging Face: {error}")),
-            }
-        }
+        (Some(repo), Some(file)) => match download(config, repo, file, source.hf_revision.as_deref(), progress) {
+            Ok(path) => return Ok(path),
+            Err(error) => tried.push(format!("{repo}/{file} from Hugging Face: {error}")),
+        },
         (Some(repo), None) => tried.push(format!("Hugging Face repo {repo} names no file")),
         (None, Some(file)) => tried.push(format!("Hugging Face file {file} names no repo")),
         (None, None) => {}
@@ -38,7 +33,11 @@ pub(crate) fn resolve_model_file(
     if tried.is_empty() {
         tried.push("the source names neither a path nor a Hugging Face repo and file".into());
     }
-    Err(EngineError::NotFound(format!("model {}: {}", config.id, tried.join("; "))))
+    Err(EngineError::NotFound(format!(
+        "model {}: {}",
+        config.id,
+        tried.join("; ")
+    )))
 }
 
 /// Fetches `repo`/`file` through hf-hub into `config.cache_dir`, reporting progress; with
@@ -83,10 +82,9 @@ fn download(
                         .send()
                         .await
                         .map_err(|e| match e {
-                            hf_hub::HFError::LocalEntryNotFound { .. } => format!(
-                                "not in the hf-hub cache under {} (offline)",
-                                config.cache_dir.display()
-                            ),
+                            hf_hub::HFError::LocalEntryNotFound { .. } => {
+                                format!("not in the hf-hub cache under {} (offline)", config.cache_dir.display())
+                            }
                             other => other.to_string(),
                         })
                 })
@@ -113,9 +111,9 @@ impl DownloadProgress {
     fn new(progress: LoadProgress, file: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::no_length();
-            if let Ok(style) = ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(display_name(file));
@@ -125,7 +123,10 @@ impl DownloadProgress {
     }
 
     fn report(&self, downloaded_bytes: u64, total_bytes: Option<u64>) {
-        self.progress.set(LoadState::Downloading { downloaded_bytes, total_bytes });
+        self.progress.set(LoadState::Downloading {
+            downloaded_bytes,
+            total_bytes,
+        });
         if let Some(bar) = &self.bar {
             if let Some(total) = total_bytes {
                 bar.set_length(total);
@@ -141,17 +142,17 @@ impl ProgressHandler for DownloadProgress {
             return;
         };
         match event {
-            DownloadEvent::Start { total_bytes, .. } => {
-                self.report(0, (*total_bytes > 0).then_some(*total_bytes))
-            }
+            DownloadEvent::Start { total_bytes, .. } => self.report(0, (*total_bytes > 0).then_some(*total_bytes)),
             DownloadEvent::Progress { files } => {
                 let done: u64 = files.iter().map(|f| f.bytes_completed).sum();
                 let total: u64 = files.iter().map(|f| f.total_bytes).sum();
                 self.report(done, (total > 0).then_some(total));
             }
-            DownloadEvent::AggregateProgress { bytes_completed, total_bytes, .. } => {
-                self.report(*bytes_completed, (*total_bytes > 0).then_some(*total_bytes))
-            }
+            DownloadEvent::AggregateProgress {
+                bytes_completed,
+                total_bytes,
+                ..
+            } => self.report(*bytes_completed, (*total_bytes > 0).then_some(*total_bytes)),
             DownloadEvent::Complete => {}
         }
     }
@@ -159,7 +160,9 @@ impl ProgressHandler for DownloadProgress {
 
 /// The last path component of a repo file, for the progress bar.
 fn display_name(file: &str) -> String {
-    Path::new(file).file_name().map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned())
+    Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -185,7 +188,9 @@ mod tests {
         config.cache_dir = dir.path().join("cache");
         config.offline = true;
         let error = resolve_model_file(&config, &LoadProgress::new()).unwrap_err();
-        let EngineError::NotFound(message) = error else { panic!("wrong error {error:?}") };
+        let EngineError::NotFound(message) = error else {
+            panic!("wrong error {error:?}")
+        };
         assert!(message.contains("missing.gguf"), "{message}");
         assert!(message.contains("someone/some-model/some-model.Q4_0.gguf"), "{message}");
         assert!(message.contains("offline"), "{message}");
@@ -196,6 +201,22 @@ mod tests {
         let mut config = LocalModelConfig::from_path("m", "x");
         config.source = Default::default();
         let error = resolve_model_file(&config, &LoadProgress::new()).unwrap_err();
+        assert!(matches!(error, EngineError::NotFound(_)));
+    }
+
+    /// Hugging Face is unreachable here: the online path must fail with a clear NotFound.
+    #[test]
+    #[ignore = "touches the network"]
+    fn an_unreachable_hub_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LocalModelConfig::from_path("m", dir.path().join("missing.gguf"));
+        config.source.hf_repo = Some("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF".into());
+        config.source.hf_file = Some("smollm2-135m-instruct-q8_0.gguf".into());
+        config.cache_dir = dir.path().join("cache");
+        config.offline = false;
+        let started = std::time::Instant::now();
+        let error = resolve_model_file(&config, &LoadProgress::new()).unwrap_err();
+        eprintln!("{error} after {:?}", started.elapsed());
         assert!(matches!(error, EngineError::NotFound(_)));
     }
 }

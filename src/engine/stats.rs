@@ -53,7 +53,8 @@ impl StatsCounters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion_tokens as u64, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion_tokens as u64, Ordering::Relaxed);
     }
 
     /// The current values.

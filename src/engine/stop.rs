@@ -25,7 +25,11 @@ impl StopMatcher {
     /// A matcher for `stops`.
     pub(crate) fn new(stops: &[String]) -> Self {
         let stops = stops.iter().filter(|s| !s.is_empty()).cloned().collect();
-        Self { stops, text: String::new(), emitted: 0 }
+        Self {
+            stops,
+            text: String::new(),
+            emitted: 0,
+        }
     }
 
     /// Adds `piece` and says what may be released.

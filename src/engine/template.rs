@@ -24,7 +24,10 @@ pub struct TemplateMessage {
 impl TemplateMessage {
     /// A message from `role` saying `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -47,12 +50,19 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(|e| EngineError::Template(format!("cannot compile the chat template: {e}")))?;
-        Ok(Self { env, bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's
@@ -86,7 +96,10 @@ mod tests {
     use super::*;
 
     fn messages() -> Vec<TemplateMessage> {
-        vec![TemplateMessage::new("system", "Be brief."), TemplateMessage::new("user", "Hi")]
+        vec![
+            TemplateMessage::new("system", "Be brief."),
+            TemplateMessage::new("user", "Hi"),
+        ]
     }
 
     #[test]
@@ -107,12 +120,17 @@ mod tests {
         let template = ChatTemplate::new(source, "<s>", "</s>").unwrap();
         let text = template.render(&[TemplateMessage::new("user", "  hi ")], true).unwrap();
         assert_eq!(text, "<s>HI");
-        let error = template.render(&[TemplateMessage::new("assistant", "x")], true).unwrap_err();
+        let error = template
+            .render(&[TemplateMessage::new("assistant", "x")], true)
+            .unwrap_err();
         assert!(error.to_string().contains("no assistant turns"), "{error}");
     }
 
     #[test]
     fn a_broken_template_is_a_template_error() {
-        assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(EngineError::Template(_))));
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", "", ""),
+            Err(EngineError::Template(_))
+        ));
     }
 }

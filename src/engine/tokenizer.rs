@@ -23,7 +23,8 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// `llama-bpe`), as in their tokenizer.json.
 const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The pre-tokenizer regex of Qwen2 / Qwen3 vocabularies (`tokenizer.ggml.pre` = `qwen2`).
-const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// A special token: its id and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,21 +54,24 @@ impl TextTokenizer {
         let beside = model_file.with_file_name("tokenizer.json");
         let inner = if beside.is_file() {
             tracing::info!(path = %beside.display(), "using the tokenizer.json beside the model");
-            Tokenizer::from_file(&beside).map_err(|e| {
-                EngineError::Tokenizer(format!("cannot read {}: {e}", beside.display()))
-            })?
+            Tokenizer::from_file(&beside)
+                .map_err(|e| EngineError::Tokenizer(format!("cannot read {}: {e}", beside.display())))?
         } else {
             from_gguf_metadata(md)?
         };
         let special = |key: &str| {
-            md.token_id(key).and_then(|id| {
-                inner.id_to_token(id).map(|text| SpecialToken { id, text })
-            })
+            md.token_id(key)
+                .and_then(|id| inner.id_to_token(id).map(|text| SpecialToken { id, text }))
         };
         let bos = special("tokenizer.ggml.bos_token_id");
         let eos = special("tokenizer.ggml.eos_token_id");
         let add_bos = md.bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
-        Ok(Self { inner, bos, eos, add_bos })
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            add_bos,
+        })
     }
 
     /// Encodes `text`; special tokens written in it (`<|im_start|>`) become their single ids,
@@ -84,12 +88,15 @@ impl TextTokenizer {
 
     /// The number of tokens of `text`, without BOS.
     pub(crate) fn count(&self, text: &str) -> usize {
-        self.encode_plain(text).map_or_else(|_| crate::providers::estimate_tokens(text), |ids| ids.len())
+        self.encode_plain(text)
+            .map_or_else(|_| crate::providers::estimate_tokens(text), |ids| ids.len())
     }
 
     /// Decodes `ids` to text, leaving out special tokens.
     pub(crate) fn decode(&self, ids: &[u32]) -> Result<String, EngineError> {
-        self.inner.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// The id of the token spelled `text`, if the vocabulary has it.
@@ -113,8 +120,10 @@ impl TextTokenizer {
     }
 
     fn encode_plain(&self, text: &str) -> Result<Vec<u32>, EngineError> {
-        let encoding =
-            self.inner.encode_fast(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 }
@@ -135,8 +144,11 @@ fn from_gguf_metadata(md: &Metadata<'_>) -> Result<Tokenizer, EngineError> {
     let types = md.int_array("tokenizer.ggml.token_type")?.unwrap_or_default();
     let merges = md.str_array("tokenizer.ggml.merges")?.unwrap_or_default();
 
-    let vocab: Vocab =
-        tokens.iter().enumerate().map(|(id, token)| ((*token).to_owned(), id as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| ((*token).to_owned(), id as u32))
+        .collect();
     let merges = merges
         .iter()
         .map(|merge| {
@@ -186,11 +198,7 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, EngineError> {
     };
     match pre {
         // SmolLM: every digit is its own word, then GPT-2's byte-level split.
-        "smollm" => Ok(Sequence::new(vec![
-            Digits::new(true).into(),
-            ByteLevel::new(false, true, true).into(),
-        ])
-        .into()),
+        "smollm" => Ok(Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into()),
         "llama-bpe" | "llama3" | "llama-v3" | "dbrx" | "smaug-bpe" => split(LLAMA3_PATTERN),
         "qwen2" | "deepseek-r1-qwen" => split(QWEN2_PATTERN),
         "gpt-2" | "gpt2" | "default" => Ok(ByteLevel::new(false, true, true).into()),

@@ -13,9 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::sse::{self, HttpFailure};
-use super::{
-    ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Role, Usage,
-};
+use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Role, Usage};
 
 /// The public Gemini API root.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
@@ -52,11 +50,7 @@ impl std::fmt::Debug for GeminiProvider {
 impl GeminiProvider {
     /// A provider for the API rooted at `base_url` (usually [`DEFAULT_BASE_URL`]); `api_key`,
     /// when set, is sent in the `x-goog-api-key` header.
-    pub fn new(
-        base_url: impl Into<String>,
-        api_key: Option<String>,
-        http: reqwest::Client,
-    ) -> Self {
+    pub fn new(base_url: impl Into<String>, api_key: Option<String>, http: reqwest::Client) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         let api_key = api_key.filter(|key| !key.trim().is_empty());
         Self {
@@ -188,18 +182,12 @@ impl WireError {
             detail
                 .get("reason")
                 .and_then(Value::as_str)
-                .is_some_and(|reason| {
-                    matches!(reason, "API_KEY_INVALID" | "API_KEY_SERVICE_BLOCKED")
-                })
+                .is_some_and(|reason| matches!(reason, "API_KEY_INVALID" | "API_KEY_SERVICE_BLOCKED"))
         })
     }
 
     /// The provider error this stands for, given the HTTP status and `Retry-After` header.
-    fn into_provider_error(
-        self,
-        http_status: reqwest::StatusCode,
-        header_retry: Option<u64>,
-    ) -> ProviderError {
+    fn into_provider_error(self, http_status: reqwest::StatusCode, header_retry: Option<u64>) -> ProviderError {
         let retry_after = header_retry.or_else(|| self.retry_delay());
         let bad_key = self.bad_key();
         let message = match self.message.as_deref().map(str::trim) {
@@ -209,9 +197,7 @@ impl WireError {
         match self.status.as_deref() {
             Some("RESOURCE_EXHAUSTED") => ProviderError::RateLimited { retry_after },
             Some("UNAVAILABLE") => ProviderError::Unavailable(message),
-            Some("UNAUTHENTICATED") | Some("PERMISSION_DENIED") => {
-                ProviderError::Unauthorized(message)
-            }
+            Some("UNAUTHENTICATED") | Some("PERMISSION_DENIED") => ProviderError::Unauthorized(message),
             _ if bad_key => ProviderError::Unauthorized(message),
             _ => sse::error_for_status(http_status, retry_after, message),
         }
@@ -313,8 +299,9 @@ struct PromptFeedback {
 fn finish_reason(reason: &str) -> FinishReason {
     match reason {
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-        | "LANGUAGE" => FinishReason::ContentFilter,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE" => {
+            FinishReason::ContentFilter
+        }
         _ => FinishReason::Stop,
     }
 }
@@ -337,8 +324,7 @@ impl StreamState {
             // The payload may hold answer text: it is not quoted in the error.
             .map_err(|e| ProviderError::Other(format!("malformed chunk: {e}")))?;
         if let Some(error) = chunk.error {
-            let rate_limited =
-                error.status.as_deref() == Some("RESOURCE_EXHAUSTED") || error.code == Some(429);
+            let rate_limited = error.status.as_deref() == Some("RESOURCE_EXHAUSTED") || error.code == Some(429);
             return Err(if rate_limited {
                 ProviderError::RateLimited {
                     retry_after: error.retry_delay(),
@@ -351,9 +337,7 @@ impl StreamState {
         if let Some(usage) = chunk.usage_metadata {
             self.usage = Some(Usage {
                 prompt_tokens: usage.prompt_token_count,
-                completion_tokens: usage
-                    .candidates_token_count
-                    .saturating_add(usage.thoughts_token_count),
+                completion_tokens: usage.candidates_token_count.saturating_add(usage.thoughts_token_count),
             });
         }
         if chunk.prompt_feedback.and_then(|f| f.block_reason).is_some() {
@@ -425,19 +409,13 @@ impl ChatProvider for GeminiProvider {
         Ok(Box::pin(stream))
     }
 
-    async fn embed(
-        &self,
-        model: &str,
-        inputs: Vec<String>,
-    ) -> Result<Vec<Vec<f32>>, ProviderError> {
+    async fn embed(&self, model: &str, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, ProviderError> {
         let resource = format!("models/{}", bare_model(model));
         let mut vectors = Vec::with_capacity(inputs.len());
         for batch in inputs.chunks(EMBED_BATCH_LIMIT) {
             let requests: Vec<Value> = batch
                 .iter()
-                .map(
-                    |text| json!({ "model": resource, "content": { "parts": [{ "text": text }] } }),
-                )
+                .map(|text| json!({ "model": resource, "content": { "parts": [{ "text": text }] } }))
                 .collect();
             let request = self
                 .post(model, "batchEmbedContents")
@@ -499,10 +477,7 @@ mod tests {
             params: GenerationParams::default(),
         };
         let body = chat_body(&request);
-        assert_eq!(
-            body["systemInstruction"],
-            json!({ "parts": [{ "text": "be brief" }] })
-        );
+        assert_eq!(body["systemInstruction"], json!({ "parts": [{ "text": "be brief" }] }));
         assert_eq!(
             body["contents"],
             json!([
@@ -556,9 +531,7 @@ mod tests {
     #[test]
     fn blocks_and_errors() {
         let mut state = StreamState::default();
-        state
-            .on_data(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#)
-            .unwrap();
+        state.on_data(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#).unwrap();
         assert_eq!(state.finish, Some(FinishReason::ContentFilter));
         let mut state = StreamState::default();
         state
@@ -568,12 +541,7 @@ mod tests {
         let error = state
             .on_data(r#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"retryDelay":"2.5s"}]}}"#)
             .unwrap_err();
-        assert!(matches!(
-            error,
-            ProviderError::RateLimited {
-                retry_after: Some(3)
-            }
-        ));
+        assert!(matches!(error, ProviderError::RateLimited { retry_after: Some(3) }));
         let error = state
             .on_data(r#"{"error":{"code":500,"message":"internal","status":"INTERNAL"}}"#)
             .unwrap_err();
@@ -591,12 +559,7 @@ mod tests {
             429,
             r#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#,
         ));
-        assert!(matches!(
-            e,
-            ProviderError::RateLimited {
-                retry_after: Some(37)
-            }
-        ));
+        assert!(matches!(e, ProviderError::RateLimited { retry_after: Some(37) }));
         let e = classify(failure(
             503,
             r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#,

@@ -3,12 +3,9 @@
 use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{
-    ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage,
-};
+use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
 use crate::engine::{
-    EngineError, GenerateEvent, GenerateRequest, LocalEngine, SamplingParams, StopReason,
-    TemplateMessage,
+    EngineError, GenerateEvent, GenerateRequest, LocalEngine, SamplingParams, StopReason, TemplateMessage,
 };
 
 /// The most tokens generated when the request does not say.
@@ -43,8 +40,10 @@ impl LocalProvider {
             EngineError::Template(message) => ProviderError::Rejected(message),
             other => ProviderError::Other(other.to_string()),
         })?;
-        let prompt_tokens =
-            self.engine.encode(&text).map_err(|e| ProviderError::Other(e.to_string()))?;
+        let prompt_tokens = self
+            .engine
+            .encode(&text)
+            .map_err(|e| ProviderError::Other(e.to_string()))?;
         let context = self.engine.info().context_length;
         if prompt_tokens.len() >= context {
             return Err(ProviderError::Rejected(format!(
@@ -76,7 +75,11 @@ impl LocalProvider {
 fn chat_event(event: GenerateEvent) -> Result<ChatEvent, ProviderError> {
     match event {
         GenerateEvent::Text(text) => Ok(ChatEvent::Token(text)),
-        GenerateEvent::Finished { reason, prompt_tokens, completion_tokens } => Ok(ChatEvent::Done {
+        GenerateEvent::Finished {
+            reason,
+            prompt_tokens,
+            completion_tokens,
+        } => Ok(ChatEvent::Done {
             finish_reason: match reason {
                 StopReason::EndOfSequence | StopReason::StopString => FinishReason::Stop,
                 StopReason::Length => FinishReason::Length,
@@ -163,10 +166,19 @@ mod tests {
         ChatRequest {
             model: "tiny".into(),
             messages: vec![
-                ChatMessage { role: Role::System, content: "Be brief.".into() },
-                ChatMessage { role: Role::User, content: text.into() },
+                ChatMessage {
+                    role: Role::System,
+                    content: "Be brief.".into(),
+                },
+                ChatMessage {
+                    role: Role::User,
+                    content: text.into(),
+                },
             ],
-            params: GenerationParams { max_tokens, ..GenerationParams::default() },
+            params: GenerationParams {
+                max_tokens,
+                ..GenerationParams::default()
+            },
         }
     }
 
@@ -202,7 +214,10 @@ mod tests {
             rest,
             vec![ChatEvent::Done {
                 finish_reason: FinishReason::Length,
-                usage: Usage { prompt_tokens: prompt, completion_tokens: 8 },
+                usage: Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: 8
+                },
             }]
         );
     }
@@ -212,7 +227,10 @@ mod tests {
         let (_dir, provider) = provider(4);
         let long = "word ".repeat(3000);
         let error = provider.chat_stream(request(&long, None)).await.err().unwrap();
-        assert!(matches!(error, ProviderError::Rejected(ref m) if m.contains("context")), "{error:?}");
+        assert!(
+            matches!(error, ProviderError::Rejected(ref m) if m.contains("context")),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]

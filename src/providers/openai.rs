@@ -44,11 +44,7 @@ impl std::fmt::Debug for OpenAiProvider {
 impl OpenAiProvider {
     /// A provider for the API rooted at `base_url` (e.g. `https://openrouter.ai/api/v1` or
     /// `http://localhost:8000/v1`); `api_key`, when set, is sent as a bearer token.
-    pub fn new(
-        base_url: impl Into<String>,
-        api_key: Option<String>,
-        http: reqwest::Client,
-    ) -> Self {
+    pub fn new(base_url: impl Into<String>, api_key: Option<String>, http: reqwest::Client) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         let api_key = api_key.filter(|key| !key.trim().is_empty());
         Self {
@@ -135,11 +131,7 @@ impl WireError {
             Some(Value::String(s)) => s == "429" || s.contains("rate_limit"),
             _ => false,
         };
-        code_says
-            || self
-                .kind
-                .as_deref()
-                .is_some_and(|k| k.contains("rate_limit"))
+        code_says || self.kind.as_deref().is_some_and(|k| k.contains("rate_limit"))
     }
 }
 
@@ -152,25 +144,15 @@ fn error_message(body: &str) -> String {
     };
     let found = match value.get("error") {
         Some(Value::String(message)) => Some(message.clone()),
-        Some(error) => error
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        None => value
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        Some(error) => error.get("message").and_then(Value::as_str).map(str::to_string),
+        None => value.get("message").and_then(Value::as_str).map(str::to_string),
     };
     found.unwrap_or_else(|| body.trim().to_string())
 }
 
 /// Classifies a non-success answer of an OpenAI-compatible server.
 fn classify(failure: HttpFailure) -> ProviderError {
-    sse::error_for_status(
-        failure.status,
-        failure.retry_after,
-        error_message(&failure.body),
-    )
+    sse::error_for_status(failure.status, failure.retry_after, error_message(&failure.body))
 }
 
 /// One `chat.completion.chunk` of the stream (only the fields we read).
@@ -293,13 +275,8 @@ impl StreamState {
 
     /// The final event: the server's counts, or estimates over the prompt and the answer.
     fn done(&self, finish_reason: FinishReason, request: &ChatRequest) -> ChatEvent {
-        let usage = self
-            .usage
-            .unwrap_or_else(|| sse::estimate_usage(request, &self.output));
-        ChatEvent::Done {
-            finish_reason,
-            usage,
-        }
+        let usage = self.usage.unwrap_or_else(|| sse::estimate_usage(request, &self.output));
+        ChatEvent::Done { finish_reason, usage }
     }
 }
 
@@ -370,11 +347,7 @@ impl ChatProvider for OpenAiProvider {
         Ok(Box::pin(stream))
     }
 
-    async fn embed(
-        &self,
-        model: &str,
-        inputs: Vec<String>,
-    ) -> Result<Vec<Vec<f32>>, ProviderError> {
+    async fn embed(&self, model: &str, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, ProviderError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -407,10 +380,7 @@ struct EmbeddingItem {
 
 /// Puts the vectors in input order (by `index`, or as sent where a server leaves it out) and
 /// checks that there is exactly one per input.
-fn order_embeddings(
-    items: Vec<EmbeddingItem>,
-    count: usize,
-) -> Result<Vec<Vec<f32>>, ProviderError> {
+fn order_embeddings(items: Vec<EmbeddingItem>, count: usize) -> Result<Vec<Vec<f32>>, ProviderError> {
     if items.len() != count {
         return Err(ProviderError::Other(format!(
             "asked for {count} embeddings, got {}",
@@ -429,10 +399,7 @@ fn order_embeddings(
             }
         }
     }
-    Ok(slots
-        .into_iter()
-        .map(|slot| slot.unwrap_or_default())
-        .collect())
+    Ok(slots.into_iter().map(|slot| slot.unwrap_or_default()).collect())
 }
 
 #[cfg(test)]
@@ -485,16 +452,15 @@ mod tests {
     #[test]
     fn chunks_give_tokens_finish_and_usage() {
         let mut state = StreamState::default();
-        let step = state.on_data(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
+        let step = state
+            .on_data(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
         assert!(matches!(step, Step::Continue(t) if t.is_empty()));
-        let step = state.on_data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#);
-        assert!(matches!(step, Step::Continue(t) if t == ["Hi"]));
         let step =
-            state.on_data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#);
+            state.on_data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#);
+        assert!(matches!(step, Step::Continue(t) if t == ["Hi"]));
+        let step = state.on_data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#);
         assert!(matches!(step, Step::Continue(t) if t.is_empty()));
-        state.on_data(
-            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#,
-        );
+        state.on_data(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#);
         assert!(matches!(state.on_data("[DONE]"), Step::Done));
         assert_eq!(state.finish, Some(FinishReason::Length));
         let done = state.done(FinishReason::Length, &request(GenerationParams::default()));
@@ -514,9 +480,7 @@ mod tests {
     #[test]
     fn usage_is_estimated_when_not_sent() {
         let mut state = StreamState::default();
-        state.on_data(
-            r#"{"choices":[{"delta":{"content":"one two three"},"finish_reason":"stop"}]}"#,
-        );
+        state.on_data(r#"{"choices":[{"delta":{"content":"one two three"},"finish_reason":"stop"}]}"#);
         let done = state.done(FinishReason::Stop, &request(GenerationParams::default()));
         let usage = Usage {
             prompt_tokens: 2 + 3,
@@ -537,10 +501,7 @@ mod tests {
         let step = state.on_data(r#"{"error":{"message":"boom","code":502}}"#);
         assert!(matches!(step, Step::Failed(ProviderError::Other(m)) if m == "boom"));
         let step = state.on_data(r#"{"error":{"message":"slow down","code":429}}"#);
-        assert!(matches!(
-            step,
-            Step::Failed(ProviderError::RateLimited { .. })
-        ));
+        assert!(matches!(step, Step::Failed(ProviderError::RateLimited { .. })));
         let step = state.on_data("{not json");
         assert!(matches!(step, Step::Failed(ProviderError::Other(_))));
     }
@@ -551,14 +512,8 @@ mod tests {
             error_message(r#"{"error":{"message":"bad model","type":"x"}}"#),
             "bad model"
         );
-        assert_eq!(
-            error_message(r#"{"object":"error","message":"too long"}"#),
-            "too long"
-        );
-        assert_eq!(
-            error_message(r#"{"error":"model not found"}"#),
-            "model not found"
-        );
+        assert_eq!(error_message(r#"{"object":"error","message":"too long"}"#), "too long");
+        assert_eq!(error_message(r#"{"error":"model not found"}"#), "model not found");
         assert_eq!(error_message("plain text\n"), "plain text");
     }
 
@@ -574,10 +529,7 @@ mod tests {
                 index: Some(0),
             },
         ];
-        assert_eq!(
-            order_embeddings(items, 2).unwrap(),
-            vec![vec![0.0], vec![1.0]]
-        );
+        assert_eq!(order_embeddings(items, 2).unwrap(), vec![vec![0.0], vec![1.0]]);
         let items = vec![EmbeddingItem {
             embedding: vec![1.0],
             index: Some(5),

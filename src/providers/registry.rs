@@ -36,7 +36,10 @@ enum Backend {
     /// In-process engine, loaded in the background.
     Local(Arc<RwLock<LocalSlot>>),
     /// A remote provider; `missing_key` names the unset variable when there is one.
-    Remote { provider: Arc<dyn ChatProvider>, missing_key: Option<String> },
+    Remote {
+        provider: Arc<dyn ChatProvider>,
+        missing_key: Option<String>,
+    },
 }
 
 enum LocalSlot {
@@ -100,7 +103,9 @@ impl ModelRegistry {
                 Backend::Local(start_local(entry, config))
             } else {
                 // validate() guarantees the provider table exists.
-                let Some(p) = config.catalogue.providers.get(&entry.provider) else { continue };
+                let Some(p) = config.catalogue.providers.get(&entry.provider) else {
+                    continue;
+                };
                 let (key, missing_key) = match &p.api_key_env {
                     Some(var) => match std::env::var(var) {
                         Ok(v) if !v.is_empty() => (Some(v), None),
@@ -109,20 +114,30 @@ impl ModelRegistry {
                     None => (None, None),
                 };
                 let provider: Arc<dyn ChatProvider> = match p.kind {
-                    ProviderKind::Openai => {
-                        Arc::new(OpenAiProvider::new(p.base_url.clone().unwrap_or_default(), key, http.clone()))
-                    }
+                    ProviderKind::Openai => Arc::new(OpenAiProvider::new(
+                        p.base_url.clone().unwrap_or_default(),
+                        key,
+                        http.clone(),
+                    )),
                     ProviderKind::Gemini => Arc::new(GeminiProvider::new(
-                        p.base_url.clone().unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_string()),
+                        p.base_url
+                            .clone()
+                            .unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_string()),
                         key,
                         http.clone(),
                     )),
                 };
                 Backend::Remote { provider, missing_key }
             };
-            slots.push(Slot { entry: entry.clone(), backend });
+            slots.push(Slot {
+                entry: entry.clone(),
+                backend,
+            });
         }
-        Arc::new(ModelRegistry { slots, default_model: config.default_model.clone() })
+        Arc::new(ModelRegistry {
+            slots,
+            default_model: config.default_model.clone(),
+        })
     }
 
     /// The default chat model's id.
@@ -131,7 +146,10 @@ impl ModelRegistry {
     }
 
     fn slot(&self, id: &str) -> Result<&Slot, RegistryError> {
-        self.slots.iter().find(|s| s.entry.id == id).ok_or_else(|| RegistryError::UnknownModel(id.to_string()))
+        self.slots
+            .iter()
+            .find(|s| s.entry.id == id)
+            .ok_or_else(|| RegistryError::UnknownModel(id.to_string()))
     }
 
     /// Whether `id` is a chat model of the catalogue.
@@ -156,18 +174,23 @@ impl ModelRegistry {
 
     fn status_of(&self, slot: &Slot) -> ModelStatus {
         let (status, progress, error) = match &slot.backend {
-            Backend::Remote { missing_key: Some(var), .. } => {
-                ("unavailable", None, Some(format!("set {var} to use this model")))
-            }
+            Backend::Remote {
+                missing_key: Some(var), ..
+            } => ("unavailable", None, Some(format!("set {var} to use this model"))),
             Backend::Remote { .. } => ("ready", None, None),
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
                 LocalSlot::Ready(_) => ("ready", None, None),
                 LocalSlot::Failed(e) => ("failed", None, Some(e.clone())),
                 LocalSlot::Loading(progress) => match progress.snapshot() {
                     LoadState::Pending => ("pending", None, None),
-                    LoadState::Downloading { downloaded_bytes, total_bytes } => (
+                    LoadState::Downloading {
+                        downloaded_bytes,
+                        total_bytes,
+                    } => (
                         "downloading",
-                        total_bytes.filter(|t| *t > 0).map(|t| downloaded_bytes as f32 / t as f32),
+                        total_bytes
+                            .filter(|t| *t > 0)
+                            .map(|t| downloaded_bytes as f32 / t as f32),
                         None,
                     ),
                     LoadState::Loading => ("loading", None, None),
@@ -207,12 +230,18 @@ impl ModelRegistry {
     }
 
     fn provider(&self, slot: &Slot) -> Result<(Arc<dyn ChatProvider>, String), RegistryError> {
-        let unavailable = |reason: String| RegistryError::Unavailable { id: slot.entry.id.clone(), reason };
+        let unavailable = |reason: String| RegistryError::Unavailable {
+            id: slot.entry.id.clone(),
+            reason,
+        };
         match &slot.backend {
-            Backend::Remote { missing_key: Some(var), .. } => Err(unavailable(format!("{var} is not set"))),
-            Backend::Remote { provider, .. } => {
-                Ok((provider.clone(), slot.entry.remote_name.clone().unwrap_or_else(|| slot.entry.id.clone())))
-            }
+            Backend::Remote {
+                missing_key: Some(var), ..
+            } => Err(unavailable(format!("{var} is not set"))),
+            Backend::Remote { provider, .. } => Ok((
+                provider.clone(),
+                slot.entry.remote_name.clone().unwrap_or_else(|| slot.entry.id.clone()),
+            )),
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
                 LocalSlot::Ready(p) => Ok((p.clone() as Arc<dyn ChatProvider>, slot.entry.id.clone())),
                 LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),

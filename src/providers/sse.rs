@@ -62,11 +62,7 @@ pub async fn send(
     if status.is_success() {
         return Ok(response);
     }
-    tracing::warn!(
-        provider,
-        status = status.as_u16(),
-        "provider refused the request"
-    );
+    tracing::warn!(provider, status = status.as_u16(), "provider refused the request");
     let retry_after = retry_after_seconds(response.headers());
     // A body that cannot be read still leaves the status to classify by.
     let body = response.text().await.unwrap_or_default();
@@ -79,9 +75,7 @@ pub async fn send(
 
 /// Reads a successful answer's JSON body: a body that is not the expected JSON is
 /// [`ProviderError::Other`], a connection lost while reading it [`ProviderError::Unavailable`].
-pub async fn read_json<T: serde::de::DeserializeOwned>(
-    response: Response,
-) -> Result<T, ProviderError> {
+pub async fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, ProviderError> {
     response.json().await.map_err(|e| {
         if e.is_decode() {
             ProviderError::Other(format!("malformed answer: {}", e.without_url()))
@@ -134,11 +128,7 @@ pub fn retry_after_seconds(headers: &HeaderMap) -> Option<u64> {
 
 /// The default mapping of an HTTP status to a provider error: 429 is `RateLimited`, 401 and 403
 /// `Unauthorized`, other 4xx `Rejected`, 5xx `Unavailable`, anything else `Other`.
-pub fn error_for_status(
-    status: StatusCode,
-    retry_after: Option<u64>,
-    message: String,
-) -> ProviderError {
+pub fn error_for_status(status: StatusCode, retry_after: Option<u64>, message: String) -> ProviderError {
     let message = if message.trim().is_empty() {
         status.to_string()
     } else {
@@ -163,16 +153,8 @@ pub fn truncate(message: &str) -> String {
 
 /// Estimated token counts of a prompt and its answer, for providers that do not report them.
 pub fn estimate_usage(request: &ChatRequest, output: &str) -> Usage {
-    let prompt: usize = request
-        .messages
-        .iter()
-        .map(|m| estimate_tokens(&m.content))
-        .sum();
-    let completion = if output.is_empty() {
-        0
-    } else {
-        estimate_tokens(output)
-    };
+    let prompt: usize = request.messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+    let completion = if output.is_empty() { 0 } else { estimate_tokens(output) };
     Usage {
         prompt_tokens: u32::try_from(prompt).unwrap_or(u32::MAX),
         completion_tokens: u32::try_from(completion).unwrap_or(u32::MAX),
@@ -208,9 +190,7 @@ pub fn data_stream(
                 Some(Ok(event)) => return Some((Ok(event.data), Some(events))),
                 Some(Err(EventStreamError::Transport(e))) => {
                     let error = match map_send_error(e) {
-                        ProviderError::Unavailable(m) => {
-                            ProviderError::Unavailable(format!("connection lost: {m}"))
-                        }
+                        ProviderError::Unavailable(m) => ProviderError::Unavailable(format!("connection lost: {m}")),
                         other => other,
                     };
                     return Some((Err(error), None));
@@ -237,23 +217,14 @@ mod tests {
         assert_eq!(retry_after_seconds(&headers), Some(12));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1.2"));
         assert_eq!(retry_after_seconds(&headers), Some(2));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after_seconds(&headers), None);
     }
 
     #[test]
     fn statuses_map_to_errors() {
-        let e =
-            |code: u16| error_for_status(StatusCode::from_u16(code).unwrap(), Some(3), "m".into());
-        assert!(matches!(
-            e(429),
-            ProviderError::RateLimited {
-                retry_after: Some(3)
-            }
-        ));
+        let e = |code: u16| error_for_status(StatusCode::from_u16(code).unwrap(), Some(3), "m".into());
+        assert!(matches!(e(429), ProviderError::RateLimited { retry_after: Some(3) }));
         assert!(matches!(e(401), ProviderError::Unauthorized(_)));
         assert!(matches!(e(403), ProviderError::Unauthorized(_)));
         assert!(matches!(e(400), ProviderError::Rejected(m) if m == "m"));

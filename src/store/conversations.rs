@@ -74,7 +74,11 @@ impl ListCursor {
         if parts.next().is_some() || unpinned > 1 {
             return None;
         }
-        Some(ListCursor { unpinned, rev_updated, id })
+        Some(ListCursor {
+            unpinned,
+            rev_updated,
+            id,
+        })
     }
 }
 
@@ -90,7 +94,12 @@ pub struct ConversationPage {
 type OwnerIndexKey = (u128, u8, u64, u128);
 
 fn index_key(c: &ConversationRecord) -> OwnerIndexKey {
-    (c.owner_id.as_u128(), u8::from(!c.pinned), u64::MAX - c.updated_at.max(0) as u64, c.id.as_u128())
+    (
+        c.owner_id.as_u128(),
+        u8::from(!c.pinned),
+        u64::MAX - c.updated_at.max(0) as u64,
+        c.id.as_u128(),
+    )
 }
 
 /// Writes a conversation and moves its index entry when its sort position changed.
@@ -241,7 +250,11 @@ impl Store {
         for entry in index.range(start..=(owner_key, u8::MAX, u64::MAX, u128::MAX))? {
             let (key, _) = entry?;
             let (_, unpinned, rev_updated, id) = key.value();
-            let cursor = ListCursor { unpinned, rev_updated, id };
+            let cursor = ListCursor {
+                unpinned,
+                rev_updated,
+                id,
+            };
             if Some(cursor) == after {
                 continue;
             }
@@ -266,6 +279,9 @@ impl Store {
                 .is_some(),
             None => false,
         };
-        Ok(ConversationPage { items, next: next.filter(|_| has_more) })
+        Ok(ConversationPage {
+            items,
+            next: next.filter(|_| has_more),
+        })
     }
 }

@@ -22,13 +22,17 @@ pub(super) fn migrate_to(db: &Database, target: u64) -> StoreResult<()> {
         let txn = db.begin_write()?;
         let version = current_version(&txn)?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         if version >= target {
             return Ok(());
         }
         MIGRATIONS[version as usize](&txn)?;
-        txn.open_table(META)?.insert(VERSION_KEY, (version + 1).to_le_bytes().as_slice())?;
+        txn.open_table(META)?
+            .insert(VERSION_KEY, (version + 1).to_le_bytes().as_slice())?;
         txn.commit()?;
         tracing::info!(from = version, to = version + 1, "migrated database schema");
     }
@@ -111,14 +115,23 @@ mod tests {
                     "id": id, "email": "old@example.com", "username": "OldTimer",
                     "password_hash": "x", "role": "user", "created_at": 1, "disabled": false
                 });
-                txn.open_table(USERS).unwrap().insert(id.as_u128(), encode(&record).unwrap().as_slice()).unwrap();
-                txn.open_table(USERS_BY_EMAIL).unwrap().insert("old@example.com", id.as_u128()).unwrap();
+                txn.open_table(USERS)
+                    .unwrap()
+                    .insert(id.as_u128(), encode(&record).unwrap().as_slice())
+                    .unwrap();
+                txn.open_table(USERS_BY_EMAIL)
+                    .unwrap()
+                    .insert("old@example.com", id.as_u128())
+                    .unwrap();
             }
             txn.commit().unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-        let user = store.find_user_by_username("oldtimer").unwrap().expect("indexed by migration");
+        let user = store
+            .find_user_by_username("oldtimer")
+            .unwrap()
+            .expect("indexed by migration");
         assert_eq!(user.id, id);
         assert_eq!(user.email, "old@example.com");
     }
@@ -131,7 +144,10 @@ mod tests {
             let db = Database::create(&path).unwrap();
             migrate(&db).unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(META).unwrap().insert(VERSION_KEY, 99u64.to_le_bytes().as_slice()).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(VERSION_KEY, 99u64.to_le_bytes().as_slice())
+                .unwrap();
             txn.commit().unwrap();
         }
         match Store::open(&path) {

@@ -41,7 +41,9 @@ pub enum StoreError {
     #[error("not found")]
     NotFound,
     /// The database was written by a newer Enclave than this one.
-    #[error("the database schema is version {found}, newer than this build understands ({supported}); upgrade Enclave")]
+    #[error(
+        "the database schema is version {found}, newer than this build understands ({supported}); upgrade Enclave"
+    )]
     SchemaTooNew {
         /// Version in the file.
         found: u64,

@@ -34,7 +34,8 @@ impl Store {
     /// Saves a user's settings.
     pub fn put_user_settings(&self, user_id: Uuid, settings: &UserSettings) -> StoreResult<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(USER_SETTINGS)?.insert(user_id.as_u128(), encode(settings)?.as_slice())?;
+        txn.open_table(USER_SETTINGS)?
+            .insert(user_id.as_u128(), encode(settings)?.as_slice())?;
         txn.commit()?;
         Ok(())
     }

@@ -61,11 +61,24 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let family_id = new_id();
-            let family = FamilyRecord { user_id, created_at: now_ms(), revoked: false };
-            txn.open_table(TOKEN_FAMILIES)?.insert(family_id.as_u128(), encode(&family)?.as_slice())?;
-            txn.open_table(FAMILIES_BY_USER)?.insert((user_id.as_u128(), family_id.as_u128()), ())?;
-            let token = TokenRecord { user_id, family_id, state: TokenState::Active, created_at: now_ms(), expires_at };
-            txn.open_table(REFRESH_TOKENS)?.insert(hash.as_slice(), encode(&token)?.as_slice())?;
+            let family = FamilyRecord {
+                user_id,
+                created_at: now_ms(),
+                revoked: false,
+            };
+            txn.open_table(TOKEN_FAMILIES)?
+                .insert(family_id.as_u128(), encode(&family)?.as_slice())?;
+            txn.open_table(FAMILIES_BY_USER)?
+                .insert((user_id.as_u128(), family_id.as_u128()), ())?;
+            let token = TokenRecord {
+                user_id,
+                family_id,
+                state: TokenState::Active,
+                created_at: now_ms(),
+                expires_at,
+            };
+            txn.open_table(REFRESH_TOKENS)?
+                .insert(hash.as_slice(), encode(&token)?.as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -126,7 +139,10 @@ impl Store {
                 Some(v) => decode(v.value())?,
                 None => return Ok(None),
             };
-            let family = families.get(token.family_id.as_u128())?.map(|v| decode::<FamilyRecord>(v.value())).transpose()?;
+            let family = families
+                .get(token.family_id.as_u128())?
+                .map(|v| decode::<FamilyRecord>(v.value()))
+                .transpose()?;
             if let Some(mut family) = family {
                 family.revoked = true;
                 families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
@@ -147,7 +163,10 @@ impl Store {
             for entry in by_user.range((key, 0u128)..=(key, u128::MAX))? {
                 let (k, _) = entry?;
                 let family_id = k.value().1;
-                let family = families.get(family_id)?.map(|v| decode::<FamilyRecord>(v.value())).transpose()?;
+                let family = families
+                    .get(family_id)?
+                    .map(|v| decode::<FamilyRecord>(v.value()))
+                    .transpose()?;
                 if let Some(mut family) = family.filter(|f| !f.revoked) {
                     family.revoked = true;
                     families.insert(family_id, encode(&family)?.as_slice())?;

@@ -82,7 +82,11 @@ impl Store {
             if by_name.get(name_key.as_str())?.is_some() {
                 return Err(StoreError::Conflict("username"));
             }
-            let role = if users.len()? == 0 { UserRole::SuperAdmin } else { new.role };
+            let role = if users.len()? == 0 {
+                UserRole::SuperAdmin
+            } else {
+                new.role
+            };
             let record = UserRecord {
                 id: new_id(),
                 email: email.clone(),

@@ -10,7 +10,10 @@ async fn register_login_refresh_rotation_and_reuse() {
     let server = TestServer::start();
     let mut ann = Client::new(&server);
     let first = ann
-        .post("/api/v1/auth/register", json!({"email": "Ann@Example.com", "username": "ann", "password": "correct horse battery"}))
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "Ann@Example.com", "username": "ann", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     assert_eq!(first.body["email"], "ann@example.com");
@@ -18,32 +21,71 @@ async fn register_login_refresh_rotation_and_reuse() {
     assert!(first.body.get("password_hash").is_none());
 
     let second = ann
-        .post("/api/v1/auth/register", json!({"email": "bob@example.com", "username": "bob", "password": "another long password"}))
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "bob@example.com", "username": "bob", "password": "another long password"}),
+        )
         .await;
     assert_eq!(second.status, 201);
     assert_eq!(second.body["role"], "user");
 
     let dup = ann
-        .post("/api/v1/auth/register", json!({"email": "ANN@example.com", "username": "ann2", "password": "correct horse battery"}))
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "ANN@example.com", "username": "ann2", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!((dup.status, dup.code()), (409, "EMAIL_TAKEN"));
     let dup = ann
-        .post("/api/v1/auth/register", json!({"email": "ann2@example.com", "username": "ANN", "password": "correct horse battery"}))
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "ann2@example.com", "username": "ANN", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!((dup.status, dup.code()), (409, "USERNAME_TAKEN"));
-    let weak = ann.post("/api/v1/auth/register", json!({"email": "c@example.com", "username": "cat", "password": "short"})).await;
+    let weak = ann
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "c@example.com", "username": "cat", "password": "short"}),
+        )
+        .await;
     assert_eq!((weak.status, weak.code()), (422, "WEAK_PASSWORD"));
-    let bad = ann.post("/api/v1/auth/register", json!({"email": "not-an-email", "username": "cat", "password": "long enough password"})).await;
+    let bad = ann
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "not-an-email", "username": "cat", "password": "long enough password"}),
+        )
+        .await;
     assert_eq!((bad.status, bad.code()), (422, "VALIDATION_ERROR"));
 
-    let wrong = ann.post("/api/v1/auth/login", json!({"email": "ann@example.com", "password": "wrong password!!"})).await;
+    let wrong = ann
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "ann@example.com", "password": "wrong password!!"}),
+        )
+        .await;
     assert_eq!((wrong.status, wrong.code()), (401, "INVALID_CREDENTIALS"));
-    let nobody = ann.post("/api/v1/auth/login", json!({"email": "nobody@example.com", "password": "wrong password!!"})).await;
+    let nobody = ann
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "nobody@example.com", "password": "wrong password!!"}),
+        )
+        .await;
     assert_eq!((nobody.status, nobody.code()), (401, "INVALID_CREDENTIALS"));
 
-    let by_name = ann.post("/api/v1/auth/login", json!({"username": "Ann", "password": "correct horse battery"})).await;
+    let by_name = ann
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "Ann", "password": "correct horse battery"}),
+        )
+        .await;
     assert_eq!(by_name.status, 200, "{:?}", by_name.body);
-    let login = ann.post("/api/v1/auth/login", json!({"email": "ann@example.com", "password": "correct horse battery"})).await;
+    let login = ann
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "ann@example.com", "password": "correct horse battery"}),
+        )
+        .await;
     assert_eq!(login.status, 200);
     assert_eq!(login.body["token_type"], "bearer");
     assert_eq!(login.body["expires_in"], 900);
@@ -54,7 +96,9 @@ async fn register_login_refresh_rotation_and_reuse() {
     assert_eq!(me.body["username"], "ann");
 
     // Rotation: the old token gives a new pair once.
-    let rotated = ann.post("/api/v1/auth/refresh", json!({"refresh_token": refresh1})).await;
+    let rotated = ann
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh1}))
+        .await;
     assert_eq!(rotated.status, 200, "{:?}", rotated.body);
     let refresh2 = rotated.body["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh1, refresh2);
@@ -62,19 +106,34 @@ async fn register_login_refresh_rotation_and_reuse() {
     assert_eq!(ann.get("/api/v1/auth/me").await.status, 200);
 
     // Reuse of the rotated token revokes the whole family, the newest token included.
-    let reused = ann.post("/api/v1/auth/refresh", json!({"refresh_token": refresh1})).await;
+    let reused = ann
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh1}))
+        .await;
     assert_eq!((reused.status, reused.code()), (401, "TOKEN_REUSED"));
-    let after = ann.post("/api/v1/auth/refresh", json!({"refresh_token": refresh2})).await;
+    let after = ann
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh2}))
+        .await;
     assert_eq!(after.status, 401, "the family is revoked: {:?}", after.body);
 
     // Another login is a separate family and still works; logout ends it.
-    let login = ann.post("/api/v1/auth/login", json!({"email": "ann@example.com", "password": "correct horse battery"})).await;
+    let login = ann
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "ann@example.com", "password": "correct horse battery"}),
+        )
+        .await;
     let refresh3 = login.body["refresh_token"].as_str().unwrap().to_string();
-    let out = ann.post("/api/v1/auth/logout", json!({"refresh_token": refresh3})).await;
+    let out = ann
+        .post("/api/v1/auth/logout", json!({"refresh_token": refresh3}))
+        .await;
     assert_eq!(out.status, 204);
-    let after = ann.post("/api/v1/auth/refresh", json!({"refresh_token": refresh3})).await;
+    let after = ann
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh3}))
+        .await;
     assert_eq!(after.status, 401);
-    let unknown = ann.post("/api/v1/auth/refresh", json!({"refresh_token": "made-up"})).await;
+    let unknown = ann
+        .post("/api/v1/auth/refresh", json!({"refresh_token": "made-up"}))
+        .await;
     assert_eq!((unknown.status, unknown.code()), (401, "INVALID_TOKEN"));
 }
 
@@ -85,16 +144,41 @@ async fn password_change_ends_sessions() {
     let login = c.signup("carol").await;
     let refresh = login["refresh_token"].as_str().unwrap().to_string();
 
-    let wrong = c.put("/api/v1/auth/password/change", json!({"current_password": "not my password", "new_password": "a brand new password"})).await;
+    let wrong = c
+        .put(
+            "/api/v1/auth/password/change",
+            json!({"current_password": "not my password", "new_password": "a brand new password"}),
+        )
+        .await;
     assert_eq!((wrong.status, wrong.code()), (401, "INVALID_CREDENTIALS"));
-    let weak = c.put("/api/v1/auth/password/change", json!({"current_password": "carol-password-123", "new_password": "short"})).await;
+    let weak = c
+        .put(
+            "/api/v1/auth/password/change",
+            json!({"current_password": "carol-password-123", "new_password": "short"}),
+        )
+        .await;
     assert_eq!((weak.status, weak.code()), (422, "WEAK_PASSWORD"));
-    let ok = c.put("/api/v1/auth/password/change", json!({"current_password": "carol-password-123", "new_password": "a brand new password"})).await;
+    let ok = c
+        .put(
+            "/api/v1/auth/password/change",
+            json!({"current_password": "carol-password-123", "new_password": "a brand new password"}),
+        )
+        .await;
     assert_eq!(ok.status, 204, "{:?}", ok.body);
 
-    let old = c.post("/api/v1/auth/login", json!({"email": "carol@example.com", "password": "carol-password-123"})).await;
+    let old = c
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "carol@example.com", "password": "carol-password-123"}),
+        )
+        .await;
     assert_eq!(old.status, 401);
-    let new = c.post("/api/v1/auth/login", json!({"email": "carol@example.com", "password": "a brand new password"})).await;
+    let new = c
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "carol@example.com", "password": "a brand new password"}),
+        )
+        .await;
     assert_eq!(new.status, 200);
     let stale = c.post("/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
     assert_eq!(stale.status, 401, "sessions from before the change are revoked");
@@ -102,7 +186,10 @@ async fn password_change_ends_sessions() {
 
 #[tokio::test]
 async fn bad_and_expired_access_tokens() {
-    let server = TestServer::start_with(Options { config: "access_token_ttl_secs = 1\n".into(), ..Default::default() });
+    let server = TestServer::start_with(Options {
+        config: "access_token_ttl_secs = 1\n".into(),
+        ..Default::default()
+    });
     let mut c = Client::new(&server);
     let none = c.get("/api/v1/conversations").await;
     assert_eq!((none.status, none.code()), (401, "UNAUTHENTICATED"));
@@ -121,7 +208,9 @@ async fn bad_and_expired_access_tokens() {
     let expired = c.get("/api/v1/conversations").await;
     assert_eq!((expired.status, expired.code()), (401, "TOKEN_EXPIRED"));
     // The refresh token still works and gives a fresh access token.
-    let fresh = c.post("/api/v1/auth/refresh", json!({"refresh_token": login["refresh_token"]})).await;
+    let fresh = c
+        .post("/api/v1/auth/refresh", json!({"refresh_token": login["refresh_token"]}))
+        .await;
     assert_eq!(fresh.status, 200);
     c.token = Some(fresh.body["access_token"].as_str().unwrap().to_string());
     assert_eq!(c.get("/api/v1/conversations").await.status, 200);
@@ -129,10 +218,18 @@ async fn bad_and_expired_access_tokens() {
 
 #[tokio::test]
 async fn closed_registration_and_cli_accounts() {
-    let server = TestServer::start_with(Options { config: "allow_registration = false\n".into(), ..Default::default() });
+    let server = TestServer::start_with(Options {
+        config: "allow_registration = false\n".into(),
+        ..Default::default()
+    });
     let mut owner = Client::new(&server);
     owner.signup("owner").await; // the first account can always be created
-    let late = owner.post("/api/v1/auth/register", json!({"email": "late@example.com", "username": "late", "password": "long enough password"})).await;
+    let late = owner
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "late@example.com", "username": "late", "password": "long enough password"}),
+        )
+        .await;
     assert_eq!((late.status, late.code()), (403, "REGISTRATION_CLOSED"));
 
     // The CLI creates accounts in the same data dir (redb allows one process at a time, so
@@ -140,7 +237,16 @@ async fn closed_registration_and_cli_accounts() {
     let mut server = server;
     server.terminate();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .args(["user", "add", "--email", "admin@example.com", "--username", "admin", "--role", "admin"])
+        .args([
+            "user",
+            "add",
+            "--email",
+            "admin@example.com",
+            "--username",
+            "admin",
+            "--role",
+            "admin",
+        ])
         .arg("--data-dir")
         .arg(server.dir.path().join("data"))
         .env("ENCLAVE_NEW_PASSWORD", "administrator password")
@@ -149,7 +255,16 @@ async fn closed_registration_and_cli_accounts() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Admin"));
     let bad_role = std::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .args(["user", "add", "--email", "x@example.com", "--username", "xx1", "--role", "emperor"])
+        .args([
+            "user",
+            "add",
+            "--email",
+            "x@example.com",
+            "--username",
+            "xx1",
+            "--role",
+            "emperor",
+        ])
         .arg("--data-dir")
         .arg(server.dir.path().join("data"))
         .env("ENCLAVE_NEW_PASSWORD", "administrator password")
@@ -160,7 +275,12 @@ async fn closed_registration_and_cli_accounts() {
 
     server.restart();
     let mut admin = Client::new(&server);
-    let login = admin.post("/api/v1/auth/login", json!({"username": "admin", "password": "administrator password"})).await;
+    let login = admin
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "admin", "password": "administrator password"}),
+        )
+        .await;
     assert_eq!(login.status, 200, "{:?}", login.body);
     admin.token = Some(login.body["access_token"].as_str().unwrap().to_string());
     assert_eq!(admin.get("/api/v1/auth/me").await.body["role"], "admin");

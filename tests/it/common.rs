@@ -89,9 +89,17 @@ impl TestServer {
         std::fs::write(dir.path().join("enclave.toml"), &options.config).unwrap();
         let mut env = options.env;
         for i in 0..options.remotes.len() {
-            env.push((Box::leak(format!("ENCLAVE_TEST_KEY_{i}").into_boxed_str()), format!("test-key-{i}")));
+            env.push((
+                Box::leak(format!("ENCLAVE_TEST_KEY_{i}").into_boxed_str()),
+                format!("test-key-{i}"),
+            ));
         }
-        let mut server = TestServer { base: String::new(), dir, child: None, options_env: env };
+        let mut server = TestServer {
+            base: String::new(),
+            dir,
+            child: None,
+            options_env: env,
+        };
         server.spawn(!options.no_wait);
         server
     }
@@ -147,7 +155,10 @@ impl TestServer {
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -188,7 +199,11 @@ pub fn get_status(base: &str, path: &str) -> Option<u16> {
     let host = base.strip_prefix("http://")?;
     let mut stream = std::net::TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     reply.split_whitespace().nth(1)?.parse().ok()
@@ -222,7 +237,11 @@ impl Reply {
 impl Client {
     /// A client without a token.
     pub fn new(server: &TestServer) -> Client {
-        Client { base: server.base.clone(), token: None, http: ::reqwest::Client::new() }
+        Client {
+            base: server.base.clone(),
+            token: None,
+            http: ::reqwest::Client::new(),
+        }
     }
 
     /// A raw request builder with the token set.
@@ -261,17 +280,26 @@ impl Client {
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(::reqwest::Method::PATCH, path).json(&body)).await
+        self.send(self.request(::reqwest::Method::PATCH, path).json(&body))
+            .await
     }
 
     /// Registers `name` (email `name@example.com`) and logs in; returns the login reply body.
     pub async fn signup(&mut self, name: &str) -> Value {
         let password = format!("{name}-password-123");
         let r = self
-            .post("/api/v1/auth/register", json!({"email": format!("{name}@example.com"), "username": name, "password": password}))
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": format!("{name}@example.com"), "username": name, "password": password}),
+            )
             .await;
         assert_eq!(r.status, 201, "register {name}: {:?}", r.body);
-        let r = self.post("/api/v1/auth/login", json!({"email": format!("{name}@example.com"), "password": password})).await;
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": format!("{name}@example.com"), "password": password}),
+            )
+            .await;
         assert_eq!(r.status, 200, "login {name}: {:?}", r.body);
         self.token = Some(r.body["access_token"].as_str().unwrap().to_string());
         r.body
@@ -286,7 +314,12 @@ impl Client {
 
     /// Opens an SSE stream (POST) and returns it for event-by-event reading.
     pub async fn stream(&self, path: &str, body: Value) -> SseStream {
-        let response = self.request(::reqwest::Method::POST, path).json(&body).send().await.expect("stream request");
+        let response = self
+            .request(::reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("stream request");
         SseStream::new(response)
     }
 }
@@ -375,7 +408,11 @@ impl SseStream {
 
 /// The text of all token events.
 pub fn text_of(events: &[SseEvent]) -> String {
-    events.iter().filter(|e| e.event == "token").map(|e| e.data["content"].as_str().unwrap_or("")).collect()
+    events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.data["content"].as_str().unwrap_or(""))
+        .collect()
 }
 
 /// Polls `check` until it returns Some or the time runs out.

@@ -31,14 +31,21 @@ async fn crud_order_paging_and_filter() {
 
     // Newest first.
     let list = c.get("/api/v1/conversations").await;
-    let listed: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
     let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
     expected.reverse();
     assert_eq!(listed, expected);
     assert!(list.body["next_cursor"].is_null());
 
     // Pinned first.
-    let pinned = c.patch(&format!("/api/v1/conversations/{lyon}"), json!({"pinned": true})).await;
+    let pinned = c
+        .patch(&format!("/api/v1/conversations/{lyon}"), json!({"pinned": true}))
+        .await;
     assert_eq!(pinned.status, 200);
     assert_eq!(pinned.body["pinned"], true);
     let list = c.get("/api/v1/conversations").await;
@@ -69,7 +76,10 @@ async fn crud_order_paging_and_filter() {
 
     // Rename, system prompt, folder; get returns the record and its (empty) messages.
     let updated = c
-        .patch(&format!("/api/v1/conversations/{lyon}"), json!({"title": "Lyon 2027", "system_prompt": "", "folder": "Travel"}))
+        .patch(
+            &format!("/api/v1/conversations/{lyon}"),
+            json!({"title": "Lyon 2027", "system_prompt": "", "folder": "Travel"}),
+        )
         .await;
     assert_eq!(updated.status, 200, "{:?}", updated.body);
     let got = c.get(&format!("/api/v1/conversations/{lyon}")).await;
@@ -77,13 +87,28 @@ async fn crud_order_paging_and_filter() {
     assert!(got.body["system_prompt"].is_null());
     assert_eq!(got.body["folder"], "Travel");
     assert_eq!(got.body["messages"], json!([]));
-    let put = c.put(&format!("/api/v1/conversations/{lyon}"), json!({"settings": {"temperature": 1.5}})).await;
+    let put = c
+        .put(
+            &format!("/api/v1/conversations/{lyon}"),
+            json!({"settings": {"temperature": 1.5}}),
+        )
+        .await;
     assert_eq!(put.body["settings"]["temperature"], 1.5);
 
     // Invalid updates.
-    let bad = c.patch(&format!("/api/v1/conversations/{lyon}"), json!({"settings": {"temperature": 9}})).await;
+    let bad = c
+        .patch(
+            &format!("/api/v1/conversations/{lyon}"),
+            json!({"settings": {"temperature": 9}}),
+        )
+        .await;
     assert_eq!((bad.status, bad.code()), (422, "VALIDATION_ERROR"));
-    let bad = c.patch(&format!("/api/v1/conversations/{lyon}"), json!({"title": "x".repeat(201)})).await;
+    let bad = c
+        .patch(
+            &format!("/api/v1/conversations/{lyon}"),
+            json!({"title": "x".repeat(201)}),
+        )
+        .await;
     assert_eq!((bad.status, bad.code()), (422, "VALIDATION_ERROR"));
     let bad = c.post("/api/v1/conversations", json!({"model": "no-such-model"})).await;
     assert_eq!((bad.status, bad.code()), (422, "MODEL_NOT_FOUND"));
@@ -95,7 +120,13 @@ async fn crud_order_paging_and_filter() {
     let gone = c.get(&format!("/api/v1/conversations/{lyon}")).await;
     assert_eq!((gone.status, gone.code()), (404, "NOT_FOUND"));
     assert_eq!(c.delete(&format!("/api/v1/conversations/{lyon}")).await.status, 404);
-    assert_eq!(c.get("/api/v1/conversations").await.body["items"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        c.get("/api/v1/conversations").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -113,7 +144,9 @@ async fn users_cannot_see_each_others_conversations() {
     assert_eq!(grace.delete(&path).await.status, 404);
     assert_eq!(grace.post(&format!("{path}/stop"), json!({})).await.status, 404);
     assert_eq!(grace.post(&format!("{path}/regenerate"), json!({})).await.status, 404);
-    let send = grace.stream(&format!("{path}/messages"), json!({"content": "hi"})).await;
+    let send = grace
+        .stream(&format!("{path}/messages"), json!({"content": "hi"}))
+        .await;
     assert_eq!(send.status, 404);
     assert_eq!(grace.get("/api/v1/conversations").await.body["items"], json!([]));
 
@@ -129,7 +162,12 @@ async fn settings_round_trip() {
     let mut c = Client::new(&server);
     c.signup("heidi").await;
     assert_eq!(c.get("/api/v1/settings").await.body["theme"], serde_json::Value::Null);
-    let put = c.put("/api/v1/settings", json!({"theme": "dark", "default_system_prompt": "You are kind."})).await;
+    let put = c
+        .put(
+            "/api/v1/settings",
+            json!({"theme": "dark", "default_system_prompt": "You are kind."}),
+        )
+        .await;
     assert_eq!(put.status, 200, "{:?}", put.body);
     assert_eq!(c.get("/api/v1/settings").await.body["theme"], "dark");
     let bad = c.put("/api/v1/settings", json!({"theme": "neon"})).await;

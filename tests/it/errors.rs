@@ -6,13 +6,22 @@ use crate::common::{Client, Options, TestServer};
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
-    let server = TestServer::start_with(Options { config: "max_body_bytes = 4096\n".into(), ..Default::default() });
+    let server = TestServer::start_with(Options {
+        config: "max_body_bytes = 4096\n".into(),
+        ..Default::default()
+    });
     let mut c = Client::new(&server);
     c.signup("olga").await;
     let raw = |method: reqwest::Method, path: &str| c.request(method, path);
 
     // Malformed JSON.
-    let r = c.send(raw(reqwest::Method::POST, "/api/v1/conversations").header("content-type", "application/json").body("{\"title\": ")).await;
+    let r = c
+        .send(
+            raw(reqwest::Method::POST, "/api/v1/conversations")
+                .header("content-type", "application/json")
+                .body("{\"title\": "),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (400, "MALFORMED_JSON"));
     assert!(r.body["error"].is_string());
     // Missing field and wrong type.
@@ -21,18 +30,34 @@ async fn bad_requests_get_json_errors() {
     let r = c.post("/api/v1/conversations", json!({"title": 5})).await;
     assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"));
     // No JSON content type.
-    let r = c.send(raw(reqwest::Method::POST, "/api/v1/conversations").body("{}")).await;
+    let r = c
+        .send(raw(reqwest::Method::POST, "/api/v1/conversations").body("{}"))
+        .await;
     assert_eq!((r.status, r.code()), (415, "UNSUPPORTED_MEDIA_TYPE"));
     // Body over the limit.
-    let r = c.post("/api/v1/conversations", json!({"title": "x".repeat(10_000)})).await;
+    let r = c
+        .post("/api/v1/conversations", json!({"title": "x".repeat(10_000)}))
+        .await;
     assert_eq!((r.status, r.code()), (413, "PAYLOAD_TOO_LARGE"));
     // Oversize and empty fields.
     let id = c.new_conversation(json!({})).await;
-    let r = c.stream(&format!("/api/v1/conversations/{id}/messages"), json!({"content": "   "})).await;
+    let r = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "   "}),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    let r = c.post("/api/v1/conversations", json!({"system_prompt": "y".repeat(3000), "title": "z".repeat(300)})).await;
+    let r = c
+        .post(
+            "/api/v1/conversations",
+            json!({"system_prompt": "y".repeat(3000), "title": "z".repeat(300)}),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"));
-    let r = c.post("/api/v1/conversations", json!({"settings": {"max_tokens": 0}})).await;
+    let r = c
+        .post("/api/v1/conversations", json!({"settings": {"max_tokens": 0}}))
+        .await;
     assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"));
     // Unknown ids, malformed ids, unknown routes and methods.
     let r = c.get(&format!("/api/v1/conversations/{}", uuid::Uuid::now_v7())).await;
@@ -46,7 +71,12 @@ async fn bad_requests_get_json_errors() {
     let r = c.send(raw(reqwest::Method::DELETE, "/api/v1/auth/login")).await;
     assert_eq!((r.status, r.code()), (405, "METHOD_NOT_ALLOWED"));
     // Attachments and documents arrive with later issues; until then they are refused clearly.
-    let r = c.stream(&format!("/api/v1/conversations/{id}/messages"), json!({"content": "see file", "use_documents": true})).await;
+    let r = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "see file", "use_documents": true}),
+        )
+        .await;
     assert_eq!(r.status, 501);
 
     // The server is still healthy after all of that.

@@ -167,10 +167,7 @@ impl RecordedRequest {
     /// The first value of a header (the name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     /// The token of an `Authorization: Bearer` header.
@@ -234,9 +231,7 @@ impl Drop for FakeServer {
 
 impl std::fmt::Debug for FakeServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeServer")
-            .field("base_url", &self.base_url)
-            .finish()
+        f.debug_struct("FakeServer").field("base_url", &self.base_url).finish()
     }
 }
 
@@ -244,9 +239,7 @@ impl FakeServer {
     /// Starts a fake of `flavour` on a free port of 127.0.0.1, on a thread of its own.
     fn start(flavour: Flavour, behaviour: Behaviour, api_key: Option<String>) -> FakeServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake provider");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
+        listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("fake provider address");
         let shared = Arc::new(Shared {
             flavour,
@@ -267,8 +260,7 @@ impl FakeServer {
                     .build()
                     .expect("fake provider runtime");
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                     tokio::select! {
                         _ = axum::serve(listener, app) => {}
                         _ = stopped => {}
@@ -311,10 +303,7 @@ impl FakeServer {
 
     /// The chat requests received so far (`/chat/completions` or `:streamGenerateContent`).
     pub fn chat_requests(&self) -> Vec<RecordedRequest> {
-        self.requests()
-            .into_iter()
-            .filter(|r| is_chat_path(&r.path))
-            .collect()
+        self.requests().into_iter().filter(|r| is_chat_path(&r.path)).collect()
     }
 
     /// How many streamed answers were begun.
@@ -396,10 +385,7 @@ impl FakeGemini {
 pub fn fake_embedding(text: &str) -> Vec<f32> {
     let mut vector = vec![0.0f32; FAKE_EMBEDDING_DIM];
     let lower = text.to_lowercase();
-    for word in lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         // FNV-1a.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in word.bytes() {
@@ -436,12 +422,7 @@ async fn handle(
         query: uri.query().map(str::to_string),
         headers: headers
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into(),
-                )
-            })
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
@@ -455,12 +436,7 @@ async fn handle(
 
 /// A JSON response.
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Counts a stream as completed or dropped when it goes away.
@@ -540,12 +516,9 @@ mod openai {
                 "server_error",
                 Value::Null,
             ),
-            Behaviour::Rejected { message } => error(
-                StatusCode::BAD_REQUEST,
-                message,
-                "invalid_request_error",
-                Value::Null,
-            ),
+            Behaviour::Rejected { message } => {
+                error(StatusCode::BAD_REQUEST, message, "invalid_request_error", Value::Null)
+            }
             Behaviour::Unauthorized => unauthorized(),
             _ => return None,
         })
@@ -577,9 +550,7 @@ mod openai {
             ("POST", "/v1/chat/completions") => {
                 failure(&behaviour).unwrap_or_else(|| chat(shared, &request.body, behaviour))
             }
-            ("POST", "/v1/embeddings") => {
-                failure(&behaviour).unwrap_or_else(|| embeddings(&request.body))
-            }
+            ("POST", "/v1/embeddings") => failure(&behaviour).unwrap_or_else(|| embeddings(&request.body)),
             ("GET", "/v1/models") => json_response(
                 StatusCode::OK,
                 json!({ "object": "list",
@@ -633,26 +604,15 @@ mod openai {
         }
         let wants_usage = body["stream_options"]["include_usage"] == json!(true);
         let (chunks, delay_ms, ending) = match behaviour {
-            Behaviour::Reply { chunks, delay_ms } => {
-                (chunks, delay_ms, End::Finish("stop".into(), true))
-            }
-            Behaviour::ReplyWithoutUsage { chunks, delay_ms } => {
-                (chunks, delay_ms, End::Finish("stop".into(), false))
-            }
-            Behaviour::Finish {
-                chunks,
-                finish_reason,
-            } => (chunks, 0, End::Finish(finish_reason, true)),
+            Behaviour::Reply { chunks, delay_ms } => (chunks, delay_ms, End::Finish("stop".into(), true)),
+            Behaviour::ReplyWithoutUsage { chunks, delay_ms } => (chunks, delay_ms, End::Finish("stop".into(), false)),
+            Behaviour::Finish { chunks, finish_reason } => (chunks, 0, End::Finish(finish_reason, true)),
             Behaviour::PromptBlocked => (Vec::new(), 0, End::Finish("content_filter".into(), true)),
             Behaviour::CutShort { chunks, delay_ms } => (chunks, delay_ms, End::Cut),
             Behaviour::StreamError { chunks, message } => (chunks, 0, End::Error(message)),
             _ => unreachable!("failures are answered before"),
         };
-        let mut events = vec![chunk(
-            model,
-            json!({ "role": "assistant", "content": "" }),
-            None,
-        )];
+        let mut events = vec![chunk(model, json!({ "role": "assistant", "content": "" }), None)];
         for text in &chunks {
             events.push(chunk(model, json!({ "content": text }), None));
         }
@@ -692,10 +652,9 @@ mod openai {
         let model = body["model"].as_str().unwrap_or_default();
         let inputs: Vec<String> = match &body["input"] {
             Value::String(text) => vec![text.clone()],
-            Value::Array(items) if items.iter().all(Value::is_string) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect(),
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()
+            }
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -709,9 +668,7 @@ mod openai {
             .iter()
             .enumerate()
             .rev()
-            .map(|(index, text)| {
-                json!({ "object": "embedding", "index": index, "embedding": fake_embedding(text) })
-            })
+            .map(|(index, text)| json!({ "object": "embedding", "index": index, "embedding": fake_embedding(text) }))
             .collect();
         let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
         json_response(
@@ -738,8 +695,7 @@ mod gemini {
 
     /// A Gemini error response.
     fn error(status: StatusCode, grpc_status: &str, message: &str, details: Value) -> Response {
-        let mut error =
-            json!({ "code": status.as_u16(), "message": message, "status": grpc_status });
+        let mut error = json!({ "code": status.as_u16(), "message": message, "status": grpc_status });
         if !details.is_null() {
             error["details"] = details;
         }
@@ -773,12 +729,7 @@ mod gemini {
                 "The model is overloaded. Please try again later.",
                 Value::Null,
             ),
-            Behaviour::Rejected { message } => error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                message,
-                Value::Null,
-            ),
+            Behaviour::Rejected { message } => error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message, Value::Null),
             Behaviour::Unauthorized => bad_key(),
             _ => return None,
         })
@@ -808,12 +759,7 @@ mod gemini {
             .strip_prefix("/v1beta/models/")
             .filter(|_| method == Method::POST);
         let Some((model, action)) = target.and_then(|t| t.split_once(':')) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "Unknown endpoint",
-                Value::Null,
-            );
+            return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown endpoint", Value::Null);
         };
         match action {
             "streamGenerateContent" => {
@@ -827,15 +773,8 @@ mod gemini {
                 }
                 failure(&behaviour).unwrap_or_else(|| chat(shared, model, &request.body, behaviour))
             }
-            "batchEmbedContents" => {
-                failure(&behaviour).unwrap_or_else(|| embeddings(model, &request.body))
-            }
-            _ => error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "Unknown method",
-                Value::Null,
-            ),
+            "batchEmbedContents" => failure(&behaviour).unwrap_or_else(|| embeddings(model, &request.body)),
+            _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method", Value::Null),
         }
     }
 
@@ -879,16 +818,9 @@ mod gemini {
             );
         }
         let (chunks, delay_ms, finish, with_usage) = match behaviour {
-            Behaviour::Reply { chunks, delay_ms } => {
-                (chunks, delay_ms, Some("STOP".to_string()), true)
-            }
-            Behaviour::ReplyWithoutUsage { chunks, delay_ms } => {
-                (chunks, delay_ms, Some("STOP".to_string()), false)
-            }
-            Behaviour::Finish {
-                chunks,
-                finish_reason,
-            } => (chunks, 0, Some(finish_reason), true),
+            Behaviour::Reply { chunks, delay_ms } => (chunks, delay_ms, Some("STOP".to_string()), true),
+            Behaviour::ReplyWithoutUsage { chunks, delay_ms } => (chunks, delay_ms, Some("STOP".to_string()), false),
+            Behaviour::Finish { chunks, finish_reason } => (chunks, 0, Some(finish_reason), true),
             Behaviour::PromptBlocked => {
                 let blocked = json!({
                     "promptFeedback": { "blockReason": "SAFETY" },
@@ -942,12 +874,7 @@ mod gemini {
         for (i, request) in requests.iter().enumerate() {
             if request["model"].as_str() != Some(expected.as_str()) {
                 let message = format!("requests[{i}].model must be {expected}");
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_ARGUMENT",
-                    &message,
-                    Value::Null,
-                );
+                return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message, Value::Null);
             }
             let text: String = request["content"]["parts"]
                 .as_array()

@@ -11,7 +11,12 @@ use crate::fakes::{Behaviour, FakeOpenAi};
 #[tokio::test]
 async fn health_ready_and_model_status() {
     let server = TestServer::start_with(Options {
-        remotes: vec![Remote { id: "oa", kind: "openai", base_url: "http://127.0.0.1:9/v1".into(), fallback: vec![] }],
+        remotes: vec![Remote {
+            id: "oa",
+            kind: "openai",
+            base_url: "http://127.0.0.1:9/v1".into(),
+            fallback: vec![],
+        }],
         env: vec![],
         ..Default::default()
     });
@@ -78,23 +83,46 @@ async fn missing_model_is_reported_not_fatal() {
 fn configuration_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_enclave")).current_dir(dir.path()).args(args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&out.stderr).to_string()
     };
-    std::fs::write(dir.path().join("models.toml"), "[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"nowhere\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("models.toml"),
+        "[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"nowhere\"\n",
+    )
+    .unwrap();
     assert!(run(&["serve"]).contains("no [providers.nowhere] table"));
     std::fs::write(dir.path().join("models.toml"), "default_chat = \"x\"\n").unwrap();
     assert!(run(&["serve"]).contains("not in the model catalogue"));
-    std::fs::write(dir.path().join("models.toml"), "[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"x.gguf\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("models.toml"),
+        "[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"x.gguf\"\n",
+    )
+    .unwrap();
     assert!(run(&["serve", "--addr", "localhost"]).contains("is not HOST:PORT"));
     std::fs::write(dir.path().join("enclave.toml"), "adr = \"oops\"\n").unwrap();
     assert!(run(&["serve"]).contains("enclave.toml is not valid"));
     assert!(run(&["serve", "--config", "missing.toml"]).contains("does not exist"));
 
-    let help = Command::new(env!("CARGO_BIN_EXE_enclave")).args(["serve", "--help"]).output().unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--addr", "--data-dir", "--models", "--config", "--default-model", "--allow-registration", "ENCLAVE_ADDR"] {
+    for flag in [
+        "--addr",
+        "--data-dir",
+        "--models",
+        "--config",
+        "--default-model",
+        "--allow-registration",
+        "ENCLAVE_ADDR",
+    ] {
         assert!(help.contains(flag), "--help documents {flag}");
     }
 }
@@ -103,13 +131,23 @@ fn configuration_errors_are_clear() {
 async fn shutdown_ends_streams_and_keeps_their_text() {
     let openai = FakeOpenAi::start(Behaviour::long_reply(400, 25));
     let mut server = TestServer::start_with(Options {
-        remotes: vec![Remote { id: "oa", kind: "openai", base_url: openai.base_url.clone(), fallback: vec![] }],
+        remotes: vec![Remote {
+            id: "oa",
+            kind: "openai",
+            base_url: openai.base_url.clone(),
+            fallback: vec![],
+        }],
         ..Default::default()
     });
     let mut c = Client::new(&server);
     c.signup("quinn").await;
     let id = c.new_conversation(json!({"model": "oa"})).await;
-    let mut s = c.stream(&format!("/api/v1/conversations/{id}/messages"), json!({"content": "go"})).await;
+    let mut s = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "go"}),
+        )
+        .await;
     let mut received = vec![s.next().await.unwrap(), s.next().await.unwrap()];
 
     let status = tokio::task::spawn_blocking(move || {
@@ -126,7 +164,12 @@ async fn shutdown_ends_streams_and_keeps_their_text() {
     // The partial answer survived the restart.
     server.restart();
     let mut c2 = Client::new(&server);
-    let login = c2.post("/api/v1/auth/login", json!({"username": "quinn", "password": "quinn-password-123"})).await;
+    let login = c2
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "quinn", "password": "quinn-password-123"}),
+        )
+        .await;
     c2.token = Some(login.body["access_token"].as_str().unwrap().to_string());
     let conv = c2.get(&format!("/api/v1/conversations/{id}")).await;
     let answer = &conv.body["messages"][1];

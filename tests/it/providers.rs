@@ -6,15 +6,13 @@ use std::time::{Duration, Instant};
 use enclave::providers::gemini::GeminiProvider;
 use enclave::providers::openai::OpenAiProvider;
 use enclave::providers::{
-    ChatEvent, ChatMessage, ChatProvider, ChatRequest, ChatStream, FinishReason, GenerationParams,
-    ProviderError, Role, Usage,
+    ChatEvent, ChatMessage, ChatProvider, ChatRequest, ChatStream, FinishReason, GenerationParams, ProviderError, Role,
+    Usage,
 };
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::fakes::{
-    fake_embedding, Behaviour, FakeGemini, FakeOpenAi, FAKE_EMBEDDING_DIM, FAKE_PROMPT_TOKENS,
-};
+use crate::fakes::{fake_embedding, Behaviour, FakeGemini, FakeOpenAi, FAKE_EMBEDDING_DIM, FAKE_PROMPT_TOKENS};
 
 /// No test waits longer than this for a whole stream.
 const STREAM_LIMIT: Duration = Duration::from_secs(20);
@@ -60,9 +58,7 @@ async fn collect(stream: ChatStream) -> Vec<Result<ChatEvent, ProviderError>> {
 }
 
 /// The tokens of a stream's items, and its last item.
-fn split(
-    items: Vec<Result<ChatEvent, ProviderError>>,
-) -> (Vec<String>, Result<ChatEvent, ProviderError>) {
+fn split(items: Vec<Result<ChatEvent, ProviderError>>) -> (Vec<String>, Result<ChatEvent, ProviderError>) {
     let mut items = items;
     let last = items.pop().expect("at least one item");
     let tokens = items
@@ -84,17 +80,11 @@ async fn start_error(provider: &dyn ChatProvider, request: ChatRequest) -> Provi
 }
 
 /// The whole answer of a stream that must succeed.
-async fn answer(
-    provider: &dyn ChatProvider,
-    request: ChatRequest,
-) -> (Vec<String>, FinishReason, Usage) {
+async fn answer(provider: &dyn ChatProvider, request: ChatRequest) -> (Vec<String>, FinishReason, Usage) {
     let stream = provider.chat_stream(request).await.expect("stream starts");
     let (tokens, last) = split(collect(stream).await);
     match last {
-        Ok(ChatEvent::Done {
-            finish_reason,
-            usage,
-        }) => (tokens, finish_reason, usage),
+        Ok(ChatEvent::Done { finish_reason, usage }) => (tokens, finish_reason, usage),
         other => panic!("expected Done at the end, got {other:?}"),
     }
 }
@@ -128,10 +118,7 @@ async fn openai_streams_tokens_in_order_with_the_servers_usage() {
     assert_eq!(sent.bearer(), Some("sk-test"));
     assert_eq!(sent.body["model"], "gpt-test");
     assert_eq!(sent.body["stream"], true);
-    assert_eq!(
-        sent.body["stream_options"],
-        json!({ "include_usage": true })
-    );
+    assert_eq!(sent.body["stream_options"], json!({ "include_usage": true }));
     assert_eq!(
         sent.body["messages"],
         json!([
@@ -206,12 +193,7 @@ async fn openai_http_failures_are_mapped_before_the_stream() {
 
     let error = start_error(&provider, request("m")).await;
     assert!(
-        matches!(
-            error,
-            ProviderError::RateLimited {
-                retry_after: Some(7)
-            }
-        ),
+        matches!(error, ProviderError::RateLimited { retry_after: Some(7) }),
         "{error:?}"
     );
     assert!(error.should_fall_back());
@@ -251,10 +233,7 @@ async fn openai_wrong_key_is_unauthorized() {
 async fn openai_stream_cut_short_ends_with_an_error() {
     let fake = FakeOpenAi::start(Behaviour::cut_short(&["par", "tial"]));
     let provider = openai(&fake.base_url, None);
-    let stream = provider
-        .chat_stream(request("m"))
-        .await
-        .expect("stream starts");
+    let stream = provider.chat_stream(request("m")).await.expect("stream starts");
     let (tokens, last) = split(collect(stream).await);
     assert_eq!(tokens, ["par", "tial"]);
     match last {
@@ -270,10 +249,7 @@ async fn openai_error_inside_the_stream_ends_it() {
         message: "upstream model crashed".into(),
     });
     let provider = openai(&fake.base_url, None);
-    let stream = provider
-        .chat_stream(request("m"))
-        .await
-        .expect("stream starts");
+    let stream = provider.chat_stream(request("m")).await.expect("stream starts");
     let (tokens, last) = split(collect(stream).await);
     assert_eq!(tokens, ["a"]);
     match last {
@@ -287,15 +263,8 @@ async fn openai_tokens_arrive_as_they_are_sent() {
     let fake = FakeOpenAi::start(Behaviour::long_reply(5, 400));
     let provider = openai(&fake.base_url, None);
     let started = Instant::now();
-    let mut stream = provider
-        .chat_stream(request("m"))
-        .await
-        .expect("stream starts");
-    let first = stream
-        .next()
-        .await
-        .expect("a first event")
-        .expect("a token");
+    let mut stream = provider.chat_stream(request("m")).await.expect("stream starts");
+    let first = stream.next().await.expect("a first event").expect("a token");
     let first_after = started.elapsed();
     assert_eq!(first, ChatEvent::Token("t0 ".into()));
     let rest = collect(stream).await;
@@ -315,15 +284,11 @@ async fn openai_tokens_arrive_as_they_are_sent() {
 async fn openai_dropping_the_stream_closes_the_upstream_request() {
     let fake = FakeOpenAi::start(Behaviour::long_reply(50, 100));
     let provider = openai(&fake.base_url, None);
-    let mut stream = provider
-        .chat_stream(request("m"))
-        .await
-        .expect("stream starts");
+    let mut stream = provider.chat_stream(request("m")).await.expect("stream starts");
     assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Token(_)))));
     drop(stream);
     assert!(
-        fake.wait_for_dropped_streams(1, Duration::from_secs(5))
-            .await,
+        fake.wait_for_dropped_streams(1, Duration::from_secs(5)).await,
         "the fake should see its client go away"
     );
     assert_eq!(fake.streams_completed(), 0);
@@ -333,10 +298,7 @@ async fn openai_dropping_the_stream_closes_the_upstream_request() {
 async fn openai_silent_stream_times_out() {
     let fake = FakeOpenAi::start(Behaviour::slow_reply(&["a", "b"], 3_000));
     let provider = openai(&fake.base_url, None).with_idle_timeout(Duration::from_millis(300));
-    let stream = provider
-        .chat_stream(request("m"))
-        .await
-        .expect("stream starts");
+    let stream = provider.chat_stream(request("m")).await.expect("stream starts");
     let items = collect(stream).await;
     assert!(
         matches!(items.last(), Some(Err(ProviderError::Unavailable(_)))),
@@ -368,10 +330,7 @@ async fn openai_embeddings_round_trip_in_input_order() {
         "a dog ran".to_string(),
         "the cat ran".to_string(),
     ];
-    let vectors = provider
-        .embed("embed-test", inputs.clone())
-        .await
-        .expect("embeddings");
+    let vectors = provider.embed("embed-test", inputs.clone()).await.expect("embeddings");
     assert_eq!(vectors.len(), 3);
     for (vector, input) in vectors.iter().zip(&inputs) {
         assert_eq!(vector.len(), FAKE_EMBEDDING_DIM);
@@ -382,24 +341,12 @@ async fn openai_embeddings_round_trip_in_input_order() {
     assert_eq!(sent.bearer(), Some("k"));
     assert_eq!(sent.body, json!({ "model": "embed-test", "input": inputs }));
 
-    assert!(provider
-        .embed("embed-test", Vec::new())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(provider.embed("embed-test", Vec::new()).await.unwrap().is_empty());
 
     fake.set_behaviour(Behaviour::RateLimited { retry_after: 2 });
-    let error = provider
-        .embed("embed-test", vec!["x".into()])
-        .await
-        .unwrap_err();
+    let error = provider.embed("embed-test", vec!["x".into()]).await.unwrap_err();
     assert!(
-        matches!(
-            error,
-            ProviderError::RateLimited {
-                retry_after: Some(2)
-            }
-        ),
+        matches!(error, ProviderError::RateLimited { retry_after: Some(2) }),
         "{error:?}"
     );
 }
@@ -432,10 +379,7 @@ async fn gemini_streams_tokens_in_order_with_the_servers_usage() {
 
     let sent = fake.last_request().expect("a request");
     assert_eq!(sent.method, "POST");
-    assert_eq!(
-        sent.path,
-        "/v1beta/models/gemini-test:streamGenerateContent"
-    );
+    assert_eq!(sent.path, "/v1beta/models/gemini-test:streamGenerateContent");
     assert_eq!(sent.query.as_deref(), Some("alt=sse"));
     assert_eq!(sent.goog_api_key(), Some("goog-key"));
     assert_eq!(
@@ -473,10 +417,7 @@ async fn gemini_default_base_url_and_model_prefix() {
     let (tokens, _, _) = answer(&provider, request("models/gemini-test")).await;
     assert_eq!(tokens, ["ok"]);
     let sent = fake.last_request().unwrap();
-    assert_eq!(
-        sent.path,
-        "/v1beta/models/gemini-test:streamGenerateContent"
-    );
+    assert_eq!(sent.path, "/v1beta/models/gemini-test:streamGenerateContent");
     assert_eq!(sent.goog_api_key(), None);
     assert!(sent.body.get("generationConfig").is_none());
 }
@@ -533,12 +474,7 @@ async fn gemini_http_failures_are_mapped_before_the_stream() {
 
     let error = start_error(&provider, request("g")).await;
     assert!(
-        matches!(
-            error,
-            ProviderError::RateLimited {
-                retry_after: Some(9)
-            }
-        ),
+        matches!(error, ProviderError::RateLimited { retry_after: Some(9) }),
         "{error:?}"
     );
 
@@ -573,10 +509,7 @@ async fn gemini_wrong_key_is_unauthorized() {
 async fn gemini_stream_cut_short_ends_with_an_error() {
     let fake = FakeGemini::start(Behaviour::cut_short(&["par", "tial"]));
     let provider = gemini(&fake.base_url, None);
-    let stream = provider
-        .chat_stream(request("g"))
-        .await
-        .expect("stream starts");
+    let stream = provider.chat_stream(request("g")).await.expect("stream starts");
     let (tokens, last) = split(collect(stream).await);
     assert_eq!(tokens, ["par", "tial"]);
     match last {
@@ -592,10 +525,7 @@ async fn gemini_error_inside_the_stream_ends_it() {
         message: "internal error".into(),
     });
     let provider = gemini(&fake.base_url, None);
-    let stream = provider
-        .chat_stream(request("g"))
-        .await
-        .expect("stream starts");
+    let stream = provider.chat_stream(request("g")).await.expect("stream starts");
     let (tokens, last) = split(collect(stream).await);
     assert_eq!(tokens, ["a"]);
     match last {
@@ -608,16 +538,10 @@ async fn gemini_error_inside_the_stream_ends_it() {
 async fn gemini_dropping_the_stream_closes_the_upstream_request() {
     let fake = FakeGemini::start(Behaviour::long_reply(50, 100));
     let provider = gemini(&fake.base_url, None);
-    let mut stream = provider
-        .chat_stream(request("g"))
-        .await
-        .expect("stream starts");
+    let mut stream = provider.chat_stream(request("g")).await.expect("stream starts");
     assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Token(_)))));
     drop(stream);
-    assert!(
-        fake.wait_for_dropped_streams(1, Duration::from_secs(5))
-            .await
-    );
+    assert!(fake.wait_for_dropped_streams(1, Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -636,10 +560,7 @@ async fn gemini_embeddings_round_trip_in_batches() {
     }
     let sent = fake.requests();
     assert_eq!(sent.len(), 2);
-    assert_eq!(
-        sent[0].path,
-        "/v1beta/models/text-embedding-test:batchEmbedContents"
-    );
+    assert_eq!(sent[0].path, "/v1beta/models/text-embedding-test:batchEmbedContents");
     assert_eq!(sent[0].goog_api_key(), Some("k"));
     assert_eq!(sent[0].body["requests"].as_array().unwrap().len(), 100);
     assert_eq!(
