@@ -52,7 +52,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let body = super::messages::ErrorData { error: &self.message, code: self.code };
         (self.status, Json(body)).into_response()
     }
 }

@@ -10,7 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use uuid::Uuid;
@@ -20,6 +20,7 @@ use super::extract::{ApiJson, Authenticated, IdPath};
 use super::AppState;
 use crate::auth::roles::Permission;
 use crate::chat::{Placement, StartedTurn, StreamEvent};
+use crate::providers::{FinishReason, Usage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,18 +120,39 @@ fn sse(
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// One chat event as an SSE event.
+/// `token` event data.
+#[derive(Serialize)]
+struct TokenData<'a> {
+    content: &'a str,
+    finish_reason: Option<FinishReason>,
+}
+
+/// `done` event data.
+#[derive(Serialize)]
+struct DoneData {
+    finish_reason: FinishReason,
+    usage: Usage,
+}
+
+/// `error` event data (the same shape as every JSON error of the API).
+#[derive(Serialize)]
+pub struct ErrorData<'a> {
+    /// For people.
+    pub error: &'a str,
+    /// Stable machine-readable code.
+    pub code: &'a str,
+}
+
+/// One chat event as an SSE event; the fields keep the order DESIGN.md shows.
 pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
-    let (name, data) = match event {
-        StreamEvent::Token(content) => (
-            "token",
-            serde_json::json!({ "content": content, "finish_reason": null }),
-        ),
-        StreamEvent::Done { finish_reason, usage } => (
-            "done",
-            serde_json::json!({ "finish_reason": finish_reason, "usage": usage }),
-        ),
-        StreamEvent::Error { code, message } => ("error", serde_json::json!({ "error": message, "code": code })),
+    let (name, data) = match &event {
+        StreamEvent::Token(content) => ("token", serde_json::to_string(&TokenData { content, finish_reason: None })),
+        StreamEvent::Done { finish_reason, usage } => {
+            ("done", serde_json::to_string(&DoneData { finish_reason: *finish_reason, usage: *usage }))
+        }
+        StreamEvent::Error { code, message } => ("error", serde_json::to_string(&ErrorData { error: message, code })),
     };
-    Ok(Event::default().event(name).data(data.to_string()))
+    // These structs always serialize.
+    let data = data.unwrap_or_default();
+    Ok(Event::default().event(name).data(data))
 }

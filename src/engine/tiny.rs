@@ -1,4 +1,4 @@
-//! A tiny random-weight Llama GGUF with a real (small) byte-level BPE tokenizer and a ChatML
+//! A tiny random-weight Llama (or Qwen2 / Qwen3) GGUF with a real (small) byte-level BPE tokenizer and a ChatML
 //! template, for fast deterministic tests and benches.
 //!
 //! The output head has all-zero rows for the special tokens, so their logits are always 0
@@ -58,72 +58,89 @@ pub fn vocab_size() -> usize {
     SPECIAL_TOKENS.len() + 256 + MERGES.len()
 }
 
-/// Writes the tiny model to `path`; the same `seed` gives the same file.
+/// The layouts [`write_tiny_model`] can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TinyArchitecture {
+    /// `llama`: the plain Llama block.
+    Llama,
+    /// `qwen2`: Llama with biases on the q, k and v projections.
+    Qwen2,
+    /// `qwen3`: Llama with RMS norms on the queries and keys.
+    Qwen3,
+}
+
+impl TinyArchitecture {
+    /// The `general.architecture` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// Writes the tiny Llama model to `path`; the same `seed` gives the same file.
 pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), EngineError> {
+    write_tiny_model(path, seed, TinyArchitecture::Llama)
+}
+
+/// Writes a tiny model of `architecture` to `path`; the same `seed` gives the same file.
+pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) -> Result<(), EngineError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let device = Device::Cpu;
     let vocab = vocab_size();
     let head_dim = DIM / HEADS;
+    let kv = KV_HEADS * head_dim;
 
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    let matrix = |rng: &mut StdRng, rows: usize, cols: usize, scale: f32| {
-        let data: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-scale..scale)).collect();
-        Tensor::from_vec(data, (rows, cols), &device)
+    let values = |rng: &mut StdRng, count: usize, scale: f32| -> Vec<f32> {
+        (0..count).map(|_| rng.random_range(-scale..scale)).collect()
     };
-    let q8 = |t: Tensor| QTensor::quantize(&t, GgmlDType::Q8_0);
-    let norm = || -> candle_core::Result<QTensor> {
-        QTensor::quantize(&Tensor::ones(DIM, candle_core::DType::F32, &device)?, GgmlDType::F32)
+    let q8 = |rng: &mut StdRng, rows: usize, cols: usize, scale: f32| -> candle_core::Result<QTensor> {
+        let t = Tensor::from_vec(values(rng, rows * cols, scale), (rows, cols), &device)?;
+        QTensor::quantize(&t, GgmlDType::Q8_0)
+    };
+    let f32s = |data: Vec<f32>| -> candle_core::Result<QTensor> {
+        let len = data.len();
+        QTensor::quantize(&Tensor::from_vec(data, len, &device)?, GgmlDType::F32)
     };
     // Uniform(-a, a) with a = sqrt(3 / fan_in) has variance 1 / fan_in.
     let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
 
-    tensors.push(("token_embd.weight".into(), q8(matrix(&mut rng, vocab, DIM, 1.0)?)?));
+    tensors.push(("token_embd.weight".into(), q8(&mut rng, vocab, DIM, 1.0)?));
     for layer in 0..LAYERS {
         let p = format!("blk.{layer}");
-        tensors.push((format!("{p}.attn_norm.weight"), norm()?));
-        tensors.push((
-            format!("{p}.attn_q.weight"),
-            q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?,
-        ));
-        let kv = KV_HEADS * head_dim;
-        tensors.push((
-            format!("{p}.attn_k.weight"),
-            q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?,
-        ));
-        tensors.push((
-            format!("{p}.attn_v.weight"),
-            q8(matrix(&mut rng, kv, DIM, scale(DIM))?)?,
-        ));
-        tensors.push((
-            format!("{p}.attn_output.weight"),
-            q8(matrix(&mut rng, DIM, DIM, scale(DIM))?)?,
-        ));
-        tensors.push((format!("{p}.ffn_norm.weight"), norm()?));
-        tensors.push((
-            format!("{p}.ffn_gate.weight"),
-            q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?,
-        ));
-        tensors.push((
-            format!("{p}.ffn_up.weight"),
-            q8(matrix(&mut rng, FFN, DIM, scale(DIM))?)?,
-        ));
-        tensors.push((
-            format!("{p}.ffn_down.weight"),
-            q8(matrix(&mut rng, DIM, FFN, scale(FFN))?)?,
-        ));
+        tensors.push((format!("{p}.attn_norm.weight"), f32s(vec![1.0; DIM])?));
+        tensors.push((format!("{p}.attn_q.weight"), q8(&mut rng, DIM, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.attn_k.weight"), q8(&mut rng, kv, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.attn_v.weight"), q8(&mut rng, kv, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.attn_output.weight"), q8(&mut rng, DIM, DIM, scale(DIM))?));
+        match architecture {
+            TinyArchitecture::Llama => {}
+            TinyArchitecture::Qwen2 => {
+                tensors.push((format!("{p}.attn_q.bias"), f32s(values(&mut rng, DIM, 0.1))?));
+                tensors.push((format!("{p}.attn_k.bias"), f32s(values(&mut rng, kv, 0.1))?));
+                tensors.push((format!("{p}.attn_v.bias"), f32s(values(&mut rng, kv, 0.1))?));
+            }
+            TinyArchitecture::Qwen3 => {
+                tensors.push((format!("{p}.attn_q_norm.weight"), f32s(vec![1.0; head_dim])?));
+                tensors.push((format!("{p}.attn_k_norm.weight"), f32s(vec![1.0; head_dim])?));
+            }
+        }
+        tensors.push((format!("{p}.ffn_norm.weight"), f32s(vec![1.0; DIM])?));
+        tensors.push((format!("{p}.ffn_gate.weight"), q8(&mut rng, FFN, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.ffn_up.weight"), q8(&mut rng, FFN, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.ffn_down.weight"), q8(&mut rng, DIM, FFN, scale(FFN))?));
     }
-    tensors.push(("output_norm.weight".into(), norm()?));
+    tensors.push(("output_norm.weight".into(), f32s(vec![1.0; DIM])?));
     // The output head: special-token rows are zero (see the module docs).
-    let mut head: Vec<f32> = (0..vocab * DIM)
-        .map(|_| rng.random_range(-scale(DIM)..scale(DIM)) * 4.0)
-        .collect();
+    let mut head = values(&mut rng, vocab * DIM, scale(DIM) * 4.0);
     head[..SPECIAL_TOKENS.len() * DIM].iter_mut().for_each(|w| *w = 0.0);
-    tensors.push((
-        "output.weight".into(),
-        q8(Tensor::from_vec(head, (vocab, DIM), &device)?)?,
-    ));
+    let head = QTensor::quantize(&Tensor::from_vec(head, (vocab, DIM), &device)?, GgmlDType::Q8_0)?;
+    tensors.push(("output.weight".into(), head));
 
-    let metadata = metadata();
+    let metadata = metadata(architecture);
     let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = BufWriter::new(File::create(path)?);
@@ -133,7 +150,7 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), EngineError> {
 }
 
 /// The GGUF metadata: Llama hyper-parameters and SmolLM2-style tokenizer keys.
-fn metadata() -> Vec<(String, gguf_file::Value)> {
+fn metadata(architecture: TinyArchitecture) -> Vec<(String, gguf_file::Value)> {
     use gguf_file::Value;
     let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
     let byte_chars = byte_to_unicode();
@@ -144,20 +161,21 @@ fn metadata() -> Vec<(String, gguf_file::Value)> {
         .collect();
     let strings = |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
     let u32v = |v: usize| Value::U32(v as u32);
-    vec![
-        ("general.architecture".into(), Value::String("llama".into())),
-        ("general.name".into(), Value::String("enclave-tiny-llama".into())),
+    let arch = architecture.name();
+    let mut metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        ("general.name".into(), Value::String(format!("enclave-tiny-{arch}"))),
         ("general.alignment".into(), Value::U32(32)),
-        ("llama.context_length".into(), u32v(CONTEXT_LENGTH)),
-        ("llama.embedding_length".into(), u32v(DIM)),
-        ("llama.block_count".into(), u32v(LAYERS)),
-        ("llama.feed_forward_length".into(), u32v(FFN)),
-        ("llama.attention.head_count".into(), u32v(HEADS)),
-        ("llama.attention.head_count_kv".into(), u32v(KV_HEADS)),
-        ("llama.rope.dimension_count".into(), u32v(DIM / HEADS)),
-        ("llama.rope.freq_base".into(), Value::F32(10_000.0)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
-        ("llama.vocab_size".into(), u32v(tokens.len())),
+        (format!("{arch}.context_length"), u32v(CONTEXT_LENGTH)),
+        (format!("{arch}.embedding_length"), u32v(DIM)),
+        (format!("{arch}.block_count"), u32v(LAYERS)),
+        (format!("{arch}.feed_forward_length"), u32v(FFN)),
+        (format!("{arch}.attention.head_count"), u32v(HEADS)),
+        (format!("{arch}.attention.head_count_kv"), u32v(KV_HEADS)),
+        (format!("{arch}.rope.dimension_count"), u32v(DIM / HEADS)),
+        (format!("{arch}.rope.freq_base"), Value::F32(10_000.0)),
+        (format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        (format!("{arch}.vocab_size"), u32v(tokens.len())),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
         ("tokenizer.ggml.tokens".into(), strings(tokens)),
@@ -172,7 +190,12 @@ fn metadata() -> Vec<(String, gguf_file::Value)> {
         ("tokenizer.ggml.padding_token_id".into(), Value::U32(2)),
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
         ("tokenizer.chat_template".into(), Value::String(CHAT_TEMPLATE.into())),
-    ]
+    ];
+    if architecture == TinyArchitecture::Qwen3 {
+        metadata.push((format!("{arch}.attention.key_length"), u32v(DIM / HEADS)));
+        metadata.push((format!("{arch}.attention.value_length"), u32v(DIM / HEADS)));
+    }
+    metadata
 }
 
 /// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others are

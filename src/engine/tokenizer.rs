@@ -208,3 +208,65 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, EngineError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::quantized::gguf_file::{Content, Value};
+
+    use super::*;
+
+    /// The metadata of the tiny model, read back from a file written to `dir`.
+    fn tiny_metadata(dir: &Path) -> (std::path::PathBuf, HashMap<String, Value>) {
+        let path = dir.join("tiny.gguf");
+        crate::engine::tiny::write_tiny_llama(&path, 1).unwrap();
+        let content = Content::read(&mut std::fs::File::open(&path).unwrap()).unwrap();
+        (path, content.metadata)
+    }
+
+    #[test]
+    fn a_tokenizer_json_beside_the_model_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, metadata) = tiny_metadata(dir.path());
+        let md = Metadata(&metadata);
+        let from_metadata = TextTokenizer::load(&md, &path).unwrap();
+        assert_eq!(from_metadata.count("<|extra|>"), 9);
+
+        let mut json = from_gguf_metadata(&md).unwrap();
+        json.add_special_tokens([AddedToken::from("<|extra|>", true)]).unwrap();
+        json.save(path.with_file_name("tokenizer.json"), false).unwrap();
+        let beside = TextTokenizer::load(&md, &path).unwrap();
+        assert_eq!(
+            beside.encode("<|extra|>").unwrap(),
+            vec![from_metadata.vocab_size() as u32]
+        );
+        assert_eq!(beside.eos(), from_metadata.eos());
+    }
+
+    #[test]
+    fn bos_is_added_once_when_the_model_wants_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut metadata) = tiny_metadata(dir.path());
+        metadata.insert("tokenizer.ggml.add_bos_token".into(), Value::Bool(true));
+        let tokenizer = TextTokenizer::load(&Metadata(&metadata), &path).unwrap();
+        let bos = tokenizer.bos().unwrap().clone();
+        assert_eq!(bos.text, "<|im_start|>");
+        assert_eq!(tokenizer.encode("hi").unwrap()[0], bos.id);
+        let ids = tokenizer.encode("<|im_start|>hi").unwrap();
+        assert_eq!(ids.iter().filter(|id| **id == bos.id).count(), 1, "{ids:?}");
+        assert_eq!(tokenizer.count("hi"), 2);
+    }
+
+    #[test]
+    fn sentencepiece_vocabularies_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut metadata) = tiny_metadata(dir.path());
+        metadata.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
+        let error = TextTokenizer::load(&Metadata(&metadata), &path).err().unwrap();
+        assert!(
+            matches!(&error, EngineError::Tokenizer(m) if m.contains("unsupported")),
+            "{error}"
+        );
+    }
+}

@@ -1,8 +1,5 @@
 //! The local provider: chat completions from the in-process engine.
 
-use futures::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
-
 use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
 use crate::engine::{
     EngineError, GenerateEvent, GenerateRequest, LocalEngine, SamplingParams, StopReason, TemplateMessage,
@@ -71,7 +68,7 @@ impl LocalProvider {
     }
 }
 
-/// The chat event for an engine event; `None` for nothing to say.
+/// The chat event for an engine event.
 fn chat_event(event: GenerateEvent) -> Result<ChatEvent, ProviderError> {
     match event {
         GenerateEvent::Text(text) => Ok(ChatEvent::Token(text)),
@@ -110,24 +107,22 @@ impl ChatProvider for LocalProvider {
             other => ProviderError::Unavailable(other.to_string()),
         })?;
         // The stream owns the receiver: dropping the stream cancels the generation. It ends
-        // after the final event; a runner that vanished without one is an error.
-        let mut ended = false;
-        let stream = ReceiverStream::new(events)
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .filter_map(move |event| {
-                let item = match event {
-                    _ if ended => None,
-                    Some(event) => {
-                        ended = !matches!(event, GenerateEvent::Text(_));
-                        Some(chat_event(event))
-                    }
-                    None => Some(Err(ProviderError::Other(
+        // right after the final event; a runner that vanished without one is an error.
+        let stream = futures::stream::unfold(Some(events), |events| async move {
+            let mut events = events?;
+            match events.recv().await {
+                Some(event) => {
+                    let last = !matches!(event, GenerateEvent::Text(_));
+                    Some((chat_event(event), (!last).then_some(events)))
+                }
+                None => Some((
+                    Err(ProviderError::Other(
                         "the engine stopped before finishing the answer".into(),
-                    ))),
-                };
-                futures::future::ready(item)
-            });
+                    )),
+                    None,
+                )),
+            }
+        });
         Ok(Box::pin(stream))
     }
 
@@ -147,6 +142,8 @@ impl ChatProvider for LocalProvider {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
 
     use super::*;
     use crate::engine::{load, tiny, LoadProgress, LocalModelConfig};

@@ -167,6 +167,9 @@ async fn remote_providers_stream_and_receive_the_history() {
         done.data,
         json!({"finish_reason": "stop", "usage": {"prompt_tokens": FAKE_PROMPT_TOKENS, "completion_tokens": 3}})
     );
+    // Field order as DESIGN.md shows it.
+    let exact = "event: done\ndata: {\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":3}}\n\n";
+    assert!(s.raw.ends_with(exact), "{}", s.raw);
 
     // A second turn carries the system prompt and the whole history, in order.
     let mut s = c
