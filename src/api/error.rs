@@ -52,7 +52,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = super::messages::ErrorData { error: &self.message, code: self.code };
+        let body = super::messages::ErrorData {
+            error: &self.message,
+            code: self.code,
+        };
         (self.status, Json(body)).into_response()
     }
 }

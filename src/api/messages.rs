@@ -146,10 +146,20 @@ pub struct ErrorData<'a> {
 /// One chat event as an SSE event; the fields keep the order DESIGN.md shows.
 pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
     let (name, data) = match &event {
-        StreamEvent::Token(content) => ("token", serde_json::to_string(&TokenData { content, finish_reason: None })),
-        StreamEvent::Done { finish_reason, usage } => {
-            ("done", serde_json::to_string(&DoneData { finish_reason: *finish_reason, usage: *usage }))
-        }
+        StreamEvent::Token(content) => (
+            "token",
+            serde_json::to_string(&TokenData {
+                content,
+                finish_reason: None,
+            }),
+        ),
+        StreamEvent::Done { finish_reason, usage } => (
+            "done",
+            serde_json::to_string(&DoneData {
+                finish_reason: *finish_reason,
+                usage: *usage,
+            }),
+        ),
         StreamEvent::Error { code, message } => ("error", serde_json::to_string(&ErrorData { error: message, code })),
     };
     // These structs always serialize.

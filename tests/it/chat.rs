@@ -168,7 +168,8 @@ async fn remote_providers_stream_and_receive_the_history() {
         json!({"finish_reason": "stop", "usage": {"prompt_tokens": FAKE_PROMPT_TOKENS, "completion_tokens": 3}})
     );
     // Field order as DESIGN.md shows it.
-    let exact = "event: done\ndata: {\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":3}}\n\n";
+    let exact =
+        "event: done\ndata: {\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":3}}\n\n";
     assert!(s.raw.ends_with(exact), "{}", s.raw);
 
     // A second turn carries the system prompt and the whole history, in order.
@@ -207,6 +208,27 @@ async fn remote_providers_stream_and_receive_the_history() {
     assert_eq!(request.body["systemInstruction"]["parts"][0]["text"], "Be German.");
     let conv = c.get(&format!("/api/v1/conversations/{gid}")).await;
     assert_eq!(conv.body["messages"][1]["model"], "gm");
+
+    // The title comes from the model after the first exchange (the fake always says "Hallo").
+    let title = eventually(|| {
+        let c = c.clone();
+        let gid = gid.clone();
+        async move {
+            let conv = c.get(&format!("/api/v1/conversations/{gid}")).await;
+            let title = conv.body["title"].as_str().unwrap().to_string();
+            (title != "Say hello").then_some(title)
+        }
+    })
+    .await;
+    assert_eq!(title, "Hallo");
+    let title_request = gemini
+        .chat_requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("You write short titles"));
+    assert!(
+        title_request.is_some(),
+        "the title was asked of the conversation's model"
+    );
 }
 
 #[tokio::test]
