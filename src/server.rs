@@ -21,7 +21,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.allow_registration,
     )?;
     let registry = ModelRegistry::start(&config);
-    let chat = ChatService::new(store.clone(), registry);
+    let chat = ChatService::new(store.clone(), registry, config.default_system_prompt.clone());
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

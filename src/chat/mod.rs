@@ -127,6 +127,7 @@ struct Inner {
     active: ActiveGenerations,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    default_system_prompt: Option<String>,
 }
 
 /// Everything a generation needs, handed to the background task.
@@ -143,8 +144,9 @@ struct Turn {
 }
 
 impl ChatService {
-    /// A service over these stores and models.
-    pub fn new(store: Store, registry: Arc<ModelRegistry>) -> ChatService {
+    /// A service over these stores and models; `default_system_prompt` is used for
+    /// conversations without one (empty for none).
+    pub fn new(store: Store, registry: Arc<ModelRegistry>, default_system_prompt: String) -> ChatService {
         ChatService {
             inner: Arc::new(Inner {
                 store,
@@ -152,6 +154,7 @@ impl ChatService {
                 active: ActiveGenerations::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                default_system_prompt: Some(default_system_prompt).filter(|p| !p.trim().is_empty()),
             }),
         }
     }
@@ -298,12 +301,11 @@ impl ChatService {
         // Keep at least a quarter of the context for the answer, at most what was asked.
         let reserve = wanted.min(context / 4).max(1);
         let count = |text: &str| registry.count_tokens(&model, text);
-        let (messages, prompt_tokens) = match prompt::fit(
-            conversation.system_prompt.as_deref(),
-            path,
-            context.saturating_sub(reserve),
-            count,
-        ) {
+        let system_prompt = conversation
+            .system_prompt
+            .as_deref()
+            .or(self.inner.default_system_prompt.as_deref());
+        let (messages, prompt_tokens) = match prompt::fit(system_prompt, path, context.saturating_sub(reserve), count) {
             prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
             prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
         };

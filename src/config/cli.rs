@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "ENCLAVE_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// System prompt for conversations that set none; "" for none
+    /// [default: "You are a helpful assistant."].
+    #[arg(long, env = "ENCLAVE_DEFAULT_SYSTEM_PROMPT", value_name = "TEXT")]
+    pub default_system_prompt: Option<String>,
     /// Log filter, e.g. `info` or `enclave=debug` [default: info].
     #[arg(long, env = "ENCLAVE_LOG", value_name = "FILTER")]
     pub log: Option<String>,

@@ -25,6 +25,10 @@ impl ConfigError {
     }
 }
 
+/// Sent when neither the conversation nor the user sets a system prompt. Small models answer
+/// far better with a plain instruction than with none (SmolLM2's built-in default derails it).
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+
 /// Keys accepted in enclave.toml (all optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +45,7 @@ struct FileConfig {
     refresh_token_ttl_secs: Option<u64>,
     model_queue_capacity: Option<usize>,
     request_timeout_secs: Option<u64>,
+    default_system_prompt: Option<String>,
 }
 
 /// The checked configuration the server runs with.
@@ -70,6 +75,8 @@ pub struct Config {
     pub model_queue_capacity: usize,
     /// Time limit for a remote provider to start answering.
     pub request_timeout: Duration,
+    /// System prompt for conversations (and users) that set none; empty for none at all.
+    pub default_system_prompt: String,
 }
 
 impl Config {
@@ -178,6 +185,11 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(refresh),
             model_queue_capacity: queue,
             request_timeout: Duration::from_secs(file.request_timeout_secs.unwrap_or(60)),
+            default_system_prompt: args
+                .default_system_prompt
+                .clone()
+                .or(file.default_system_prompt)
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
         })
     }
 }

@@ -404,7 +404,7 @@ async fn regenerate_and_edit_make_branches() {
     assert_eq!(messages[1]["sibling_ids"][0], first.as_str());
     // The regenerated prompt is the same history (no duplicated user message).
     let roles = roles_of(&last_answer_request(&openai));
-    assert_eq!(roles, ["user"]);
+    assert_eq!(roles, ["system", "user"]);
 
     // Switch back to the first answer.
     let switched = c.patch(&path, json!({"active_message_id": first})).await;
@@ -431,7 +431,11 @@ async fn regenerate_and_edit_make_branches() {
     assert_eq!(messages[0]["sibling_ids"].as_array().unwrap().len(), 2);
     assert!(messages[0]["parent_id"].is_null());
     let roles = roles_of(&last_answer_request(&openai));
-    assert_eq!(roles, ["user"], "the edited branch does not carry the old exchange");
+    assert_eq!(
+        roles,
+        ["system", "user"],
+        "the edited branch does not carry the old exchange"
+    );
 
     let answer = messages[1]["id"].as_str().unwrap().to_string();
     let bad = c

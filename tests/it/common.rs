@@ -47,6 +47,8 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Do not wait for /ready.
     pub no_wait: bool,
+    /// A GGUF file for the local model instead of the tiny generated one.
+    pub local_model: Option<PathBuf>,
 }
 
 /// A running server process; killed when dropped.
@@ -65,7 +67,7 @@ fn write_catalogue(dir: &Path, options: &Options) {
     let mut toml = format!(
         "default_chat = \"{}\"\n\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n",
         options.default_model.unwrap_or(LOCAL_MODEL),
-        tiny_model().display()
+        options.local_model.as_deref().unwrap_or(tiny_model()).display()
     );
     for (i, remote) in options.remotes.iter().enumerate() {
         toml.push_str(&format!(
@@ -116,7 +118,7 @@ impl TestServer {
             .arg(dir.join("models.toml"))
             .arg("--config")
             .arg(dir.join("enclave.toml"))
-            .env("ENCLAVE_LOG", "warn")
+            .env("ENCLAVE_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &self.options_env {

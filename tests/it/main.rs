@@ -8,3 +8,4 @@ mod errors;
 mod fakes;
 mod lifecycle;
 mod providers;
+mod real_model;
