@@ -3,6 +3,7 @@
 //! The chat service talks only to [`ChatProvider`]; which provider serves a model id is decided
 //! by the [`registry`] from models.toml, with fallbacks when a provider is rate-limited or down.
 
+mod endpoint;
 pub mod gemini;
 pub mod local;
 pub mod openai;

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::endpoint::{Credential, Endpoint};
 use super::sse::{self, HttpFailure};
 use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
 
@@ -19,61 +20,36 @@ use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, Prov
 const KIND: &str = "openai";
 
 /// A client of one OpenAI-compatible server.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct OpenAiProvider {
-    /// The API root, without a trailing slash (e.g. `https://openrouter.ai/api/v1`).
-    base_url: String,
-    /// Sent as `Authorization: Bearer` when set.
-    api_key: Option<String>,
-    /// The shared HTTP client (connection pool, timeouts).
-    http: reqwest::Client,
-    /// How long a streamed answer may stay silent before it is treated as lost.
-    idle_timeout: Duration,
-}
-
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("idle_timeout", &self.idle_timeout)
-            .finish()
-    }
+    /// Where and how to reach the API.
+    endpoint: Endpoint,
 }
 
 impl OpenAiProvider {
     /// A provider for the API rooted at `base_url` (e.g. `https://openrouter.ai/api/v1` or
     /// `http://localhost:8000/v1`); `api_key`, when set, is sent as a bearer token.
     pub fn new(base_url: impl Into<String>, api_key: Option<String>, http: reqwest::Client) -> Self {
-        let base_url = base_url.into().trim_end_matches('/').to_string();
-        let api_key = api_key.filter(|key| !key.trim().is_empty());
         Self {
-            base_url,
-            api_key,
-            http,
-            idle_timeout: sse::DEFAULT_IDLE_TIMEOUT,
+            endpoint: Endpoint::new(base_url, api_key.map(Credential::Bearer), http),
         }
     }
 
     /// Sets how long a streamed answer may stay silent before it fails with `Unavailable`
     /// (five minutes by default).
     pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
-        self.idle_timeout = idle_timeout;
+        self.endpoint.set_idle_timeout(idle_timeout);
         self
     }
 
     /// The API root this provider talks to, without a trailing slash.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.endpoint.base_url()
     }
 
     /// A POST to `{base}/{path}` with the credentials attached.
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.post(format!("{}/{path}", self.base_url));
-        match &self.api_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        }
+        self.endpoint.post(path)
     }
 }
 
@@ -293,7 +269,7 @@ impl ChatProvider for OpenAiProvider {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&chat_body(&request));
         let response = sse::send(KIND, http_request, classify).await?;
-        let mut data = Box::pin(sse::data_stream(response, self.idle_timeout));
+        let mut data = Box::pin(sse::data_stream(response, self.endpoint.idle_timeout()));
         let stream = async_stream::stream! {
             let mut state = StreamState::default();
             let saw_done = loop {
