@@ -495,3 +495,41 @@ async fn oldest_turns_are_dropped_to_fit_the_context() {
         "history never starts with an assistant turn"
     );
 }
+
+#[tokio::test]
+async fn stopping_the_local_model_frees_it_for_the_next_turn() {
+    let server = TestServer::start();
+    let mut c = Client::new(&server);
+    c.signup("omar").await;
+    // The tiny model never ends on its own, so this would run for 2000 tokens unless stopped.
+    let id = c.new_conversation(json!({"settings": {"max_tokens": 2000}})).await;
+    let mut s = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "Go on forever"}),
+        )
+        .await;
+    assert_eq!(s.next().await.unwrap().event, "token");
+    let stop = c.post(&format!("/api/v1/conversations/{id}/stop"), json!({})).await;
+    assert_eq!(stop.body["stopped"], true);
+    let rest = s.collect().await;
+    let done = rest.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert_eq!(done.data["finish_reason"], "stopped");
+    let completion = done.data["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion < 2000, "stopped early: {completion} tokens");
+
+    // The model is free again: a short answer in another conversation completes.
+    let other = c.new_conversation(json!({"settings": {"max_tokens": 4}})).await;
+    let mut s = c
+        .stream(
+            &format!("/api/v1/conversations/{other}/messages"),
+            json!({"content": "Short"}),
+        )
+        .await;
+    let events = s.collect().await;
+    assert_eq!(events.last().unwrap().data["finish_reason"], "length");
+    assert_eq!(events.last().unwrap().data["usage"]["completion_tokens"], 4);
+    let conv = c.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(conv.body["messages"][1]["status"], "stopped");
+}
