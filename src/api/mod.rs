@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod messages;
 mod models;
+mod openai_compat;
 mod settings;
 
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .nest("/api/v1", api)
+        .route("/v1/chat/completions", post(openai_compat::chat_completions))
+        .route("/v1/models", get(openai_compat::models))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

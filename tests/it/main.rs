@@ -7,5 +7,6 @@ mod conversations;
 mod errors;
 mod fakes;
 mod lifecycle;
+mod openai_compat;
 mod providers;
 mod real_model;

@@ -1,0 +1,245 @@
+//! OpenAI-compatible endpoints (`/v1/chat/completions`, `/v1/models`) so that existing
+//! clients, SDKs and load tools work against Enclave. Stateless: nothing is stored; the
+//! caller authenticates with the same bearer access token as the rest of the API.
+
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Authenticated};
+use super::AppState;
+use crate::auth::roles::Permission;
+use crate::providers::registry::RegistryError;
+use crate::providers::{
+    ChatEvent, ChatMessage, ChatRequest, FinishReason, GenerationParams, ProviderError, Role, Usage,
+};
+
+#[derive(Deserialize)]
+pub struct CompletionBody {
+    model: Option<String>,
+    messages: Vec<CompatMessage>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    stop: Option<StopField>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+pub struct CompatMessage {
+    role: String,
+    content: Content,
+}
+
+/// Message content: a string, or an array of parts of which the text parts are used.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn to_request(body: CompletionBody, model: String) -> Result<(ChatRequest, bool), ApiError> {
+    if body.messages.is_empty() {
+        return Err(ApiError::validation("messages must not be empty"));
+    }
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for m in body.messages {
+        let role = match m.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => return Err(ApiError::validation(format!("unsupported message role {other:?}"))),
+        };
+        let content = match m.content {
+            Content::Text(text) => text,
+            Content::Parts(parts) => {
+                if parts.iter().any(|p| p.kind != "text") {
+                    return Err(ApiError::validation("only text content parts are supported"));
+                }
+                parts.into_iter().filter_map(|p| p.text).collect::<Vec<_>>().join("\n")
+            }
+        };
+        messages.push(ChatMessage { role, content });
+    }
+    if body.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::validation("temperature must be between 0 and 2"));
+    }
+    let stop = match body.stop {
+        None => Vec::new(),
+        Some(StopField::One(s)) => vec![s],
+        Some(StopField::Many(v)) => v,
+    };
+    let params = GenerationParams {
+        temperature: body.temperature,
+        top_p: body.top_p,
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        stop,
+        seed: body.seed,
+    };
+    let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
+    Ok((
+        ChatRequest {
+            model,
+            messages,
+            params,
+        },
+        include_usage,
+    ))
+}
+
+/// OpenAI's error shape, which its clients parse.
+fn compat_error(error: RegistryError) -> Response {
+    let (status, code) = match &error {
+        RegistryError::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+        RegistryError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
+        RegistryError::Provider(ProviderError::RateLimited { .. }) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        RegistryError::Provider(ProviderError::Overloaded) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        RegistryError::Provider(ProviderError::Rejected(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        RegistryError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
+    };
+    let body = json!({"error": {"message": error.to_string(), "type": code, "code": code}});
+    (status, Json(body)).into_response()
+}
+
+fn finish_name(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop | FinishReason::Stopped => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+fn usage_json(usage: Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    })
+}
+
+/// `POST /v1/chat/completions`, streamed (`"stream": true`) or whole.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<CompletionBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::Chat)?;
+    let registry = state.chat.registry().clone();
+    let model = body
+        .model
+        .clone()
+        .unwrap_or_else(|| registry.default_model().to_string());
+    if !registry.is_chat_model(&model) {
+        return Ok(compat_error(RegistryError::UnknownModel(model)));
+    }
+    let stream_mode = body.stream;
+    let (request, include_usage) = to_request(body, model.clone())?;
+    let (mut stream, served_by) = match registry.chat_stream(&model, request).await {
+        Ok(ok) => ok,
+        Err(e) => return Ok(compat_error(e)),
+    };
+    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+
+    if !stream_mode {
+        let mut text = String::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(ChatEvent::Token(t)) => text.push_str(&t),
+                Ok(ChatEvent::Done { finish_reason, usage }) => {
+                    return Ok(Json(json!({
+                        "id": id, "object": "chat.completion", "created": created, "model": served_by,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                     "finish_reason": finish_name(finish_reason)}],
+                        "usage": usage_json(usage),
+                    }))
+                    .into_response());
+                }
+                Err(e) => return Ok(compat_error(RegistryError::Provider(e))),
+            }
+        }
+        return Ok(compat_error(RegistryError::Provider(ProviderError::Other(
+            "the model's stream ended early".into(),
+        ))));
+    }
+
+    let chunk = move |delta: Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": served_by,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let events = async_stream::stream! {
+        yield Ok::<_, Infallible>(Event::default().data(chunk(json!({"role": "assistant", "content": ""}), None).to_string()));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(ChatEvent::Token(t)) => yield Ok(Event::default().data(chunk(json!({"content": t}), None).to_string())),
+                Ok(ChatEvent::Done { finish_reason, usage }) => {
+                    yield Ok(Event::default().data(chunk(json!({}), Some(finish_name(finish_reason))).to_string()));
+                    if include_usage {
+                        let mut last = chunk(json!({}), None);
+                        last["choices"] = json!([]);
+                        last["usage"] = usage_json(usage);
+                        yield Ok(Event::default().data(last.to_string()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let body = json!({"error": {"message": e.to_string(), "type": "provider_error"}});
+                    yield Ok(Event::default().data(body.to_string()));
+                    break;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    };
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// `GET /v1/models`: the chat models, in OpenAI's list shape.
+pub async fn models(State(state): State<AppState>, _caller: Authenticated) -> impl IntoResponse {
+    let data: Vec<Value> = state
+        .chat
+        .registry()
+        .statuses()
+        .into_iter()
+        .filter(|m| m.role == crate::config::ModelRole::Chat)
+        .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
