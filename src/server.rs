@@ -26,11 +26,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr()?;
+    let metrics = crate::telemetry::install_metrics();
     let state = AppState {
         auth,
         chat: chat.clone(),
         store: store.clone(),
         config: Arc::new(config),
+        metrics,
     };
     // Tests and scripts read this line to learn the port when started with port 0.
     tracing::info!(%addr, "listening on http://{addr}");

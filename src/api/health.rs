@@ -12,6 +12,18 @@ pub async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => super::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled").into_response(),
+    }
+}
+
 /// `GET /ready`: 200 when the database answers and the default model can serve, else 503.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.store.ping().is_ok();

@@ -37,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     /// The running configuration.
     pub config: Arc<Config>,
+    /// Renders the Prometheus scrape text (absent when another recorder owns the process).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The whole HTTP application.
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .nest("/api/v1", api)
         .route("/v1/chat/completions", post(openai_compat::chat_completions))
         .route("/v1/models", get(openai_compat::models))

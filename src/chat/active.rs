@@ -22,6 +22,7 @@ pub struct ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.conversation_id);
+        metrics::gauge!("enclave_chat_active_answers").decrement(1.0);
     }
 }
 
@@ -38,6 +39,7 @@ impl ActiveGenerations {
             return None;
         }
         map.insert(conversation_id, token);
+        metrics::gauge!("enclave_chat_active_answers").increment(1.0);
         Some(ActiveGuard {
             registry: self.clone(),
             conversation_id,

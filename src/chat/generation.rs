@@ -38,6 +38,10 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
                     _ = tx.closed() => break Ending::Stopped,
                     event = stream.next() => match event {
                         Some(Ok(ChatEvent::Token(piece))) => {
+                            if text.is_empty() {
+                                metrics::histogram!("enclave_chat_time_to_first_token_seconds", "model" => served_by.clone())
+                                    .record(started.elapsed().as_secs_f64());
+                            }
                             text.push_str(&piece);
                             if tx.send(StreamEvent::Token(piece)).await.is_err() {
                                 break Ending::Stopped;
@@ -128,6 +132,17 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
             .unwrap_or_default(),
     );
     let stored = inner.store.append_message(turn.owner, &answer);
+    let status_label = match status {
+        MessageStatus::Complete => "complete",
+        MessageStatus::Stopped => "stopped",
+        MessageStatus::Error => "error",
+    };
+    metrics::counter!("enclave_chat_answers_total", "model" => served_by.clone(), "status" => status_label)
+        .increment(1);
+    metrics::counter!("enclave_chat_completion_tokens_total", "model" => served_by.clone())
+        .increment(u64::from(usage.completion_tokens));
+    metrics::histogram!("enclave_chat_answer_seconds", "model" => served_by.clone())
+        .record(started.elapsed().as_secs_f64());
     tracing::info!(
         conversation = %turn.conversation.id,
         model = %served_by,

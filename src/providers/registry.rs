@@ -281,6 +281,8 @@ impl ModelRegistry {
             match attempt {
                 Ok(stream) => {
                     if id != model {
+                        metrics::counter!("enclave_model_fallbacks_total", "requested" => model.to_string(), "served_by" => id.clone())
+                            .increment(1);
                         tracing::info!(requested = model, served_by = %id, "fell back to another model");
                     }
                     return Ok((stream, id));
@@ -291,6 +293,7 @@ impl ModelRegistry {
                         RegistryError::Unavailable { .. } => true,
                         RegistryError::UnknownModel(_) => false,
                     };
+                    metrics::counter!("enclave_model_refusals_total", "model" => id.clone()).increment(1);
                     tracing::warn!(model = %id, error = %e, "model could not take the request");
                     if !falls_back {
                         return Err(e);

@@ -280,6 +280,32 @@ async fn rate_limit_falls_back_to_the_next_provider() {
     let last = conv.body["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["status"], "error");
     assert_eq!(last["error_code"], "RATE_LIMITED");
+
+    // The decisions show in the metrics.
+    let scrape = c
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains(r#"enclave_model_fallbacks_total{requested="gm",served_by="oa"} 1"#),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(r#"enclave_chat_answers_total{model="oa",status="complete"} 1"#),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(r#"enclave_chat_answers_total{model="gm",status="error"} 1"#),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("enclave_chat_time_to_first_token_seconds_bucket"),
+        "{scrape}"
+    );
 }
 
 #[tokio::test]
