@@ -12,7 +12,10 @@
 mod config;
 mod detokenize;
 mod error;
+pub mod forward;
 mod gguf;
+pub mod kernels;
+pub mod kv;
 mod loader;
 mod model;
 mod progress;

@@ -1,0 +1,68 @@
+//! Quantized matmul on the CPU: Enclave's kernels (`QuantMatrix`) vs candle's `QMatMul`, both
+//! through a candle `Tensor` in and out, at SmolLM2-135M's shapes, for one decode row, small
+//! and large decode batches, and a prefill chunk. Throughput is in FLOP (2 × m × k × n).
+//!
+//! `cargo bench --bench matmul` (a filter such as `-- Q4_0` runs a part). Under `cargo test`
+//! (no `--bench` argument) criterion runs each benchmark once: only the small cases then.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use enclave::engine::kernels::QuantMatrix;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The weight formats compared.
+const DTYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0];
+/// SmolLM2-135M's shapes, (in_features, out_features): attention projections, MLP up/gate,
+/// MLP down, and the output head.
+const SHAPES: [(usize, usize); 4] = [(576, 576), (576, 1536), (1536, 576), (576, 49152)];
+/// Activation rows: one decode step, small and large decode batches, a prefill chunk.
+const ROWS: [usize; 4] = [1, 8, 32, 512];
+
+/// Uniform values in [-scale, scale).
+fn random(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn matmul(c: &mut Criterion) {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let mut rng = StdRng::seed_from_u64(42);
+    for dtype in DTYPES {
+        for (k, n) in SHAPES {
+            if !measuring && n > 1536 {
+                continue;
+            }
+            let weights = Tensor::from_vec(random(&mut rng, n * k, 0.05), (n, k), &Device::Cpu).unwrap();
+            let qtensor = Arc::new(QTensor::quantize(&weights, dtype).unwrap());
+            let ours = QuantMatrix::from_qtensor(&qtensor).unwrap();
+            let candle = QMatMul::from_arc(qtensor).unwrap();
+            let mut group = c.benchmark_group(format!("{dtype:?} {k}x{n}"));
+            group
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(1));
+            for m in ROWS {
+                if !measuring && m > 8 {
+                    continue;
+                }
+                let x = Tensor::from_vec(random(&mut rng, m * k, 1.0), (m, k), &Device::Cpu).unwrap();
+                group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+                group.bench_with_input(BenchmarkId::new("ours", m), &x, |b, x| {
+                    b.iter(|| black_box(ours.forward(x).unwrap()))
+                });
+                group.bench_with_input(BenchmarkId::new("candle", m), &x, |b, x| {
+                    b.iter(|| black_box(candle.forward(x).unwrap()))
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, matmul);
+criterion_main!(benches);

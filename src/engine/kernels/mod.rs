@@ -1,0 +1,25 @@
+//! CPU kernels for the quantized matrix product that decides the engine's speed: activations
+//! (one row for a decode step, dozens for a batched one, hundreds for a prefill chunk) times
+//! GGUF weights (Q4_0, Q4_1, Q8_0; F32, F16, BF16 in f32).
+//!
+//! Weights are repacked once at load into tiles of 8 output rows ([`QuantMatrix`]); each
+//! product quantizes every activation row once to 8 bits (blocks of 32, f32 scale) and runs
+//! integer dot products with AVX2 (detected at run time) or portable Rust that gives the same
+//! bits. Each output row is computed by the same arithmetic whatever the batch around it, so
+//! greedy decoding gives the same tokens alone or in a batch.
+
+mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod candle;
+mod f16;
+mod isa;
+mod matrix;
+mod packed;
+mod scalar;
+
+#[cfg(test)]
+mod tests;
+
+pub use isa::Isa;
+pub use matrix::{QuantMatrix, WeightFormat};

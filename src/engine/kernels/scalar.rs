@@ -1,0 +1,74 @@
+//! Portable micro-kernels: one column tile (8 outputs) for `R` activation rows.
+//!
+//! They do, for every output, exactly the operations of the AVX2 kernels in the same order
+//! (exact integer block sums, then `acc = fma(sum, d_w × d_x, acc)` block after block, and
+//! `acc = fma(m_w, s_x, acc)` for Q4_1), so their results are bit-identical to them.
+
+use super::activations::Q8Block;
+use super::f16::f16_to_f32;
+use super::packed::{Nibbles, TileQ8_0, TILE_COLS};
+
+/// Dot products of `R` quantized rows with one tile of 4-bit weights (`tiles`: its blocks).
+pub(crate) fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let d = tile.d().map(f16_to_f32);
+        let m = tile.m().map(f16_to_f32);
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            let x = &row[b];
+            for (c, acc) in acc.iter_mut().enumerate() {
+                let mut sum = 0i32;
+                for (h, group) in tile.qs().iter().enumerate() {
+                    for j in 0..4 {
+                        let byte = group[4 * c + j];
+                        sum += i32::from(byte & 0x0F) * i32::from(x.qs[8 * h + j])
+                            + i32::from(byte >> 4) * i32::from(x.qs[8 * h + 4 + j]);
+                    }
+                }
+                if !T::HAS_MIN {
+                    sum -= 8 * x.qsum;
+                }
+                *acc = (sum as f32).mul_add(d[c] * x.d, *acc);
+                if T::HAS_MIN {
+                    *acc = m[c].mul_add(x.s, *acc);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Dot products of `R` quantized rows with one tile of Q8_0 weights.
+pub(crate) fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let d = tile.d.map(f16_to_f32);
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            let x = &row[b];
+            for (c, acc) in acc.iter_mut().enumerate() {
+                let mut sum = 0i32;
+                for (g, group) in tile.qs.iter().enumerate() {
+                    for j in 0..4 {
+                        sum += i32::from(group[4 * c + j]) * i32::from(x.qs[4 * g + j]);
+                    }
+                }
+                *acc = (sum as f32).mul_add(d[c] * x.d, *acc);
+            }
+        }
+    }
+    acc
+}
+
+/// Dot products of `R` f32 rows with one tile of f32 weights (`tiles`: one entry per input).
+pub(crate) fn f32s<const R: usize>(tiles: &[[f32; TILE_COLS]], rows: [&[f32]; R]) -> [[f32; TILE_COLS]; R] {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for (i, w) in tiles.iter().enumerate() {
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            let x = row[i];
+            for (acc, &w) in acc.iter_mut().zip(w) {
+                *acc = x.mul_add(w, *acc);
+            }
+        }
+    }
+    acc
+}
