@@ -46,8 +46,14 @@ impl<'a> Metadata<'a> {
         }
     }
 
-    /// The array of strings at `key`; an error when present with another type.
-    pub(crate) fn str_array(&self, key: &str) -> Result<Option<Vec<&'a str>>, EngineError> {
+    /// The array at `key` with each item converted by `item`; `None` when absent, an error
+    /// when present with another type or when an item does not convert (`kind` names it).
+    fn array<T>(
+        &self,
+        key: &str,
+        kind: &str,
+        item: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>, EngineError> {
         let Some(value) = self.0.get(key) else {
             return Ok(None);
         };
@@ -56,36 +62,31 @@ impl<'a> Metadata<'a> {
         };
         items
             .iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s.as_str()),
-                _ => Err(EngineError::InvalidModel(format!("{key} holds a non-string"))),
-            })
+            .map(|v| item(v).ok_or_else(|| EngineError::InvalidModel(format!("{key} holds a non-{kind}"))))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
 
+    /// The array of strings at `key`; an error when present with another type.
+    pub(crate) fn str_array(&self, key: &str) -> Result<Option<Vec<&'a str>>, EngineError> {
+        self.array(key, "string", |v| match v {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
     /// The array of integers at `key` (token types); an error when present with another type.
     pub(crate) fn int_array(&self, key: &str) -> Result<Option<Vec<i64>>, EngineError> {
-        let Some(value) = self.0.get(key) else {
-            return Ok(None);
-        };
-        let Value::Array(items) = value else {
-            return Err(EngineError::InvalidModel(format!("{key} is not an array")));
-        };
-        items
-            .iter()
-            .map(|item| match item {
-                Value::I8(v) => Ok(i64::from(*v)),
-                Value::U8(v) => Ok(i64::from(*v)),
-                Value::I16(v) => Ok(i64::from(*v)),
-                Value::U16(v) => Ok(i64::from(*v)),
-                Value::I32(v) => Ok(i64::from(*v)),
-                Value::U32(v) => Ok(i64::from(*v)),
-                Value::I64(v) => Ok(*v),
-                _ => Err(EngineError::InvalidModel(format!("{key} holds a non-integer"))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        self.array(key, "integer", |v| match v {
+            Value::I8(v) => Some(i64::from(*v)),
+            Value::U8(v) => Some(i64::from(*v)),
+            Value::I16(v) => Some(i64::from(*v)),
+            Value::U16(v) => Some(i64::from(*v)),
+            Value::I32(v) => Some(i64::from(*v)),
+            Value::U32(v) => Some(i64::from(*v)),
+            Value::I64(v) => Some(*v),
+            _ => None,
+        })
     }
 }
 
