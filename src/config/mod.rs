@@ -44,6 +44,9 @@ struct FileConfig {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     model_queue_capacity: Option<usize>,
+    kv_cache_mb: Option<usize>,
+    max_batch_tokens: Option<usize>,
+    max_running: Option<usize>,
     request_timeout_secs: Option<u64>,
     default_system_prompt: Option<String>,
 }
@@ -73,6 +76,12 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// Requests waiting per local model before OVERLOADED.
     pub model_queue_capacity: usize,
+    /// Bytes of KV cache per local model.
+    pub kv_cache_bytes: usize,
+    /// The most tokens per engine step.
+    pub max_batch_tokens: usize,
+    /// The most sequences a local model runs at once.
+    pub max_running: usize,
     /// Time limit for a remote provider to start answering.
     pub request_timeout: Duration,
     /// System prompt for conversations (and users) that set none; empty for none at all.
@@ -172,6 +181,17 @@ impl Config {
         if queue == 0 {
             return Err(ConfigError::new("model_queue_capacity must be at least 1"));
         }
+        let kv_cache_mb = args.kv_cache_mb.or(file.kv_cache_mb).unwrap_or(2048);
+        if kv_cache_mb == 0 {
+            return Err(ConfigError::new("kv_cache_mb must be at least 1"));
+        }
+        let max_batch_tokens = args.max_batch_tokens.or(file.max_batch_tokens).unwrap_or(512);
+        let max_running = args.max_running.or(file.max_running).unwrap_or(64);
+        if max_running == 0 || max_batch_tokens < max_running {
+            return Err(ConfigError::new(
+                "max_running must be at least 1 and max_batch_tokens at least max_running",
+            ));
+        }
         Ok(Config {
             addr,
             data_dir: absolute(&data_dir),
@@ -184,6 +204,9 @@ impl Config {
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
             model_queue_capacity: queue,
+            kv_cache_bytes: kv_cache_mb << 20,
+            max_batch_tokens,
+            max_running,
             request_timeout: Duration::from_secs(file.request_timeout_secs.unwrap_or(60)),
             default_system_prompt: args
                 .default_system_prompt

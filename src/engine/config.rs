@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::scheduler::SchedulerConfig;
+
 /// Where a model's weights come from: a local file, Hugging Face, or both (the path is tried
 /// first, Hugging Face is the fallback).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,8 +29,8 @@ pub struct LocalModelConfig {
     pub context_length: Option<usize>,
     /// Overrides the chat template read from the GGUF metadata (`tokenizer.chat_template`).
     pub chat_template: Option<String>,
-    /// How many requests may wait for the runner before new ones are refused as overloaded.
-    pub queue_capacity: usize,
+    /// Batching limits, KV cache budget and queue capacity of the model's scheduler.
+    pub scheduler: SchedulerConfig,
     /// Where hf-hub caches downloads.
     pub cache_dir: PathBuf,
     /// Never touch the network: only the path and the hf-hub cache are looked at.
@@ -46,7 +48,11 @@ impl LocalModelConfig {
             },
             context_length: None,
             chat_template: None,
-            queue_capacity: 64,
+            scheduler: SchedulerConfig {
+                // Small enough for tests and tools; the server sizes it from its configuration.
+                kv_cache_bytes: 256 << 20,
+                ..SchedulerConfig::default()
+            },
             cache_dir: std::env::temp_dir().join("enclave-hf-cache"),
             offline: true,
         }

@@ -11,8 +11,9 @@ use candle_core::Device;
 
 use super::config::LocalModelConfig;
 use super::error::EngineError;
+use super::forward::{LlamaBatchModel, MatmulBackend};
 use super::gguf::Metadata;
-use super::model::{Architecture, Model};
+use super::model::Architecture;
 use super::template::{ChatTemplate, CHATML_TEMPLATE};
 use super::tokenizer::TextTokenizer;
 use super::ModelInfo;
@@ -24,10 +25,8 @@ const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|eot_id|>
 pub(crate) struct LoadedModel {
     /// What the model is.
     pub(crate) info: ModelInfo,
-    /// The weights.
-    pub(crate) model: Model,
-    /// Where the weights live.
-    pub(crate) device: Device,
+    /// The weights and the batched forward.
+    pub(crate) model: LlamaBatchModel,
     /// The tokenizer.
     pub(crate) tokenizer: Arc<TextTokenizer>,
     /// The chat template.
@@ -49,7 +48,6 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
     )?;
 
     let tokenizer = TextTokenizer::load(&md, file)?;
-    let context_length = context_length(config, architecture, &md)?;
     let template_source = match (&config.chat_template, md.str("tokenizer.chat_template")) {
         (Some(source), _) => source.clone(),
         (None, Some(source)) => source.to_owned(),
@@ -70,19 +68,24 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         tracing::warn!(model = %config.id, "the model declares no end-of-sequence token");
     }
 
-    let device = Device::Cpu;
-    let model = Model::load(architecture, content, &mut reader, &device).map_err(|e| match e {
-        EngineError::Candle(e) => {
-            EngineError::InvalidModel(format!("cannot load the weights of {}: {e}", file.display()))
-        }
-        other => other,
-    })?;
+    let device = select_device()?;
+    let model =
+        LlamaBatchModel::from_gguf(&content, &mut reader, &device, MatmulBackend::Fastest).map_err(|e| match e {
+            EngineError::Candle(e) => {
+                EngineError::InvalidModel(format!("cannot load the weights of {}: {e}", file.display()))
+            }
+            other => other,
+        })?;
+    let context_length = context_length(config, &md, architecture, model.config().max_positions)?;
+    let (own_kernels, matrices) = model.own_kernel_matrices();
     tracing::info!(
         model = %config.id,
         file = %file.display(),
         architecture = architecture.name(),
+        device = ?device,
         context_length,
         vocab = tokenizer.vocab_size(),
+        own_kernel_matrices = format_args!("{own_kernels}/{matrices}"),
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );
@@ -91,41 +94,53 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
             id: config.id.clone(),
             architecture: architecture.name().to_owned(),
             context_length,
+            vocab_size: model.config().vocab_size,
             file: file.to_owned(),
         },
         model,
-        device,
         tokenizer: Arc::new(tokenizer),
         template,
         eos_ids,
     })
 }
 
-/// The context length to serve: the override or `<arch>.context_length`, capped at what
-/// candle's implementation of the architecture can hold.
+/// The device the model runs on: the first CUDA GPU in a `--features cuda` build when one
+/// is there, the CPU otherwise.
+fn select_device() -> Result<Device, EngineError> {
+    #[cfg(feature = "cuda")]
+    {
+        match Device::new_cuda(0) {
+            Ok(device) => return Ok(device),
+            Err(error) => tracing::warn!(%error, "no usable CUDA device, running on the CPU"),
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+/// The context length to serve: the override or `<arch>.context_length`, capped at the
+/// positions the model's rotary tables cover.
 fn context_length(
     config: &LocalModelConfig,
-    architecture: Architecture,
     md: &Metadata<'_>,
+    architecture: Architecture,
+    max_positions: usize,
 ) -> Result<usize, EngineError> {
     let key = format!("{}.context_length", architecture.name());
     let wanted = config
         .context_length
         .or_else(|| md.u64(&key).map(|v| v as usize))
-        .ok_or_else(|| EngineError::InvalidModel(format!("no {key} in the GGUF metadata")))?;
+        .unwrap_or(max_positions);
     if wanted == 0 {
         return Err(EngineError::InvalidModel("the context length is 0".into()));
     }
-    match architecture.max_positions(md) {
-        Some(max) if wanted > max => {
-            tracing::warn!(
-                model = %config.id,
-                wanted,
-                max,
-                "context length capped to what the model implementation supports"
-            );
-            Ok(max)
-        }
-        _ => Ok(wanted),
+    if wanted > max_positions {
+        tracing::warn!(
+            model = %config.id,
+            wanted,
+            max_positions,
+            "context length capped to the positions the model supports"
+        );
+        return Ok(max_positions);
     }
+    Ok(wanted)
 }

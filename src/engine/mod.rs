@@ -2,26 +2,28 @@
 //! nothing of users or HTTP.
 //!
 //! [`load`] resolves the model file (a path, or Hugging Face through hf-hub), reads the
-//! weights, builds the tokenizer and chat template from the GGUF metadata, and starts one
-//! runner thread that owns the model. [`LocalEngine`] is the cheap, cloneable handle on it:
-//! render a chat, encode it, [`LocalEngine::submit`] it, and read [`GenerateEvent`]s from the
-//! returned channel; dropping the receiver cancels the generation within one decode step.
-//!
-//! This first engine serves one sequence at a time from a bounded queue; a later one batches.
+//! weights, builds the tokenizer and chat template from the GGUF metadata, and starts the
+//! model's [`scheduler`] thread, which owns the KV cache and runs every request in continuous
+//! batches through the batched [`forward`]. [`LocalEngine`] is the cheap, cloneable handle on
+//! it: render a chat, encode it, [`LocalEngine::submit`] it, and read [`GenerateEvent`]s from
+//! the returned channel; dropping the receiver cancels the generation within one step.
 
 mod config;
 mod detokenize;
 mod error;
 pub mod forward;
+/// The CPU kernels (quantized matmul, paged attention), a crate of their own.
+pub use enclave_kernels as kernels;
 mod gguf;
-pub mod kernels;
 pub mod kv;
 mod loader;
 mod model;
 mod progress;
+#[cfg(test)]
+mod reference;
 mod request;
-mod runner;
 mod sampling;
+pub mod scheduler;
 mod source;
 mod stats;
 mod stop;
@@ -33,20 +35,22 @@ mod tokenizer;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use config::{LocalModelConfig, ModelSource};
 pub use error::EngineError;
 pub use progress::{LoadProgress, LoadState};
 pub use request::{GenerateEvent, GenerateRequest, StopReason};
 pub use sampling::{SamplingParams, DEFAULT_SEED};
+pub use scheduler::SchedulerConfig;
 pub use stats::EngineStats;
 pub use template::{TemplateMessage, CHATML_TEMPLATE};
 
 use loader::LoadedModel;
-use runner::{Job, Runner};
+use scheduler::{Scheduler, SchedulerHandle, Submission};
 use stats::StatsCounters;
 use template::ChatTemplate;
 use tokenizer::TextTokenizer;
@@ -60,18 +64,20 @@ pub struct ModelInfo {
     pub architecture: String,
     /// The most tokens (prompt and completion) one sequence may hold.
     pub context_length: usize,
+    /// Tokens in the vocabulary.
+    pub vocab_size: usize,
     /// The GGUF file the weights came from.
     pub file: PathBuf,
 }
 
-/// Loads the model of `config` and starts its runner thread. Blocking (minutes for a
+/// Loads the model of `config` and starts its scheduler thread. Blocking (minutes for a
 /// download): call it from `spawn_blocking`. `progress` follows along and ends `Ready` or
 /// `Failed`.
 pub fn load(config: &LocalModelConfig, progress: &LoadProgress) -> Result<LocalEngine, EngineError> {
     let result = source::resolve_model_file(config, progress).and_then(|file| {
         progress.set(LoadState::Loading);
         let loaded = loader::read_model(config, &file)?;
-        LocalEngine::start(loaded, config.queue_capacity)
+        LocalEngine::start(loaded, config.scheduler.clone())
     });
     match &result {
         Ok(_) => progress.set(LoadState::Ready),
@@ -82,8 +88,8 @@ pub fn load(config: &LocalModelConfig, progress: &LoadProgress) -> Result<LocalE
     result
 }
 
-/// A handle on a loaded model and its runner thread; cheap to clone. The runner stops when
-/// the last handle is dropped.
+/// A handle on a loaded model and its scheduler thread; cheap to clone. The scheduler stops
+/// when the last handle is dropped and its last sequence is done.
 #[derive(Clone)]
 pub struct LocalEngine {
     /// Shared by every clone.
@@ -94,13 +100,13 @@ pub struct LocalEngine {
 struct Inner {
     /// What the model is.
     info: ModelInfo,
-    /// Shared with the runner, which detokenizes.
+    /// Shared with the scheduler, which detokenizes.
     tokenizer: Arc<TextTokenizer>,
     /// The compiled chat template.
     template: ChatTemplate,
-    /// The bounded queue in front of the runner.
-    queue: SyncSender<Job>,
-    /// What the runner did.
+    /// The bounded way into the scheduler.
+    scheduler: SchedulerHandle,
+    /// What the scheduler did.
     stats: Arc<StatsCounters>,
 }
 
@@ -113,33 +119,32 @@ impl std::fmt::Debug for LocalEngine {
 }
 
 impl LocalEngine {
-    /// Starts the runner thread for `loaded`.
-    fn start(loaded: LoadedModel, queue_capacity: usize) -> Result<Self, EngineError> {
+    /// Starts the scheduler thread for `loaded`.
+    fn start(loaded: LoadedModel, config: SchedulerConfig) -> Result<Self, EngineError> {
         let LoadedModel {
             info,
             model,
-            device,
             tokenizer,
             template,
             eos_ids,
         } = loaded;
         let stats = Arc::new(StatsCounters::default());
-        let runner = Runner {
-            model_id: info.id.clone(),
+        let scheduler = Scheduler::new(
+            info.id.clone(),
             model,
-            device,
-            tokenizer: tokenizer.clone(),
+            tokenizer.clone(),
             eos_ids,
-            context_length: info.context_length,
-            stats: stats.clone(),
-        };
-        let queue = runner.spawn(queue_capacity)?;
+            info.context_length,
+            config,
+            stats.clone(),
+        )?
+        .spawn()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 info,
                 tokenizer,
                 template,
-                queue,
+                scheduler,
                 stats,
             }),
         })
@@ -150,7 +155,7 @@ impl LocalEngine {
         &self.inner.info
     }
 
-    /// What the runner has done since the model was loaded.
+    /// What the scheduler has done since the model was loaded.
     pub fn stats(&self) -> EngineStats {
         self.inner.stats.snapshot()
     }
@@ -176,34 +181,49 @@ impl LocalEngine {
         self.inner.tokenizer.count(text)
     }
 
+    /// The most tokens (prompt and answer) one sequence can hold: the context window, or the
+    /// whole KV cache when that is smaller.
+    pub fn max_sequence_tokens(&self) -> usize {
+        self.inner
+            .info
+            .context_length
+            .min(self.inner.scheduler.max_sequence_tokens())
+    }
+
     /// Queues a generation and returns its event stream. Fails at once with
-    /// [`EngineError::Overloaded`] when the queue is full and with
-    /// [`EngineError::PromptTooLong`] when the prompt leaves no room in the context window.
-    /// Dropping the receiver cancels the generation.
-    pub fn submit(&self, request: GenerateRequest) -> Result<tokio::sync::mpsc::Receiver<GenerateEvent>, EngineError> {
+    /// [`EngineError::Overloaded`] when the queue is full, with
+    /// [`EngineError::PromptTooLong`] when the prompt leaves no room for an answer, and with
+    /// [`EngineError::InvalidRequest`] for an empty prompt, unknown token ids or sampling
+    /// values out of range. Dropping the receiver cancels the generation.
+    pub fn submit(&self, request: GenerateRequest) -> Result<UnboundedReceiver<GenerateEvent>, EngineError> {
         let tokens = request.prompt_tokens.len();
-        let limit = self.inner.info.context_length;
+        let limit = self.max_sequence_tokens();
         if tokens == 0 {
             return Err(EngineError::InvalidRequest("the prompt is empty".into()));
         }
         if tokens >= limit {
             return Err(EngineError::PromptTooLong { tokens, limit });
         }
-        // Room for every event the generation can produce, so the runner never waits.
-        let capacity = request.sampling.max_tokens.min(limit) + 4;
-        let (events, receiver) = tokio::sync::mpsc::channel(capacity);
-        let job = Job {
+        let vocab = self.inner.info.vocab_size;
+        if let Some(bad) = request.prompt_tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(EngineError::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        request.sampling.validate()?;
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let submission = Submission {
             request,
             events,
             queued_at: Instant::now(),
         };
-        match self.inner.queue.try_send(job) {
+        match self.inner.scheduler.submit(submission) {
             Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_)) => {
+            Err(EngineError::Overloaded) => {
                 tracing::warn!(model = %self.inner.info.id, "request queue full, refusing");
                 Err(EngineError::Overloaded)
             }
-            Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+            Err(other) => Err(other),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! What a caller hands the runner, and what comes back.
+//! What a caller hands the engine, and what comes back.
 
 use super::sampling::SamplingParams;
 
@@ -9,6 +9,9 @@ pub struct GenerateRequest {
     pub prompt_tokens: Vec<u32>,
     /// How to sample, and when to stop.
     pub sampling: SamplingParams,
+    /// Who asks, as an opaque key (the provider passes the user id): waiting requests are
+    /// started round-robin across keys. Empty for "anyone".
+    pub fairness_key: String,
 }
 
 /// One event of a generation's stream.

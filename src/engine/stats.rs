@@ -1,4 +1,4 @@
-//! Counters of what the runner did, for logs, metrics and tests.
+//! Counters of what the scheduler did, for logs, metrics and tests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +15,16 @@ pub struct EngineStats {
     pub prompt_tokens: u64,
     /// Tokens generated.
     pub completion_tokens: u64,
+    /// Forward steps run.
+    pub steps: u64,
+    /// The most sequences one step has run.
+    pub max_step_sequences: u64,
+    /// Sequences preempted for lack of KV blocks (and recomputed later).
+    pub preemptions: u64,
+    /// Prompt tokens looked up in the prefix cache.
+    pub prefix_queried_tokens: u64,
+    /// Of those, tokens whose KV came from the cache.
+    pub prefix_hit_tokens: u64,
 }
 
 /// The live counters, shared by the runner (writer) and the engine handles (readers).
@@ -30,6 +40,16 @@ pub(crate) struct StatsCounters {
     prompt_tokens: AtomicU64,
     /// See [`EngineStats::completion_tokens`].
     completion_tokens: AtomicU64,
+    /// See [`EngineStats::steps`].
+    steps: AtomicU64,
+    /// See [`EngineStats::max_step_sequences`].
+    max_step_sequences: AtomicU64,
+    /// See [`EngineStats::preemptions`].
+    preemptions: AtomicU64,
+    /// See [`EngineStats::prefix_queried_tokens`].
+    prefix_queried_tokens: AtomicU64,
+    /// See [`EngineStats::prefix_hit_tokens`].
+    prefix_hit_tokens: AtomicU64,
 }
 
 /// How a request ended, for [`StatsCounters::record`].
@@ -57,6 +77,23 @@ impl StatsCounters {
             .fetch_add(completion_tokens as u64, Ordering::Relaxed);
     }
 
+    /// Counts one forward step over `sequences` sequences.
+    pub(crate) fn record_step(&self, sequences: usize) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.max_step_sequences.fetch_max(sequences as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one preemption.
+    pub(crate) fn record_preemption(&self) {
+        self.preemptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a prefix-cache lookup of `queried` tokens that found `hit`.
+    pub(crate) fn record_prefix_lookup(&self, queried: usize, hit: usize) {
+        self.prefix_queried_tokens.fetch_add(queried as u64, Ordering::Relaxed);
+        self.prefix_hit_tokens.fetch_add(hit as u64, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub(crate) fn snapshot(&self) -> EngineStats {
         EngineStats {
@@ -65,6 +102,11 @@ impl StatsCounters {
             requests_failed: self.failed.load(Ordering::Relaxed),
             prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
             completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+            max_step_sequences: self.max_step_sequences.load(Ordering::Relaxed),
+            preemptions: self.preemptions.load(Ordering::Relaxed),
+            prefix_queried_tokens: self.prefix_queried_tokens.load(Ordering::Relaxed),
+            prefix_hit_tokens: self.prefix_hit_tokens.load(Ordering::Relaxed),
         }
     }
 }

@@ -122,6 +122,15 @@ fn chat_body(request: &ChatRequest) -> Value {
         // The API takes a 32-bit signed seed: keep the low 31 bits.
         config.insert("seed".into(), json!(seed & 0x7fff_ffff));
     }
+    if let Some(top_k) = params.top_k {
+        config.insert("topK".into(), json!(top_k));
+    }
+    if let Some(presence) = params.presence_penalty {
+        config.insert("presencePenalty".into(), json!(presence));
+    }
+    if let Some(frequency) = params.frequency_penalty {
+        config.insert("frequencyPenalty".into(), json!(frequency));
+    }
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));
     }
@@ -454,6 +463,7 @@ mod tests {
                 message(Role::User, "d"),
             ],
             params: GenerationParams::default(),
+            user: None,
         };
         let body = chat_body(&request);
         assert_eq!(body["systemInstruction"], json!({ "parts": [{ "text": "be brief" }] }));
@@ -474,6 +484,7 @@ mod tests {
                 max_tokens: Some(9),
                 stop: vec!["X".into()],
                 seed: Some(7),
+                ..GenerationParams::default()
             },
             ..request
         };

@@ -41,7 +41,7 @@ impl LocalProvider {
             .engine
             .encode(&text)
             .map_err(|e| ProviderError::Other(e.to_string()))?;
-        let context = self.engine.info().context_length;
+        let context = self.engine.max_sequence_tokens();
         if prompt_tokens.len() >= context {
             return Err(ProviderError::Rejected(format!(
                 "the prompt is {} tokens but the model's context window is {context} tokens",
@@ -59,11 +59,16 @@ impl LocalProvider {
             sampling: SamplingParams {
                 temperature: params.temperature,
                 top_p: params.top_p,
-                top_k: None,
+                top_k: params.top_k.map(|k| k as usize),
+                min_p: params.min_p,
+                repetition_penalty: params.repetition_penalty,
+                presence_penalty: params.presence_penalty,
+                frequency_penalty: params.frequency_penalty,
                 seed: params.seed,
                 max_tokens,
                 stop: params.stop.clone(),
             },
+            fairness_key: request.user.clone().unwrap_or_default(),
         })
     }
 }
@@ -154,7 +159,9 @@ mod tests {
         let path = dir.path().join("tiny.gguf");
         tiny::write_tiny_llama(&path, 3).unwrap();
         let mut config = LocalModelConfig::from_path("tiny", &path);
-        config.queue_capacity = queue_capacity;
+        config.scheduler.queue_capacity = queue_capacity;
+        // One at a time, so that the second request waits and the third finds the queue full.
+        config.scheduler.max_running = 1;
         let engine = load(&config, &LoadProgress::new()).unwrap();
         (dir, LocalProvider::new(engine))
     }
@@ -176,6 +183,7 @@ mod tests {
                 max_tokens,
                 ..GenerationParams::default()
             },
+            user: None,
         }
     }
 

@@ -54,6 +54,17 @@ pub struct GenerationParams {
     pub temperature: Option<f32>,
     /// Nucleus sampling mass.
     pub top_p: Option<f32>,
+    /// Keep only the k most likely tokens (local models and Gemini).
+    pub top_k: Option<u32>,
+    /// Keep only tokens at least this fraction as likely as the most likely one (local
+    /// models and OpenAI-compatible servers that take it).
+    pub min_p: Option<f32>,
+    /// Penalty on tokens already in the prompt or answer, 1 for none (local models).
+    pub repetition_penalty: Option<f32>,
+    /// OpenAI's presence penalty, -2 to 2.
+    pub presence_penalty: Option<f32>,
+    /// OpenAI's frequency penalty, -2 to 2.
+    pub frequency_penalty: Option<f32>,
     /// Upper bound on generated tokens.
     pub max_tokens: Option<u32>,
     /// Strings that end generation when produced (not included in the output).
@@ -71,6 +82,9 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// Sampling settings.
     pub params: GenerationParams,
+    /// Who asks (the user id), so that the local engine shares its time fairly; never sent
+    /// to remote providers.
+    pub user: Option<String>,
 }
 
 /// Why a generation ended.

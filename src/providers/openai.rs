@@ -82,6 +82,22 @@ fn chat_body(request: &ChatRequest) -> Value {
         // The API takes a signed 64-bit seed.
         body.insert("seed".into(), json!(seed & i64::MAX as u64));
     }
+    // Standard penalties, then the extensions that vLLM, llama.cpp and OpenRouter take (sent
+    // only when asked for: OpenAI itself refuses unknown arguments).
+    let optional = [
+        ("presence_penalty", params.presence_penalty),
+        ("frequency_penalty", params.frequency_penalty),
+        ("min_p", params.min_p),
+        ("repetition_penalty", params.repetition_penalty),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            body.insert(key.into(), json!(value));
+        }
+    }
+    if let Some(top_k) = params.top_k {
+        body.insert("top_k".into(), json!(top_k));
+    }
     Value::Object(body)
 }
 
@@ -397,6 +413,7 @@ mod tests {
                 },
             ],
             params,
+            user: None,
         }
     }
 
@@ -417,7 +434,13 @@ mod tests {
             max_tokens: Some(7),
             stop: vec!["END".into()],
             seed: Some(u64::MAX),
+            presence_penalty: Some(0.5),
+            top_k: Some(20),
+            ..GenerationParams::default()
         }));
+        assert_eq!(body["presence_penalty"], 0.5);
+        assert_eq!(body["top_k"], 20);
+        assert!(body.get("min_p").is_none() && body.get("frequency_penalty").is_none());
         assert_eq!(body["temperature"], 0.5);
         assert_eq!(body["top_p"], 0.25);
         assert_eq!(body["max_tokens"], 7);

@@ -10,7 +10,7 @@ use super::local::LocalProvider;
 use super::openai::OpenAiProvider;
 use super::{ChatProvider, ChatRequest, ChatStream, ProviderError};
 use crate::config::{Config, ModelEntry, ModelRole, ProviderKind};
-use crate::engine::{self, LoadProgress, LoadState, LocalModelConfig, ModelSource};
+use crate::engine::{self, LoadProgress, LoadState, LocalModelConfig, ModelSource, SchedulerConfig};
 
 /// Why a model cannot serve a request.
 #[derive(Debug, thiserror::Error)]
@@ -320,7 +320,13 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
         },
         context_length: entry.context_length,
         chat_template: entry.chat_template.clone(),
-        queue_capacity: config.model_queue_capacity,
+        scheduler: SchedulerConfig {
+            queue_capacity: config.model_queue_capacity,
+            kv_cache_bytes: config.kv_cache_bytes,
+            max_batch_tokens: config.max_batch_tokens,
+            max_running: config.max_running,
+            ..SchedulerConfig::default()
+        },
         cache_dir: config.model_cache_dir(),
         offline: config.offline,
     };

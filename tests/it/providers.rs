@@ -47,6 +47,7 @@ fn request(model: &str) -> ChatRequest {
             message(Role::User, "Say hello."),
         ],
         params: GenerationParams::default(),
+        user: None,
     }
 }
 

@@ -1,31 +1,66 @@
 //! The one matmul type of the batched forward: `x [rows, in] -> x W^T [rows, out]`.
 //!
-//! Today candle's `QMatMul` (its CPU kernel quantizes each activation row to 8 bits, then
-//! does integer dot products against the quantized weights; F32/F16 weights go through
-//! gemm). A faster kernel replaces the inside of this type, nothing else.
+//! On the CPU, Q4_0 / Q4_1 / Q8_0 / F32 / F16 / BF16 weights run on our kernels
+//! ([`QuantMatrix`]: repacked once at load, each weight block reused across all rows of a
+//! step); other formats (the K-quants) and other devices use candle's `QMatMul`. Both compute
+//! each output row from its input row alone, so a sequence's result does not depend on the
+//! batch around it.
 
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
+
+use enclave_kernels::QuantMatrix;
+
+/// How a [`QLinear`] multiplies.
+#[derive(Debug)]
+enum Kernel {
+    /// Our CPU kernels.
+    Ours(QuantMatrix),
+    /// candle's quantized matmul (any device, any GGUF dtype).
+    Candle(QMatMul),
+}
+
+/// Which implementation [`QLinear::new`] picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulBackend {
+    /// Our kernels where they exist for the weights' format on this device, candle's
+    /// elsewhere (the default).
+    Fastest,
+    /// candle's `QMatMul` everywhere: the arithmetic of candle-transformers' models, for
+    /// comparisons against them.
+    Candle,
+}
 
 /// A weight matrix `[out, in]` applied to rows of activations.
 #[derive(Debug)]
 pub(crate) struct QLinear {
-    /// candle's quantized matmul over the weight.
-    inner: QMatMul,
+    /// The implementation.
+    kernel: Kernel,
     /// Output features.
     out_features: usize,
 }
 
+/// GGUF dtypes our CPU kernels take without widening the weights beyond f32.
+fn ours_supports(dtype: GgmlDType) -> bool {
+    matches!(
+        dtype,
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0 | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+    )
+}
+
 impl QLinear {
     /// Wraps a weight of shape `[out, in]` as stored in GGUF.
-    pub(crate) fn new(weight: Arc<QTensor>) -> Result<Self> {
+    pub(crate) fn new(weight: Arc<QTensor>, backend: MatmulBackend) -> Result<Self> {
         let (out_features, _) = weight.shape().dims2()?;
-        Ok(Self {
-            inner: QMatMul::from_arc(weight)?,
-            out_features,
-        })
+        let ours = backend == MatmulBackend::Fastest && weight.device().is_cpu() && ours_supports(weight.dtype());
+        let kernel = if ours {
+            Kernel::Ours(QuantMatrix::from_qtensor(&weight)?)
+        } else {
+            Kernel::Candle(QMatMul::from_arc(weight)?)
+        };
+        Ok(Self { kernel, out_features })
     }
 
     /// Output features.
@@ -33,10 +68,17 @@ impl QLinear {
         self.out_features
     }
 
-    /// `x [rows, in]` (contiguous f32) to `[rows, out]`. Row `i` of the result depends on
-    /// row `i` of `x` only, bit for bit, whatever the other rows (true of candle's quantized
-    /// CPU kernels; see the batch-independence tests).
+    /// Whether our kernels run this matrix.
+    pub(crate) fn uses_own_kernel(&self) -> bool {
+        matches!(self.kernel, Kernel::Ours(_))
+    }
+
+    /// `x [rows, in]` (f32) to `[rows, out]`. Row `i` of the result depends on row `i` of `x`
+    /// only, bit for bit, whatever the other rows (see the batch-independence tests).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.inner.forward(x)
+        match &self.kernel {
+            Kernel::Ours(matrix) => matrix.forward(x),
+            Kernel::Candle(matmul) => matmul.forward(x),
+        }
     }
 }

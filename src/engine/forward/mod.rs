@@ -34,6 +34,7 @@ mod tests;
 
 pub use attention::AttentionBackend;
 pub use config::BatchModelConfig;
+pub use linear::MatmulBackend;
 pub use model::LlamaBatchModel;
 
 use super::kv::BlockTable;

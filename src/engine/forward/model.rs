@@ -15,7 +15,7 @@ use super::super::error::EngineError;
 use super::super::kv::{KvCache, KvCacheConfig};
 use super::attention::{attend_candle, AttentionBackend};
 use super::config::BatchModelConfig;
-use super::linear::QLinear;
+use super::linear::{MatmulBackend, QLinear};
 use super::plan::{self, Plan};
 use super::Batch;
 
@@ -78,16 +78,26 @@ pub struct LlamaBatchModel {
 }
 
 impl LlamaBatchModel {
-    /// Reads the GGUF model at `path` onto `device`.
+    /// Reads the GGUF model at `path` onto `device`, with the fastest matmul kernels.
     pub fn load(path: &Path, device: &Device) -> Result<Self, EngineError> {
+        Self::load_with(path, device, MatmulBackend::Fastest)
+    }
+
+    /// Reads the GGUF model at `path` onto `device`, its matrices multiplied by `matmul`.
+    pub fn load_with(path: &Path, device: &Device, matmul: MatmulBackend) -> Result<Self, EngineError> {
         let mut reader = BufReader::new(File::open(path)?);
         let content = Content::read(&mut reader)
             .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", path.display())))?;
-        Self::from_gguf(&content, &mut reader, device)
+        Self::from_gguf(&content, &mut reader, device, matmul)
     }
 
     /// Reads the weights of `content` from `reader` onto `device`.
-    pub fn from_gguf<R: Read + Seek>(content: &Content, reader: &mut R, device: &Device) -> Result<Self, EngineError> {
+    pub fn from_gguf<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        matmul: MatmulBackend,
+    ) -> Result<Self, EngineError> {
         let mut config = BatchModelConfig::from_gguf(content)?;
         let mut get = |name: &str| -> Result<Arc<QTensor>, EngineError> {
             if !content.tensor_infos.contains_key(name) {
@@ -124,19 +134,19 @@ impl LlamaBatchModel {
             let k_norm = optional(format!("{p}.attn_k_norm.weight"))?;
             let layer = Layer {
                 attn_norm: vector(get(&format!("{p}.attn_norm.weight"))?)?,
-                wq: QLinear::new(get(&format!("{p}.attn_q.weight"))?)?,
-                wk: QLinear::new(get(&format!("{p}.attn_k.weight"))?)?,
-                wv: QLinear::new(get(&format!("{p}.attn_v.weight"))?)?,
-                wo: QLinear::new(get(&format!("{p}.attn_output.weight"))?)?,
+                wq: QLinear::new(get(&format!("{p}.attn_q.weight"))?, matmul)?,
+                wk: QLinear::new(get(&format!("{p}.attn_k.weight"))?, matmul)?,
+                wv: QLinear::new(get(&format!("{p}.attn_v.weight"))?, matmul)?,
+                wo: QLinear::new(get(&format!("{p}.attn_output.weight"))?, matmul)?,
                 q_bias,
                 k_bias,
                 v_bias,
                 q_norm,
                 k_norm,
                 ffn_norm: vector(get(&format!("{p}.ffn_norm.weight"))?)?,
-                gate: QLinear::new(get(&format!("{p}.ffn_gate.weight"))?)?,
-                up: QLinear::new(get(&format!("{p}.ffn_up.weight"))?)?,
-                down: QLinear::new(get(&format!("{p}.ffn_down.weight"))?)?,
+                gate: QLinear::new(get(&format!("{p}.ffn_gate.weight"))?, matmul)?,
+                up: QLinear::new(get(&format!("{p}.ffn_up.weight"))?, matmul)?,
+                down: QLinear::new(get(&format!("{p}.ffn_down.weight"))?, matmul)?,
             };
             let (q_out, kv_out) = (
                 config.num_heads * config.head_dim,
@@ -153,7 +163,7 @@ impl LlamaBatchModel {
             }
             layers.push(layer);
         }
-        let output = QLinear::new(output)?;
+        let output = QLinear::new(output, matmul)?;
         let (cos, sin) = rope_tables(&config, device)?;
         Ok(Self {
             config,
@@ -180,6 +190,18 @@ impl LlamaBatchModel {
     /// Where the weights live (the KV cache must live there too).
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Weight matrices run by our own kernels, and all weight matrices.
+    pub fn own_kernel_matrices(&self) -> (usize, usize) {
+        let matrices = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .chain(std::iter::once(&self.output));
+        matrices.fold((0, 0), |(ours, all), m| {
+            (ours + usize::from(m.uses_own_kernel()), all + 1)
+        })
     }
 
     /// Which attention implementation runs.

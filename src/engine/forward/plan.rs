@@ -8,7 +8,9 @@ use candle_core::{Device, Tensor};
 
 use super::super::error::EngineError;
 use super::super::kv::{write_slot_ids, KvCache};
-use super::attention::{AttentionBackend, PagedAttention};
+use enclave_kernels::PagedAttention;
+
+use super::attention::AttentionBackend;
 use super::{Batch, BatchModelConfig};
 
 /// One sequence's attention inputs for [`AttentionBackend::CandleOps`].

@@ -156,7 +156,10 @@ fn matches_candle_and_the_f32_reference() {
                 eprintln!("{case}");
                 let quantized = !matches!(dtype, GgmlDType::F32 | GgmlDType::F16);
                 let worse_than_candle = quantized && ours_error > candle_error * 1.1 + 1e-4;
-                if vs_candle > candle_tolerance || ours_error > reference_tolerance || worse_than_candle {
+                // Where candle is further from the exact product than we are (its Q8_0 path at
+                // k = 1536 on some CPUs), disagreeing with it is candle's error, not ours.
+                let disagrees = vs_candle > candle_tolerance && ours_error >= candle_error;
+                if disagrees || ours_error > reference_tolerance || worse_than_candle {
                     failures.push(case);
                 }
             }

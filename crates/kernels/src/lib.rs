@@ -1,4 +1,9 @@
-//! CPU kernels for the quantized matrix product that decides the engine's speed: activations
+//! Enclave's CPU kernels, in a crate of their own so that they are compiled optimised even in
+//! debug builds (tests run real models through them).
+//!
+//! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache.
+//!
+//! [`QuantMatrix`]: the quantized matrix product that decides the engine's speed: activations
 //! (one row for a decode step, dozens for a batched one, hundreds for a prefill chunk) times
 //! GGUF weights (Q4_0, Q4_1, Q8_0; F32, F16, BF16 in f32).
 //!
@@ -9,6 +14,7 @@
 //! greedy decoding gives the same tokens alone or in a batch.
 
 mod activations;
+mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod candle;
@@ -21,5 +27,6 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
+pub use attention::PagedAttention;
 pub use isa::Isa;
 pub use matrix::{QuantMatrix, WeightFormat};
