@@ -41,6 +41,9 @@ pub struct CompletionBody {
     repetition_penalty: Option<f32>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
+    /// vLLM's and llama.cpp's extension: generate max_tokens whatever the model says.
+    #[serde(default)]
+    ignore_eos: bool,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +139,7 @@ fn to_request(body: CompletionBody, model: String, user: String) -> Result<(Chat
         max_tokens: body.max_completion_tokens.or(body.max_tokens),
         stop,
         seed: body.seed,
+        ignore_eos: body.ignore_eos,
     };
     let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
     Ok((

@@ -15,6 +15,7 @@ pub mod forward;
 /// The CPU kernels (quantized matmul, paged attention), a crate of their own.
 pub use enclave_kernels as kernels;
 mod gguf;
+mod hf;
 pub mod kv;
 mod loader;
 mod model;

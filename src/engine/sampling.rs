@@ -40,6 +40,8 @@ pub struct SamplingParams {
     pub max_tokens: usize,
     /// Strings that end generation when produced (not included in the output).
     pub stop: Vec<String>,
+    /// Keep generating past end-of-sequence tokens until `max_tokens` (benchmarks).
+    pub ignore_eos: bool,
 }
 
 impl SamplingParams {

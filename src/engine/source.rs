@@ -1,4 +1,5 @@
-//! Finds a model's GGUF file: on disk, in the hf-hub cache, or downloaded from Hugging Face.
+//! Finds a model's files: on disk, in the hf-hub cache, or downloaded from Hugging Face (a
+//! GGUF file, or a safetensors checkpoint with its configuration and tokenizer files).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,13 +17,13 @@ pub(crate) fn resolve_model_file(config: &LocalModelConfig, progress: &LoadProgr
     let source = &config.source;
     let mut tried = Vec::new();
     if let Some(path) = &source.path {
-        if path.is_file() {
+        if path.is_file() || path.join("config.json").is_file() {
             return Ok(path.clone());
         }
-        tried.push(format!("no file at {}", path.display()));
+        tried.push(format!("no model at {}", path.display()));
     }
     match (&source.hf_repo, &source.hf_file) {
-        (Some(repo), Some(file)) => match download(config, repo, file, source.hf_revision.as_deref(), progress) {
+        (Some(repo), Some(file)) => match download_model(config, repo, file, source.hf_revision.as_deref(), progress) {
             Ok(path) => return Ok(path),
             Err(error) => tried.push(format!("{repo}/{file} from Hugging Face: {error}")),
         },
@@ -38,6 +39,47 @@ pub(crate) fn resolve_model_file(config: &LocalModelConfig, progress: &LoadProgr
         config.id,
         tried.join("; ")
     )))
+}
+
+/// Companion files of a safetensors checkpoint: required, then optional.
+const HF_REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
+/// See [`HF_REQUIRED`].
+const HF_OPTIONAL: [&str; 2] = ["tokenizer_config.json", "generation_config.json"];
+
+/// Fetches a model: `file` itself, and for a safetensors checkpoint (`*.safetensors` or
+/// `model.safetensors.index.json`) its shards and configuration and tokenizer files, all into
+/// the same hf-hub snapshot directory.
+fn download_model(
+    config: &LocalModelConfig,
+    repo: &str,
+    file: &str,
+    revision: Option<&str>,
+    progress: &LoadProgress,
+) -> Result<PathBuf, String> {
+    let main = download(config, repo, file, revision, progress)?;
+    if !(file.ends_with(".safetensors") || file.ends_with(".safetensors.index.json")) {
+        return Ok(main);
+    }
+    if file.ends_with(".index.json") {
+        let text = std::fs::read_to_string(&main).map_err(|e| e.to_string())?;
+        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+        let shards: std::collections::BTreeSet<&str> = index["weight_map"]
+            .as_object()
+            .map(|m| m.values().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        for shard in shards {
+            download(config, repo, shard, revision, progress)?;
+        }
+    }
+    for companion in HF_REQUIRED {
+        download(config, repo, companion, revision, progress)?;
+    }
+    for companion in HF_OPTIONAL {
+        if let Err(error) = download(config, repo, companion, revision, progress) {
+            tracing::debug!(repo, companion, %error, "optional model file not fetched");
+        }
+    }
+    Ok(main)
 }
 
 /// Fetches `repo`/`file` through hf-hub into `config.cache_dir`, reporting progress; with

@@ -279,6 +279,24 @@ fn the_eos_token_ends_the_generation() {
             completion_tokens: 1
         }
     );
+    // Benchmarks ask to go on past it.
+    let request = GenerateRequest {
+        prompt_tokens: ids.clone(),
+        sampling: SamplingParams {
+            ignore_eos: true,
+            ..greedy(10)
+        },
+        fairness_key: String::new(),
+    };
+    let (_, end) = collect(engine.submit(request).unwrap());
+    assert_eq!(
+        end,
+        GenerateEvent::Finished {
+            reason: StopReason::Length,
+            prompt_tokens: ids.len(),
+            completion_tokens: 10
+        }
+    );
 }
 
 #[test]
@@ -441,6 +459,37 @@ fn incremental_decoding_never_splits_a_character() {
         }
     }
     assert_eq!(out, text);
+}
+
+#[test]
+fn a_safetensors_directory_loads_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny::write_tiny_hf(dir.path(), 3, tiny::TinyArchitecture::Qwen2).unwrap();
+    let engine = load(&config(dir.path(), 4), &LoadProgress::new()).unwrap();
+    assert_eq!(engine.info().architecture, "qwen2");
+    assert_eq!(engine.info().context_length, tiny::CONTEXT_LENGTH);
+    // The template and end-of-sequence tokens come from tokenizer_config.json and
+    // generation_config.json.
+    let rendered = engine.render_chat(&[TemplateMessage::new("user", "Hi")], true).unwrap();
+    assert!(rendered.ends_with("<|im_start|>assistant\n"), "{rendered:?}");
+    let loaded = loader::read_model(&config(dir.path(), 4), dir.path()).unwrap();
+    assert_eq!(loaded.eos_ids, vec![0, 2]);
+    let (text, end) = generate(&engine, "Hello there", greedy(8));
+    assert!(!text.is_empty());
+    assert!(
+        matches!(
+            end,
+            GenerateEvent::Finished {
+                completion_tokens: 8,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    // Missing weights are a clear error.
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let error = load(&config(dir.path(), 4), &LoadProgress::new()).unwrap_err();
+    assert!(error.to_string().contains("safetensors"), "{error}");
 }
 
 #[test]

@@ -87,11 +87,50 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), EngineError> {
 
 /// Writes a tiny model of `architecture` to `path`; the same `seed` gives the same file.
 pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) -> Result<(), EngineError> {
+    write_tiny_model_with(path, seed, architecture, &TinyShape::default())
+}
+
+/// The sizes and weight format of a tiny model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TinyShape {
+    /// Hidden size.
+    pub dim: usize,
+    /// Feed-forward hidden size.
+    pub ffn: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// The format of the weight matrices (K-quants need `dim` and `ffn` multiples of 256).
+    pub weights: GgmlDType,
+}
+
+impl Default for TinyShape {
+    fn default() -> Self {
+        Self {
+            dim: DIM,
+            ffn: FFN,
+            heads: HEADS,
+            kv_heads: KV_HEADS,
+            weights: GgmlDType::Q8_0,
+        }
+    }
+}
+
+/// Writes a tiny model of `architecture` and `shape` to `path`; the same `seed` gives the
+/// same file.
+pub fn write_tiny_model_with(
+    path: &Path,
+    seed: u64,
+    architecture: TinyArchitecture,
+    shape: &TinyShape,
+) -> Result<(), EngineError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let device = Device::Cpu;
     let vocab = vocab_size();
-    let head_dim = DIM / HEADS;
-    let kv = KV_HEADS * head_dim;
+    let (dim, ffn) = (shape.dim, shape.ffn);
+    let head_dim = dim / shape.heads;
+    let kv = shape.kv_heads * head_dim;
 
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let values = |rng: &mut StdRng, count: usize, scale: f32| -> Vec<f32> {
@@ -99,7 +138,7 @@ pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) 
     };
     let q8 = |rng: &mut StdRng, rows: usize, cols: usize, scale: f32| -> candle_core::Result<QTensor> {
         let t = Tensor::from_vec(values(rng, rows * cols, scale), (rows, cols), &device)?;
-        QTensor::quantize(&t, GgmlDType::Q8_0)
+        QTensor::quantize(&t, shape.weights)
     };
     let f32s = |data: Vec<f32>| -> candle_core::Result<QTensor> {
         let len = data.len();
@@ -108,18 +147,18 @@ pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) 
     // Uniform(-a, a) with a = sqrt(3 / fan_in) has variance 1 / fan_in.
     let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
 
-    tensors.push(("token_embd.weight".into(), q8(&mut rng, vocab, DIM, 1.0)?));
+    tensors.push(("token_embd.weight".into(), q8(&mut rng, vocab, dim, 1.0)?));
     for layer in 0..LAYERS {
         let p = format!("blk.{layer}");
-        tensors.push((format!("{p}.attn_norm.weight"), f32s(vec![1.0; DIM])?));
-        tensors.push((format!("{p}.attn_q.weight"), q8(&mut rng, DIM, DIM, scale(DIM))?));
-        tensors.push((format!("{p}.attn_k.weight"), q8(&mut rng, kv, DIM, scale(DIM))?));
-        tensors.push((format!("{p}.attn_v.weight"), q8(&mut rng, kv, DIM, scale(DIM))?));
-        tensors.push((format!("{p}.attn_output.weight"), q8(&mut rng, DIM, DIM, scale(DIM))?));
+        tensors.push((format!("{p}.attn_norm.weight"), f32s(vec![1.0; dim])?));
+        tensors.push((format!("{p}.attn_q.weight"), q8(&mut rng, dim, dim, scale(dim))?));
+        tensors.push((format!("{p}.attn_k.weight"), q8(&mut rng, kv, dim, scale(dim))?));
+        tensors.push((format!("{p}.attn_v.weight"), q8(&mut rng, kv, dim, scale(dim))?));
+        tensors.push((format!("{p}.attn_output.weight"), q8(&mut rng, dim, dim, scale(dim))?));
         match architecture {
             TinyArchitecture::Llama => {}
             TinyArchitecture::Qwen2 => {
-                tensors.push((format!("{p}.attn_q.bias"), f32s(values(&mut rng, DIM, 0.1))?));
+                tensors.push((format!("{p}.attn_q.bias"), f32s(values(&mut rng, dim, 0.1))?));
                 tensors.push((format!("{p}.attn_k.bias"), f32s(values(&mut rng, kv, 0.1))?));
                 tensors.push((format!("{p}.attn_v.bias"), f32s(values(&mut rng, kv, 0.1))?));
             }
@@ -128,19 +167,19 @@ pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) 
                 tensors.push((format!("{p}.attn_k_norm.weight"), f32s(vec![1.0; head_dim])?));
             }
         }
-        tensors.push((format!("{p}.ffn_norm.weight"), f32s(vec![1.0; DIM])?));
-        tensors.push((format!("{p}.ffn_gate.weight"), q8(&mut rng, FFN, DIM, scale(DIM))?));
-        tensors.push((format!("{p}.ffn_up.weight"), q8(&mut rng, FFN, DIM, scale(DIM))?));
-        tensors.push((format!("{p}.ffn_down.weight"), q8(&mut rng, DIM, FFN, scale(FFN))?));
+        tensors.push((format!("{p}.ffn_norm.weight"), f32s(vec![1.0; dim])?));
+        tensors.push((format!("{p}.ffn_gate.weight"), q8(&mut rng, ffn, dim, scale(dim))?));
+        tensors.push((format!("{p}.ffn_up.weight"), q8(&mut rng, ffn, dim, scale(dim))?));
+        tensors.push((format!("{p}.ffn_down.weight"), q8(&mut rng, dim, ffn, scale(ffn))?));
     }
-    tensors.push(("output_norm.weight".into(), f32s(vec![1.0; DIM])?));
+    tensors.push(("output_norm.weight".into(), f32s(vec![1.0; dim])?));
     // The output head: special-token rows are zero (see the module docs).
-    let mut head = values(&mut rng, vocab * DIM, scale(DIM) * 4.0);
-    head[..SPECIAL_TOKENS.len() * DIM].iter_mut().for_each(|w| *w = 0.0);
-    let head = QTensor::quantize(&Tensor::from_vec(head, (vocab, DIM), &device)?, GgmlDType::Q8_0)?;
+    let mut head = values(&mut rng, vocab * dim, scale(dim) * 4.0);
+    head[..SPECIAL_TOKENS.len() * dim].iter_mut().for_each(|w| *w = 0.0);
+    let head = QTensor::quantize(&Tensor::from_vec(head, (vocab, dim), &device)?, shape.weights)?;
     tensors.push(("output.weight".into(), head));
 
-    let metadata = metadata(architecture);
+    let metadata = metadata(architecture, shape);
     let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = BufWriter::new(File::create(path)?);
@@ -149,8 +188,122 @@ pub fn write_tiny_model(path: &Path, seed: u64, architecture: TinyArchitecture) 
     Ok(())
 }
 
+/// Writes a tiny Hugging Face model of `architecture` into the directory `dir` (f32
+/// safetensors in Hugging Face names and layout, `config.json`, `tokenizer.json`,
+/// `tokenizer_config.json` with the chat template, `generation_config.json`). The same
+/// `seed` gives the same files.
+pub fn write_tiny_hf(dir: &Path, seed: u64, architecture: TinyArchitecture) -> Result<(), EngineError> {
+    use std::collections::HashMap;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let device = Device::Cpu;
+    let vocab = vocab_size();
+    let head_dim = DIM / HEADS;
+    let kv = KV_HEADS * head_dim;
+    let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut matrix =
+        |rng: &mut StdRng, name: String, rows: usize, cols: usize, scale: f32| -> candle_core::Result<()> {
+            let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-scale..scale)).collect();
+            tensors.insert(name, Tensor::from_vec(values, (rows, cols), &device)?);
+            Ok(())
+        };
+    matrix(&mut rng, "model.embed_tokens.weight".into(), vocab, DIM, 1.0)?;
+    for layer in 0..LAYERS {
+        let p = format!("model.layers.{layer}");
+        matrix(&mut rng, format!("{p}.self_attn.q_proj.weight"), DIM, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.self_attn.k_proj.weight"), kv, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.self_attn.v_proj.weight"), kv, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.self_attn.o_proj.weight"), DIM, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.mlp.gate_proj.weight"), FFN, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.mlp.up_proj.weight"), FFN, DIM, scale(DIM))?;
+        matrix(&mut rng, format!("{p}.mlp.down_proj.weight"), DIM, FFN, scale(FFN))?;
+    }
+    // Vectors: norms near 1, small biases.
+    let mut vector = |rng: &mut StdRng, name: String, len: usize, around: f32| -> candle_core::Result<()> {
+        let values: Vec<f32> = (0..len).map(|_| around + rng.random_range(-0.1..0.1)).collect();
+        tensors.insert(name, Tensor::from_vec(values, len, &device)?);
+        Ok(())
+    };
+    for layer in 0..LAYERS {
+        let p = format!("model.layers.{layer}");
+        vector(&mut rng, format!("{p}.input_layernorm.weight"), DIM, 1.0)?;
+        vector(&mut rng, format!("{p}.post_attention_layernorm.weight"), DIM, 1.0)?;
+        match architecture {
+            TinyArchitecture::Llama => {}
+            TinyArchitecture::Qwen2 => {
+                vector(&mut rng, format!("{p}.self_attn.q_proj.bias"), DIM, 0.0)?;
+                vector(&mut rng, format!("{p}.self_attn.k_proj.bias"), kv, 0.0)?;
+                vector(&mut rng, format!("{p}.self_attn.v_proj.bias"), kv, 0.0)?;
+            }
+            TinyArchitecture::Qwen3 => {
+                vector(&mut rng, format!("{p}.self_attn.q_norm.weight"), head_dim, 1.0)?;
+                vector(&mut rng, format!("{p}.self_attn.k_norm.weight"), head_dim, 1.0)?;
+            }
+        }
+    }
+    vector(&mut rng, "model.norm.weight".into(), DIM, 1.0)?;
+    let mut head: Vec<f32> = (0..vocab * DIM)
+        .map(|_| rng.random_range(-scale(DIM) * 4.0..scale(DIM) * 4.0))
+        .collect();
+    head[..SPECIAL_TOKENS.len() * DIM].iter_mut().for_each(|w| *w = 0.0);
+    tensors.insert("lm_head.weight".into(), Tensor::from_vec(head, (vocab, DIM), &device)?);
+    std::fs::create_dir_all(dir)?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+
+    let config = serde_json::json!({
+        "model_type": architecture.name(),
+        "architectures": [match architecture {
+            TinyArchitecture::Llama => "LlamaForCausalLM",
+            TinyArchitecture::Qwen2 => "Qwen2ForCausalLM",
+            TinyArchitecture::Qwen3 => "Qwen3ForCausalLM",
+        }],
+        "hidden_size": DIM,
+        "intermediate_size": FFN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "head_dim": head_dim,
+        "vocab_size": vocab,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": CONTEXT_LENGTH,
+        "tie_word_embeddings": false,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "sliding_window": CONTEXT_LENGTH,
+        "max_window_layers": LAYERS,
+        "use_sliding_window": false,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    // The tokenizer: the GGUF one, saved as tokenizer.json.
+    let gguf = dir.join("tokenizer-source.gguf");
+    write_tiny_model(&gguf, seed, architecture)?;
+    let mut reader = std::io::BufReader::new(File::open(&gguf)?);
+    let content = gguf_file::Content::read(&mut reader)?;
+    let tokenizer = super::tokenizer::TextTokenizer::load(&super::gguf::Metadata(&content.metadata), &gguf)?;
+    tokenizer
+        .inner()
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    std::fs::remove_file(&gguf)?;
+    let tokenizer_config = serde_json::json!({
+        "bos_token": SPECIAL_TOKENS[1],
+        "eos_token": {"content": SPECIAL_TOKENS[2], "special": true},
+        "add_bos_token": false,
+        "chat_template": CHAT_TEMPLATE,
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), tokenizer_config.to_string())?;
+    std::fs::write(
+        dir.join("generation_config.json"),
+        serde_json::json!({"eos_token_id": [2, 0]}).to_string(),
+    )?;
+    Ok(())
+}
+
 /// The GGUF metadata: Llama hyper-parameters and SmolLM2-style tokenizer keys.
-fn metadata(architecture: TinyArchitecture) -> Vec<(String, gguf_file::Value)> {
+fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec<(String, gguf_file::Value)> {
     use gguf_file::Value;
     let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
     let byte_chars = byte_to_unicode();
@@ -167,12 +320,12 @@ fn metadata(architecture: TinyArchitecture) -> Vec<(String, gguf_file::Value)> {
         ("general.name".into(), Value::String(format!("enclave-tiny-{arch}"))),
         ("general.alignment".into(), Value::U32(32)),
         (format!("{arch}.context_length"), u32v(CONTEXT_LENGTH)),
-        (format!("{arch}.embedding_length"), u32v(DIM)),
+        (format!("{arch}.embedding_length"), u32v(shape.dim)),
         (format!("{arch}.block_count"), u32v(LAYERS)),
-        (format!("{arch}.feed_forward_length"), u32v(FFN)),
-        (format!("{arch}.attention.head_count"), u32v(HEADS)),
-        (format!("{arch}.attention.head_count_kv"), u32v(KV_HEADS)),
-        (format!("{arch}.rope.dimension_count"), u32v(DIM / HEADS)),
+        (format!("{arch}.feed_forward_length"), u32v(shape.ffn)),
+        (format!("{arch}.attention.head_count"), u32v(shape.heads)),
+        (format!("{arch}.attention.head_count_kv"), u32v(shape.kv_heads)),
+        (format!("{arch}.rope.dimension_count"), u32v(shape.dim / shape.heads)),
         (format!("{arch}.rope.freq_base"), Value::F32(10_000.0)),
         (format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
         (format!("{arch}.vocab_size"), u32v(tokens.len())),
@@ -192,8 +345,8 @@ fn metadata(architecture: TinyArchitecture) -> Vec<(String, gguf_file::Value)> {
         ("tokenizer.chat_template".into(), Value::String(CHAT_TEMPLATE.into())),
     ];
     if architecture == TinyArchitecture::Qwen3 {
-        metadata.push((format!("{arch}.attention.key_length"), u32v(DIM / HEADS)));
-        metadata.push((format!("{arch}.attention.value_length"), u32v(DIM / HEADS)));
+        metadata.push((format!("{arch}.attention.key_length"), u32v(shape.dim / shape.heads)));
+        metadata.push((format!("{arch}.attention.value_length"), u32v(shape.dim / shape.heads)));
     }
     metadata
 }

@@ -74,6 +74,33 @@ impl TextTokenizer {
         })
     }
 
+    /// The tokenizer of a Hugging Face model directory: its `tokenizer.json`, with the BOS /
+    /// EOS tokens and BOS convention of `tokenizer_config.json` (`settings`).
+    pub(crate) fn from_hf(dir: &Path, settings: &super::hf::TokenizerSettings) -> Result<Self, EngineError> {
+        let path = dir.join("tokenizer.json");
+        let inner = Tokenizer::from_file(&path)
+            .map_err(|e| EngineError::Tokenizer(format!("cannot read {}: {e}", path.display())))?;
+        let special = |text: &Option<String>| {
+            let text = text.as_ref()?;
+            inner
+                .token_to_id(text)
+                .map(|id| SpecialToken { id, text: text.clone() })
+        };
+        let bos = special(&settings.bos);
+        let eos = special(&settings.eos);
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            add_bos: settings.add_bos,
+        })
+    }
+
+    /// The tokenizer proper (to save it as `tokenizer.json`).
+    pub(crate) fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
     /// Encodes `text`; special tokens written in it (`<|im_start|>`) become their single ids,
     /// and BOS is put first when the model wants it and the text did not already start with it.
     pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>, EngineError> {

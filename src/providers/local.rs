@@ -67,6 +67,7 @@ impl LocalProvider {
                 seed: params.seed,
                 max_tokens,
                 stop: params.stop.clone(),
+                ignore_eos: params.ignore_eos,
             },
             fairness_key: request.user.clone().unwrap_or_default(),
         })

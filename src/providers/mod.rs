@@ -71,6 +71,9 @@ pub struct GenerationParams {
     pub stop: Vec<String>,
     /// Seed for reproducible sampling.
     pub seed: Option<u64>,
+    /// Generate `max_tokens` whatever end-of-sequence tokens come (benchmarks; local models
+    /// and OpenAI-compatible servers such as vLLM and llama.cpp).
+    pub ignore_eos: bool,
 }
 
 /// A request for one streamed chat completion.

@@ -98,6 +98,9 @@ fn chat_body(request: &ChatRequest) -> Value {
     if let Some(top_k) = params.top_k {
         body.insert("top_k".into(), json!(top_k));
     }
+    if params.ignore_eos {
+        body.insert("ignore_eos".into(), json!(true));
+    }
     Value::Object(body)
 }
 

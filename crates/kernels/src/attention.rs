@@ -1,8 +1,10 @@
 //! Batch-wide causal attention over a paged KV cache, as one candle op on the CPU.
 //!
-//! Each (token, head) pair is computed on its own, in a fixed order that depends only on the
-//! token's position, so a sequence's result does not depend on the batch nor on how its prompt
-//! was cut into chunks. K and V are read in place from the cache: no gather, no repeated keys.
+//! Each (token, head) pair is computed with operations in a fixed order that depends only on
+//! the token's position, so a sequence's result does not depend on the batch nor on how its
+//! prompt was cut into chunks. K and V are read in place from the cache (no gather, no repeated
+//! keys), once per tile of tokens of a sequence and for all query heads sharing a key/value
+//! head.
 
 use std::sync::Arc;
 
@@ -49,6 +51,38 @@ impl OutPtr {
     }
 }
 
+/// Tokens of one sequence handled together by one work item: each key and value row is read
+/// once for all of them (and for every query head sharing the key/value head).
+const TOKEN_TILE: usize = 8;
+
+/// One work item: up to [`TOKEN_TILE`] consecutive tokens of one sequence, in position order,
+/// against one key/value head (all the query heads of its group).
+#[derive(Clone, Copy, Debug)]
+struct Item {
+    /// The sequence (index into `slots`).
+    seq: u32,
+    /// Index of the first token in the batch.
+    first: usize,
+    /// Tokens in the item.
+    count: usize,
+    /// The key/value head.
+    kv_head: usize,
+}
+
+/// Everything one work item reads.
+struct Inputs<'a> {
+    /// The op (shapes, tokens, slots).
+    op: &'a PagedAttention,
+    /// Queries `[tokens, heads * d]`.
+    q: &'a [f32],
+    /// Keys `[slots, kv_heads, d]`.
+    k: &'a [f32],
+    /// Values, as the keys.
+    v: &'a [f32],
+    /// The output `[tokens, heads * d]`.
+    out: OutPtr,
+}
+
 impl CustomOp3 for PagedAttention {
     fn name(&self) -> &'static str {
         "enclave-paged-attention"
@@ -70,7 +104,12 @@ impl CustomOp3 for PagedAttention {
         );
         let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
         let n_tokens = self.tokens.len();
-        if q.len() != n_tokens * heads * d || k.len() != v.len() || k.len() % (kv_heads * d) != 0 {
+        if kv_heads == 0
+            || heads % kv_heads != 0
+            || q.len() != n_tokens * heads * d
+            || k.len() != v.len()
+            || k.len() % (kv_heads * d) != 0
+        {
             candle_core::bail!("paged attention: inconsistent shapes")
         }
         let slots_total = k.len() / (kv_heads * d);
@@ -79,48 +118,175 @@ impl CustomOp3 for PagedAttention {
                 candle_core::bail!("paged attention: slot outside the cache")
             }
         }
-        let group = heads / kv_heads;
+        for (i, &(seq, pos)) in self.tokens.iter().enumerate() {
+            let Some(slots) = self.slots.get(seq as usize) else {
+                candle_core::bail!("paged attention: token {i} names no sequence")
+            };
+            if pos as usize >= slots.len() {
+                candle_core::bail!("paged attention: token {i} is past its sequence's slots")
+            }
+        }
+        let items = self.items();
         let mut out = vec![0f32; n_tokens * heads * d];
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        let work = |items: std::ops::Range<usize>| {
-            let mut scores = Vec::new();
-            for item in items {
-                let (token, head) = (item / heads, item % heads);
-                let (seq, pos) = self.tokens[token];
-                let slots = &self.slots[seq as usize][..pos as usize + 1];
-                let query = &q[item * d..(item + 1) * d];
-                let kv_offset = (head / group) * d;
-                // SAFETY: item `item` owns out[item * d..(item + 1) * d].
-                let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(item * d), d) };
-                attend_one(
-                    query,
-                    k,
-                    v,
-                    slots,
-                    kv_heads * d,
-                    kv_offset,
-                    self.scale,
-                    &mut scores,
-                    out,
-                );
+        let inputs = Inputs {
+            op: self,
+            q,
+            k,
+            v,
+            out: OutPtr(out.as_mut_ptr()),
+        };
+        let avx2 = avx2_available();
+        let work = |range: std::ops::Range<usize>| {
+            let mut scratch = Vec::new();
+            for item in &items[range] {
+                if avx2 {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        attend_item_avx2(&inputs, item, &mut scratch)
+                    };
+                } else {
+                    attend_item(&inputs, item, &mut scratch);
+                }
             }
         };
-        let items = n_tokens * heads;
         // One thread for small work: waking the pool costs more than it saves.
         let flops: usize = self.tokens.iter().map(|&(_, p)| p as usize + 1).sum::<usize>() * heads * d * 4;
         if flops < 1 << 18 {
-            work(0..items);
+            work(0..items.len());
         } else {
-            candle_core::utils::barrier_pool().execute_chunked(items, work);
+            candle_core::utils::barrier_pool().execute_chunked(items.len(), work);
         }
         let shape = Shape::from((n_tokens, heads * d));
         Ok((CpuStorage::F32(out), shape))
     }
 }
 
+impl PagedAttention {
+    /// The work items: runs of consecutive tokens of one sequence, cut into tiles, times the
+    /// key/value heads.
+    fn items(&self) -> Vec<Item> {
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < self.tokens.len() {
+            let seq = self.tokens[i].0;
+            let mut j = i + 1;
+            while j < self.tokens.len() && self.tokens[j].0 == seq && j - i < TOKEN_TILE {
+                j += 1;
+            }
+            items.extend((0..self.kv_heads).map(|kv_head| Item {
+                seq,
+                first: i,
+                count: j - i,
+                kv_head,
+            }));
+            i = j;
+        }
+        items
+    }
+}
+
+/// Whether this CPU runs the AVX2 build of [`attend_item`].
+fn avx2_available() -> bool {
+    crate::isa::avx2_available()
+}
+
+/// [`attend_item`] compiled for AVX2 and FMA. The arithmetic is the same (Rust does not fuse
+/// multiplies and adds on its own), so the bits are too.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_item_avx2(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
+    attend_item(inputs, item, scratch)
+}
+
+/// Attention of the tokens of `item` for the query heads of its key/value head. Each query
+/// computes exactly what [`attend_one`] computes for it (same operations, same order), so the
+/// result of a token does not depend on the tokens it shares an item with.
+#[inline(always)]
+fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
+    let op = inputs.op;
+    let (heads, d) = (op.heads, op.head_dim);
+    let group = heads / op.kv_heads;
+    let row = op.kv_heads * d;
+    let offset = item.kv_head * d;
+    let tokens = &op.tokens[item.first..item.first + item.count];
+    let max_pos = tokens.iter().map(|&(_, p)| p as usize).max().unwrap_or(0);
+    let slots = &op.slots[item.seq as usize][..=max_pos];
+    let ctx = slots.len();
+    let queries = item.count * group;
+    // Scores of every query over every key of the item, then the sum of each query's weights.
+    scratch.clear();
+    scratch.resize(queries * ctx + queries, 0.0);
+    let (scores, sums) = scratch.split_at_mut(queries * ctx);
+    // Query `t * group + j`: token `t`, head `kv_head * group + j`.
+    let query = |t: usize, j: usize| {
+        let start = ((item.first + t) * heads + item.kv_head * group + j) * d;
+        &inputs.q[start..start + d]
+    };
+    for (key_index, &slot) in slots.iter().enumerate() {
+        let start = slot as usize * row + offset;
+        let key = &inputs.k[start..start + d];
+        for (t, &(_, pos)) in tokens.iter().enumerate() {
+            if key_index > pos as usize {
+                continue;
+            }
+            for j in 0..group {
+                scores[(t * group + j) * ctx + key_index] = dot(query(t, j), key) * op.scale;
+            }
+        }
+    }
+    for (t, &(_, pos)) in tokens.iter().enumerate() {
+        for j in 0..group {
+            let qi = t * group + j;
+            let row = &mut scores[qi * ctx..qi * ctx + pos as usize + 1];
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            let mut sum = 0f32;
+            for score in row.iter_mut() {
+                *score = (*score - max).exp();
+                sum += *score;
+            }
+            sums[qi] = sum;
+        }
+    }
+    // SAFETY: the item owns the output rows of its tokens' heads in its group; no other item
+    // writes them (items differ in token or in key/value head).
+    let out_row = |t: usize, j: usize| unsafe {
+        let start = ((item.first + t) * heads + item.kv_head * group + j) * d;
+        std::slice::from_raw_parts_mut(inputs.out.get().add(start), d)
+    };
+    for (key_index, &slot) in slots.iter().enumerate() {
+        let start = slot as usize * row + offset;
+        let value = &inputs.v[start..start + d];
+        for (t, &(_, pos)) in tokens.iter().enumerate() {
+            if key_index > pos as usize {
+                continue;
+            }
+            for j in 0..group {
+                let weight = scores[(t * group + j) * ctx + key_index];
+                for (o, &x) in out_row(t, j).iter_mut().zip(value) {
+                    *o += weight * x;
+                }
+            }
+        }
+    }
+    for t in 0..item.count {
+        for j in 0..group {
+            let inv = 1.0 / sums[t * group + j];
+            for o in out_row(t, j).iter_mut() {
+                *o *= inv;
+            }
+        }
+    }
+}
+
 /// One query head over `slots` (the positions it sees, in order): softmax of the scaled dot
 /// products with the keys, applied to the values. Keys and values of slot `s` start at
-/// `s * row + offset`. The summation order is fixed by `slots.len()` and `query.len()`.
+/// `s * row + offset`. The summation order is fixed by `slots.len()` and `query.len()`. The
+/// definition of the arithmetic that [`attend_item`] performs for many queries at once.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 fn attend_one(
     query: &[f32],
@@ -162,6 +328,7 @@ fn attend_one(
 
 /// A dot product in eight lanes (vectorizes without fast-math), lanes summed in a fixed
 /// tree.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = a.len() / 8;
@@ -197,5 +364,91 @@ mod tests {
         let mut out = [0.0; 2];
         attend_one(&[0.5, 0.5], &k, &v, &[1], 2, 0, 1.0, &mut Vec::new(), &mut out);
         assert_eq!(out, [3.0, 4.0]);
+    }
+
+    /// Pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tiles_give_each_query_the_bits_of_attend_one() {
+        let (heads, kv_heads, d) = (6, 2, 16);
+        let slots_total = 64;
+        let k = values(slots_total * kv_heads * d, 1);
+        let v = values(slots_total * kv_heads * d, 2);
+        // Sequence 0: a prefill chunk of 13 tokens at positions 7..20 over scattered slots;
+        // sequence 1: one decode token at position 29.
+        let slots0: Vec<u32> = (0..20).map(|i| ((i * 7 + 3) % 64) as u32).collect();
+        let slots1: Vec<u32> = (0..30).map(|i| ((i * 11 + 5) % 64) as u32).collect();
+        let mut tokens: Vec<(u32, u32)> = (7..20).map(|p| (0, p)).collect();
+        tokens.push((1, 29));
+        let q = values(tokens.len() * heads * d, 3);
+        let op = PagedAttention {
+            heads,
+            kv_heads,
+            head_dim: d,
+            scale: 0.25,
+            tokens: tokens.clone(),
+            slots: vec![Arc::new(slots0), Arc::new(slots1)],
+        };
+        let group = heads / kv_heads;
+        let mut expected = vec![0f32; q.len()];
+        let mut scratch = Vec::new();
+        for (i, &(seq, pos)) in tokens.iter().enumerate() {
+            for h in 0..heads {
+                let at = (i * heads + h) * d;
+                attend_one(
+                    &q[at..at + d],
+                    &k,
+                    &v,
+                    &op.slots[seq as usize][..=pos as usize],
+                    kv_heads * d,
+                    (h / group) * d,
+                    op.scale,
+                    &mut scratch,
+                    &mut expected[at..at + d],
+                );
+            }
+        }
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let run = |avx2: bool| {
+            let mut out = vec![0f32; q.len()];
+            let inputs = Inputs {
+                op: &op,
+                q: &q,
+                k: &k,
+                v: &v,
+                out: OutPtr(out.as_mut_ptr()),
+            };
+            let mut scratch = Vec::new();
+            for item in op.items() {
+                if avx2 {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: only called when the CPU has AVX2 and FMA.
+                    unsafe {
+                        attend_item_avx2(&inputs, &item, &mut scratch)
+                    }
+                } else {
+                    attend_item(&inputs, &item, &mut scratch);
+                }
+            }
+            out
+        };
+        assert_eq!(bits(&run(false)), bits(&expected));
+        if avx2_available() {
+            assert_eq!(bits(&run(true)), bits(&expected));
+        }
+        // 13 tokens of sequence 0 make tiles of 8 and 5; sequence 1 one of 1; times 2 heads.
+        let counts: Vec<usize> = op.items().iter().map(|i| i.count).collect();
+        assert_eq!(counts, [8, 8, 5, 5, 1, 1]);
     }
 }

@@ -36,6 +36,9 @@ pub struct BatchModelConfig {
     pub rope_neox: bool,
     /// The most positions a sequence may hold (`<arch>.context_length`).
     pub max_positions: usize,
+    /// Divisors of the rotary frequencies (Llama 3.1+ long-context scaling), one per pair of
+    /// dimensions; `None` for plain rotary embeddings.
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 impl BatchModelConfig {
@@ -99,6 +102,7 @@ impl BatchModelConfig {
             rope_freq_base,
             rope_neox: matches!(architecture, Architecture::Qwen2 | Architecture::Qwen3),
             max_positions,
+            rope_freq_factors: None,
         })
     }
 
@@ -111,7 +115,7 @@ impl BatchModelConfig {
     /// exactly as the reference implementation of the family does (Qwen3 in f64).
     pub(crate) fn rope_inv_freq(&self) -> Vec<f32> {
         let d = self.head_dim;
-        match self.architecture {
+        let mut inv_freq: Vec<f32> = match self.architecture {
             Architecture::Llama | Architecture::Qwen2 => (0..d)
                 .step_by(2)
                 .map(|i| 1f32 / self.rope_freq_base.powf(i as f32 / d as f32))
@@ -120,7 +124,13 @@ impl BatchModelConfig {
                 .step_by(2)
                 .map(|i| 1f32 / (self.rope_freq_base as f64).powf(i as f64 / d as f64) as f32)
                 .collect(),
+        };
+        if let Some(factors) = &self.rope_freq_factors {
+            for (f, factor) in inv_freq.iter_mut().zip(factors) {
+                *f /= factor;
+            }
         }
+        inv_freq
     }
 }
 

@@ -36,6 +36,7 @@ pub use attention::AttentionBackend;
 pub use config::BatchModelConfig;
 pub use linear::MatmulBackend;
 pub use model::LlamaBatchModel;
+pub(crate) use model::WeightSource;
 
 use super::kv::BlockTable;
 

@@ -19,6 +19,66 @@ use super::linear::{MatmulBackend, QLinear};
 use super::plan::{self, Plan};
 use super::Batch;
 
+/// A model's weights by their GGUF names (`token_embd.weight`, `blk.0.attn_q.weight`, ...),
+/// whatever the file format.
+pub(crate) trait WeightSource {
+    /// Whether the model has the tensor `name`.
+    fn has(&self, name: &str) -> bool;
+    /// The tensor `name`, on `device`.
+    fn get(&mut self, name: &str, device: &Device) -> Result<QTensor, EngineError>;
+}
+
+/// The tensors of a GGUF file.
+struct GgufWeights<'a, R> {
+    /// The file's header.
+    content: &'a Content,
+    /// The file.
+    reader: &'a mut R,
+}
+
+impl<R: Read + Seek> WeightSource for GgufWeights<'_, R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn get(&mut self, name: &str, device: &Device) -> Result<QTensor, EngineError> {
+        Ok(self.content.tensor(self.reader, name, device)?)
+    }
+}
+
+/// Typed reads from a [`WeightSource`] while building a model.
+struct Weights<'a> {
+    /// Where the tensors come from.
+    source: &'a mut dyn WeightSource,
+    /// Where they go.
+    device: &'a Device,
+}
+
+impl Weights<'_> {
+    /// A required tensor.
+    fn get(&mut self, name: &str) -> Result<Arc<QTensor>, EngineError> {
+        if !self.source.has(name) {
+            return Err(EngineError::InvalidModel(format!("no tensor {name}")));
+        }
+        Ok(Arc::new(self.source.get(name, self.device)?))
+    }
+
+    /// A required vector (norm weights), in f32.
+    fn vector(&mut self, name: &str) -> Result<Tensor, EngineError> {
+        let device = self.device.clone();
+        Ok(self.get(name)?.dequantize(&device)?)
+    }
+
+    /// An optional vector (biases, q/k norms).
+    fn optional(&mut self, name: &str) -> Result<Option<Tensor>, EngineError> {
+        if self.source.has(name) {
+            self.vector(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 /// One transformer block.
 #[derive(Debug)]
 struct Layer {
@@ -99,54 +159,54 @@ impl LlamaBatchModel {
         matmul: MatmulBackend,
     ) -> Result<Self, EngineError> {
         let mut config = BatchModelConfig::from_gguf(content)?;
-        let mut get = |name: &str| -> Result<Arc<QTensor>, EngineError> {
-            if !content.tensor_infos.contains_key(name) {
-                return Err(EngineError::InvalidModel(format!("no tensor {name}")));
-            }
-            Ok(Arc::new(content.tensor(reader, name, device)?))
-        };
-        let has = |name: &str| content.tensor_infos.contains_key(name);
-        let vector = |t: Arc<QTensor>| t.dequantize(device);
+        let mut source = GgufWeights { content, reader };
+        if source.has("rope_freqs.weight") {
+            // Llama 3.1+ long-context rotary scaling: one divisor per frequency.
+            let factors = source
+                .get("rope_freqs.weight", &Device::Cpu)?
+                .dequantize(&Device::Cpu)?;
+            config.rope_freq_factors = Some(factors.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Self::from_source(config, &mut source, device, matmul)
+    }
 
-        let embedding = get("token_embd.weight")?;
-        let output = if has("output.weight") {
-            get("output.weight")?
+    /// Builds the model of `config` from the weights of `source` (named as in GGUF) on
+    /// `device`; the vocabulary size is read from the output head.
+    pub(crate) fn from_source(
+        mut config: BatchModelConfig,
+        source: &mut dyn WeightSource,
+        device: &Device,
+        matmul: MatmulBackend,
+    ) -> Result<Self, EngineError> {
+        let mut w = Weights { source, device };
+        let embedding = w.get("token_embd.weight")?;
+        let output = if w.source.has("output.weight") {
+            w.get("output.weight")?
         } else {
             embedding.clone()
         };
         let (vocab_size, _) = output.shape().dims2()?;
         config.vocab_size = vocab_size;
-        let norm = vector(get("output_norm.weight")?)?;
+        let norm = w.vector("output_norm.weight")?;
+        let linear = |t: Arc<QTensor>| QLinear::new(t, matmul);
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             let p = format!("blk.{i}");
-            let mut optional = |name: String| -> Result<Option<Tensor>, EngineError> {
-                if has(&name) {
-                    Ok(Some(vector(get(&name)?)?))
-                } else {
-                    Ok(None)
-                }
-            };
-            let q_bias = optional(format!("{p}.attn_q.bias"))?;
-            let k_bias = optional(format!("{p}.attn_k.bias"))?;
-            let v_bias = optional(format!("{p}.attn_v.bias"))?;
-            let q_norm = optional(format!("{p}.attn_q_norm.weight"))?;
-            let k_norm = optional(format!("{p}.attn_k_norm.weight"))?;
             let layer = Layer {
-                attn_norm: vector(get(&format!("{p}.attn_norm.weight"))?)?,
-                wq: QLinear::new(get(&format!("{p}.attn_q.weight"))?, matmul)?,
-                wk: QLinear::new(get(&format!("{p}.attn_k.weight"))?, matmul)?,
-                wv: QLinear::new(get(&format!("{p}.attn_v.weight"))?, matmul)?,
-                wo: QLinear::new(get(&format!("{p}.attn_output.weight"))?, matmul)?,
-                q_bias,
-                k_bias,
-                v_bias,
-                q_norm,
-                k_norm,
-                ffn_norm: vector(get(&format!("{p}.ffn_norm.weight"))?)?,
-                gate: QLinear::new(get(&format!("{p}.ffn_gate.weight"))?, matmul)?,
-                up: QLinear::new(get(&format!("{p}.ffn_up.weight"))?, matmul)?,
-                down: QLinear::new(get(&format!("{p}.ffn_down.weight"))?, matmul)?,
+                attn_norm: w.vector(&format!("{p}.attn_norm.weight"))?,
+                wq: linear(w.get(&format!("{p}.attn_q.weight"))?)?,
+                wk: linear(w.get(&format!("{p}.attn_k.weight"))?)?,
+                wv: linear(w.get(&format!("{p}.attn_v.weight"))?)?,
+                wo: linear(w.get(&format!("{p}.attn_output.weight"))?)?,
+                q_bias: w.optional(&format!("{p}.attn_q.bias"))?,
+                k_bias: w.optional(&format!("{p}.attn_k.bias"))?,
+                v_bias: w.optional(&format!("{p}.attn_v.bias"))?,
+                q_norm: w.optional(&format!("{p}.attn_q_norm.weight"))?,
+                k_norm: w.optional(&format!("{p}.attn_k_norm.weight"))?,
+                ffn_norm: w.vector(&format!("{p}.ffn_norm.weight"))?,
+                gate: linear(w.get(&format!("{p}.ffn_gate.weight"))?)?,
+                up: linear(w.get(&format!("{p}.ffn_up.weight"))?)?,
+                down: linear(w.get(&format!("{p}.ffn_down.weight"))?)?,
             };
             let (q_out, kv_out) = (
                 config.num_heads * config.head_dim,

@@ -629,3 +629,163 @@ fn the_model_can_be_shared_and_the_cache_moved_to_a_scheduler_thread() {
     shared::<LlamaBatchModel>();
     moved::<KvCache>();
 }
+
+/// candle-transformers' safetensors implementation of `architecture` on the Hugging Face
+/// directory `dir`: logits of the prompt, then of each decode token fed one at a time.
+fn hf_reference_logits(dir: &Path, architecture: TinyArchitecture, prompt: &[u32], decode: &[u32]) -> Vec<Vec<f32>> {
+    use candle_core::{DType, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::{llama, qwen2, qwen3};
+    let device = Device::Cpu;
+    // SAFETY: the test's own file, not modified while mapped.
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &device) }.unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let input = |tokens: &[u32]| Tensor::new(tokens, &device).unwrap().unsqueeze(0).unwrap();
+    let row = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let steps: Vec<(Vec<u32>, usize)> = std::iter::once((prompt.to_vec(), 0))
+        .chain(decode.iter().enumerate().map(|(i, &t)| (vec![t], prompt.len() + i)))
+        .collect();
+    match architecture {
+        TinyArchitecture::Llama => {
+            let cfg: llama::LlamaConfig = serde_json::from_str(&config).unwrap();
+            let cfg = cfg.into_config(false);
+            let model = llama::Llama::load(vb, &cfg).unwrap();
+            let mut cache = llama::Cache::new(true, DType::F32, &cfg, &device).unwrap();
+            steps
+                .iter()
+                .map(|(tokens, pos)| row(model.forward(&input(tokens), *pos, &mut cache).unwrap()))
+                .collect()
+        }
+        TinyArchitecture::Qwen2 => {
+            let cfg: qwen2::Config = serde_json::from_str(&config).unwrap();
+            let mut model = qwen2::ModelForCausalLM::new(&cfg, vb).unwrap();
+            steps
+                .iter()
+                .map(|(tokens, pos)| row(model.forward(&input(tokens), *pos).unwrap()))
+                .collect()
+        }
+        TinyArchitecture::Qwen3 => {
+            let cfg: qwen3::Config = serde_json::from_str(&config).unwrap();
+            let mut model = qwen3::ModelForCausalLM::new(&cfg, vb).unwrap();
+            steps
+                .iter()
+                .map(|(tokens, pos)| row(model.forward(&input(tokens), *pos).unwrap()))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn safetensors_models_match_candle_transformers() {
+    use super::super::hf;
+    for architecture in ARCHITECTURES {
+        let dir = tempfile::tempdir().unwrap();
+        tiny::write_tiny_hf(dir.path(), 21, architecture).unwrap();
+        let prompt = tokens(1, 19, tiny::vocab_size());
+        let decode = tokens(2, 6, tiny::vocab_size());
+        let expected = hf_reference_logits(dir.path(), architecture, &prompt, &decode);
+        for (backend, matmul) in COMBINATIONS {
+            let (config, tied) = hf::read_config(dir.path()).unwrap();
+            let mut weights = hf::SafetensorsWeights::open(dir.path(), tied).unwrap();
+            let mut model = LlamaBatchModel::from_source(config, &mut weights, &Device::Cpu, matmul).unwrap();
+            model.set_attention_backend(backend).unwrap();
+            let total = prompt.len() + decode.len();
+            let mut kv = KvCache::with_blocks(model.kv_config(4), total.div_ceil(4), &Device::Cpu).unwrap();
+            let mut table = kv.new_table();
+            kv.reserve(&mut table, total).unwrap();
+            let mut ours = Vec::new();
+            let feeds = std::iter::once((&prompt[..], 0)).chain(
+                decode
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (std::slice::from_ref(t), prompt.len() + i)),
+            );
+            for (tokens, start) in feeds {
+                let mut batch = Batch::new();
+                batch.push(tokens, start, &table, true);
+                ours.push(
+                    model
+                        .forward(&batch, &mut kv)
+                        .unwrap()
+                        .squeeze(0)
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                );
+            }
+            let (prefill, decode_diff) = worst(&ours, &expected);
+            println!("safetensors {architecture:?} {backend:?} {matmul:?}: max |logit diff| prefill {prefill:e}, decode {decode_diff:e}");
+            assert!(
+                prefill < 1e-4 && decode_diff < 1e-4,
+                "{architecture:?} {backend:?} {matmul:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_weight_format_matches_candle_transformers() {
+    // K-quants need rows of 256 values: a wider tiny model.
+    let formats = [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
+        GgmlDType::F16,
+    ];
+    let prompt = tokens(3, 21, tiny::vocab_size());
+    let decode = tokens(4, 5, tiny::vocab_size());
+    for format in formats {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let shape = tiny::TinyShape {
+            dim: 256,
+            ffn: 512,
+            heads: 4,
+            kv_heads: 2,
+            weights: format,
+        };
+        tiny::write_tiny_model_with(&path, 5, TinyArchitecture::Llama, &shape).unwrap();
+        let f32_file = dir.path().join("f32.gguf");
+        rewrite(&path, &f32_file, true, false);
+        let exact = reference_logits(&f32_file, &prompt, &decode);
+        let candle = reference_logits(&path, &prompt, &decode);
+        let ours = our_logits(
+            &path,
+            &prompt,
+            &decode,
+            AttentionBackend::CpuKernel,
+            MatmulBackend::Fastest,
+        );
+        let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+        let (own, all) = model.own_kernel_matrices();
+        let (vs_candle, vs_candle_decode) = worst(&ours, &candle);
+        let (vs_exact, vs_exact_decode) = worst(&ours, &exact);
+        let (candle_exact, candle_exact_decode) = worst(&candle, &exact);
+        println!(
+            "{format:?} ({own}/{all} matrices on our kernels): vs candle-transformers {vs_candle:e} / {vs_candle_decode:e}; \
+             vs exact ours {vs_exact:e} / {vs_exact_decode:e}, candle's {candle_exact:e} / {candle_exact_decode:e}"
+        );
+        match format {
+            // candle's quantized matmul in both: the same arithmetic.
+            GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => {
+                assert_eq!(own, 0);
+                assert!(vs_candle < 1e-4 && vs_candle_decode < 1e-4, "{format:?}");
+            }
+            GgmlDType::F16 => {
+                assert_eq!(own, all);
+                assert!(vs_candle < 1e-3 && vs_candle_decode < 1e-3, "{format:?}");
+            }
+            _ => {
+                assert_eq!(own, all);
+                assert!(
+                    vs_exact <= 1.5 * candle_exact + 1e-3 && vs_exact_decode <= 1.5 * candle_exact_decode + 1e-3,
+                    "{format:?}: further from exact than candle"
+                );
+            }
+        }
+    }
+}

@@ -176,6 +176,7 @@ impl Scheduler {
             key,
             request.prompt_tokens,
             request.sampling.max_tokens,
+            request.sampling.ignore_eos,
             sampler,
             &request.sampling.stop,
             events,

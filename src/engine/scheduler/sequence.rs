@@ -36,6 +36,8 @@ pub(crate) struct Sequence {
     pub(crate) block_keys: Vec<u64>,
     /// The most tokens to generate.
     pub(crate) max_tokens: usize,
+    /// Whether end-of-sequence tokens are ignored (generation runs to `max_tokens`).
+    pub(crate) ignore_eos: bool,
     /// Picks each next token.
     pub(crate) sampler: Sampler,
     /// Turns generated tokens into text.
@@ -69,6 +71,7 @@ impl Sequence {
         fairness_key: Arc<str>,
         prompt: Vec<u32>,
         max_tokens: usize,
+        ignore_eos: bool,
         sampler: Sampler,
         stops: &[String],
         events: UnboundedSender<GenerateEvent>,
@@ -85,6 +88,7 @@ impl Sequence {
             table,
             block_keys: Vec::new(),
             max_tokens,
+            ignore_eos,
             sampler,
             decoder: IncrementalDecoder::new(),
             stops: StopMatcher::new(stops),
@@ -136,7 +140,7 @@ impl Sequence {
         context_length: usize,
     ) -> Result<Progress, EngineError> {
         self.tokens.push(token);
-        if eos.contains(&token) {
+        if !self.ignore_eos && eos.contains(&token) {
             return Ok(Progress::Finished(StopReason::EndOfSequence));
         }
         if let Some(piece) = self.decoder.push(tokenizer, token)? {
