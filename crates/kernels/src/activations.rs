@@ -50,16 +50,19 @@ impl Q8Rows {
         assert_eq!(x.len(), m * k);
         let per_row = k / QK;
         let mut blocks = vec![Q8Block::default(); m * per_row];
-        let quantize_row = |(values, out): (&[f32], &mut [Q8Block])| quantize_row(isa, values, out);
         if x.len() >= PARALLEL_VALUES && m > 1 {
-            use rayon::prelude::*;
-            x.par_chunks_exact(k)
-                .zip(blocks.par_chunks_exact_mut(per_row))
-                .for_each(quantize_row);
+            let out = BlocksPtr(blocks.as_mut_ptr());
+            candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+                for r in rows {
+                    // SAFETY: each row's blocks are written by the one call that gets `r`.
+                    let row = unsafe { std::slice::from_raw_parts_mut(out.get().add(r * per_row), per_row) };
+                    quantize_row(isa, &x[r * k..(r + 1) * k], row);
+                }
+            });
         } else if k > 0 {
             x.chunks_exact(k)
                 .zip(blocks.chunks_exact_mut(per_row))
-                .for_each(quantize_row);
+                .for_each(|(values, out)| quantize_row(isa, values, out));
         }
         Self { blocks, per_row }
     }
@@ -67,6 +70,21 @@ impl Q8Rows {
     /// The blocks of row `r`.
     pub(crate) fn row(&self, r: usize) -> &[Q8Block] {
         &self.blocks[r * self.per_row..(r + 1) * self.per_row]
+    }
+}
+
+/// The quantized rows, written by several workers at once, each to its own rows.
+#[derive(Clone, Copy)]
+struct BlocksPtr(*mut Q8Block);
+// SAFETY: workers write disjoint rows only.
+unsafe impl Send for BlocksPtr {}
+// SAFETY: as for Send.
+unsafe impl Sync for BlocksPtr {}
+
+impl BlocksPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut Q8Block {
+        self.0
     }
 }
 

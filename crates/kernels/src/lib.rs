@@ -21,6 +21,7 @@ mod candle;
 mod f16;
 mod isa;
 mod matrix;
+mod ops;
 mod packed;
 mod scalar;
 
@@ -30,3 +31,4 @@ mod tests;
 pub use attention::PagedAttention;
 pub use isa::Isa;
 pub use matrix::{QuantMatrix, WeightFormat};
+pub use ops::{RmsNorm, Rope, SiluMul};

@@ -17,7 +17,7 @@ use super::scalar;
 const ROW_BLOCK: usize = 64;
 /// Below this many multiply-adds one thread does the whole product: waking the others would
 /// cost more than it saves.
-const PARALLEL_MACS: usize = 1 << 20;
+const PARALLEL_MACS: usize = 1 << 17;
 /// Column tasks per thread, so that a thread that finishes early takes over another's work.
 const TASKS_PER_THREAD: usize = 4;
 /// Activation rows per micro-kernel call.
@@ -156,7 +156,7 @@ impl QuantMatrix {
             _ => Input::Q8(Q8Rows::quantize(kernels.isa(), x, m, k)),
         };
         let tiles = n.div_ceil(TILE_COLS);
-        let threads = rayon::current_num_threads();
+        let threads = candle_core::utils::get_num_threads();
         let tasks = if threads > 1 && m * n * k >= PARALLEL_MACS {
             (threads * TASKS_PER_THREAD).min(tiles)
         } else {
@@ -167,8 +167,9 @@ impl QuantMatrix {
         if tasks == 1 {
             task(0);
         } else {
-            use rayon::prelude::*;
-            (0..tasks).into_par_iter().for_each(task);
+            // candle's barrier pool, the one the attention and the element-wise ops use: one
+            // set of workers, no second pool spinning beside it.
+            candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(task));
         }
     }
 

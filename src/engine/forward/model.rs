@@ -10,6 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::{rms_norm, silu};
 use candle_nn::rotary_emb::{rope, rope_i};
+use enclave_kernels::{RmsNorm, Rope, SiluMul};
 
 use super::super::error::EngineError;
 use super::super::kv::{KvCache, KvCacheConfig};
@@ -298,21 +299,45 @@ impl LlamaBatchModel {
     pub fn forward(&self, batch: &Batch<'_>, kv: &mut KvCache) -> Result<Tensor, EngineError> {
         let c = &self.config;
         let plan = plan::build(batch, c, kv, self.attention, &self.cos, &self.sin, &self.device)?;
-        let eps = c.rms_norm_eps;
         let mut x = self.embedding.embedding(&plan.tokens)?;
         for (index, layer) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &layer.attn_norm, eps)?;
+            let h = self.norm(&x, &layer.attn_norm)?;
             let attn = self.attention(index, layer, &h, &plan, kv)?;
             x = (x + attn)?;
-            let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gated = (silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let h = self.norm(&x, &layer.ffn_norm)?;
+            let gated = self.gated(&layer.gate.forward(&h)?, &layer.up.forward(&h)?)?;
             x = (x + layer.down.forward(&gated)?)?;
         }
         let Some(rows) = &plan.logit_rows else {
             return Ok(Tensor::zeros((0, c.vocab_size), DType::F32, &self.device)?);
         };
-        let x = rms_norm(&x.index_select(rows, 0)?, &self.norm, eps)?;
+        let x = self.norm(&x.index_select(rows, 0)?, &self.norm)?;
         Ok(self.output.forward(&x)?)
+    }
+
+    /// Whether the CPU engine's own row-wise ops run ([`AttentionBackend::CpuKernel`]), else
+    /// candle's (any device, the reference arithmetic).
+    fn own_ops(&self) -> bool {
+        self.attention == AttentionBackend::CpuKernel
+    }
+
+    /// RMS norm of the rows of `x` with `weight`.
+    fn norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_norm_eps;
+        if self.own_ops() {
+            x.apply_op2_no_bwd(weight, &RmsNorm { eps })
+        } else {
+            rms_norm(x, weight, eps)
+        }
+    }
+
+    /// `silu(gate) * up`.
+    fn gated(&self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+        if self.own_ops() {
+            gate.apply_op2_no_bwd(up, &SiluMul)
+        } else {
+            silu(gate)? * up
+        }
     }
 
     /// Attention of one layer over the whole batch: projections and rotary for all rows at
@@ -340,14 +365,21 @@ impl LlamaBatchModel {
             v = v.broadcast_add(b)?;
         }
         if let Some(w) = &layer.q_norm {
-            q = rms_norm(&q.reshape((t * heads, d))?, w, c.rms_norm_eps)?;
+            q = self.norm(&q.reshape((t * heads, d))?, w)?;
         }
         if let Some(w) = &layer.k_norm {
-            k = rms_norm(&k.reshape((t * kv_heads, d))?, w, c.rms_norm_eps)?;
+            k = self.norm(&k.reshape((t * kv_heads, d))?, w)?;
         }
         // Each token is its own rotary "batch" of one position: x [t, heads, 1, d] with
         // cos/sin [t, 1, d/2], so one call rotates every token at its own position.
         let rotate = |x: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            if self.own_ops() {
+                let rope = Rope { neox: c.rope_neox };
+                return x
+                    .reshape((t, n, d))?
+                    .apply_op3_no_bwd(&plan.cos, &plan.sin, &rope)?
+                    .reshape((t, n * d));
+            }
             let x = x.reshape((t, n, 1, d))?;
             let x = if c.rope_neox {
                 rope(&x, &plan.cos, &plan.sin)?
