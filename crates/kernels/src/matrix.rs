@@ -17,7 +17,7 @@ use super::scalar;
 const ROW_BLOCK: usize = 64;
 /// Below this many multiply-adds one thread does the whole product: waking the others would
 /// cost more than it saves.
-const PARALLEL_MACS: usize = 1 << 17;
+const PARALLEL_MACS: usize = 1 << 20;
 /// Column tasks per thread, so that a thread that finishes early takes over another's work.
 const TASKS_PER_THREAD: usize = 4;
 /// Activation rows per micro-kernel call.
@@ -156,7 +156,7 @@ impl QuantMatrix {
             _ => Input::Q8(Q8Rows::quantize(kernels.isa(), x, m, k)),
         };
         let tiles = n.div_ceil(TILE_COLS);
-        let threads = candle_core::utils::get_num_threads();
+        let threads = worker_threads();
         let tasks = if threads > 1 && m * n * k >= PARALLEL_MACS {
             (threads * TASKS_PER_THREAD).min(tiles)
         } else {
@@ -211,6 +211,13 @@ impl QuantMatrix {
             _ => unreachable!("the input is prepared for the weights' format"),
         }
     }
+}
+
+/// Threads of candle's barrier pool, the caller included; read once (candle reads
+/// `/proc/cpuinfo` on every call).
+fn worker_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
 /// The activations as the kernels of a format read them.

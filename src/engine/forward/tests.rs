@@ -596,7 +596,11 @@ fn smollm2_logits_do_not_depend_on_the_batch() {
 fn time_decode(model: &LlamaBatchModel, label: &str, context: usize) {
     let device = model.device().clone();
     let vocab = model.config().vocab_size;
-    for batch_size in [1usize, 8, 32] {
+    let sizes: Vec<usize> = std::env::var("ENCLAVE_TIMING_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or_else(|| vec![1, 8, 32], |b| vec![b]);
+    for batch_size in sizes {
         let steps = std::env::var("ENCLAVE_TIMING_STEPS")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -6,6 +6,9 @@
 //! keys), once per tile of tokens of a sequence and for all query heads sharing a key/value
 //! head.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
@@ -39,7 +42,7 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candl
 
 /// A pointer to the output that workers write disjoint rows of.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(*mut f32);
 // SAFETY: every work item writes its own `head_dim` values only.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -58,29 +61,29 @@ const TOKEN_TILE: usize = 8;
 /// One work item: up to [`TOKEN_TILE`] consecutive tokens of one sequence, in position order,
 /// against one key/value head (all the query heads of its group).
 #[derive(Clone, Copy, Debug)]
-struct Item {
+pub(crate) struct Item {
     /// The sequence (index into `slots`).
-    seq: u32,
+    pub(crate) seq: u32,
     /// Index of the first token in the batch.
-    first: usize,
+    pub(crate) first: usize,
     /// Tokens in the item.
-    count: usize,
+    pub(crate) count: usize,
     /// The key/value head.
-    kv_head: usize,
+    pub(crate) kv_head: usize,
 }
 
 /// Everything one work item reads.
-struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The op (shapes, tokens, slots).
-    op: &'a PagedAttention,
+    pub(crate) op: &'a PagedAttention,
     /// Queries `[tokens, heads * d]`.
-    q: &'a [f32],
+    pub(crate) q: &'a [f32],
     /// Keys `[slots, kv_heads, d]`.
-    k: &'a [f32],
+    pub(crate) k: &'a [f32],
     /// Values, as the keys.
-    v: &'a [f32],
+    pub(crate) v: &'a [f32],
     /// The output `[tokens, heads * d]`.
-    out: OutPtr,
+    pub(crate) out: OutPtr,
 }
 
 impl CustomOp3 for PagedAttention {
@@ -135,7 +138,7 @@ impl CustomOp3 for PagedAttention {
             v,
             out: OutPtr(out.as_mut_ptr()),
         };
-        let avx2 = avx2_available();
+        let avx2 = use_avx2(d);
         let work = |range: std::ops::Range<usize>| {
             let mut scratch = Vec::new();
             for item in &items[range] {
@@ -143,7 +146,7 @@ impl CustomOp3 for PagedAttention {
                     // SAFETY: the CPU has AVX2 and FMA (checked above).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        attend_item_avx2(&inputs, item, &mut scratch)
+                        avx2::attend_item(&inputs, item, &mut scratch)
                     };
                 } else {
                     attend_item(&inputs, item, &mut scratch);
@@ -186,26 +189,27 @@ impl PagedAttention {
     }
 }
 
-/// Whether this CPU runs the AVX2 build of [`attend_item`].
+/// Whether this CPU has AVX2 and FMA.
 fn avx2_available() -> bool {
     crate::isa::avx2_available()
 }
 
-/// [`attend_item`] compiled for AVX2 and FMA. The arithmetic is the same (Rust does not fuse
-/// multiplies and adds on its own), so the bits are too.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA.
+/// Whether [`avx2::attend_item`] runs heads of `head_dim` on this CPU.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_item_avx2(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
-    attend_item(inputs, item, scratch)
+fn use_avx2(head_dim: usize) -> bool {
+    avx2_available() && head_dim.is_multiple_of(8) && head_dim <= 8 * avx2::MAX_VECTORS
+}
+
+/// Never off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+fn use_avx2(_head_dim: usize) -> bool {
+    false
 }
 
 /// Attention of the tokens of `item` for the query heads of its key/value head. Each query
 /// computes exactly what [`attend_one`] computes for it (same operations, same order), so the
 /// result of a token does not depend on the tokens it shares an item with.
-#[inline(always)]
+/// [`avx2::attend_item`] does the same operations eight lanes at a time.
 fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
     let (heads, d) = (op.heads, op.head_dim);
@@ -245,7 +249,7 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0f32;
             for score in row.iter_mut() {
-                *score = (*score - max).exp();
+                *score = exp(*score - max);
                 sum += *score;
             }
             sums[qi] = sum;
@@ -267,7 +271,7 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
             for j in 0..group {
                 let weight = scores[(t * group + j) * ctx + key_index];
                 for (o, &x) in out_row(t, j).iter_mut().zip(value) {
-                    *o += weight * x;
+                    *o = weight.mul_add(x, *o);
                 }
             }
         }
@@ -310,14 +314,14 @@ fn attend_one(
     }
     let mut sum = 0f32;
     for score in scores.iter_mut() {
-        *score = (*score - max).exp();
+        *score = exp(*score - max);
         sum += *score;
     }
     out.fill(0.0);
     for (&slot, &weight) in slots.iter().zip(scores.iter()) {
         let start = slot as usize * row + offset;
         for (o, &x) in out.iter_mut().zip(&v[start..start + d]) {
-            *o += weight * x;
+            *o = weight.mul_add(x, *o);
         }
     }
     let inv = 1.0 / sum;
@@ -326,20 +330,52 @@ fn attend_one(
     }
 }
 
-/// A dot product in eight lanes (vectorizes without fast-math), lanes summed in a fixed
-/// tree.
+/// `ln(2)` split in two for an exact range reduction (Cephes' constants).
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+/// See [`LN2_HI`].
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// The polynomial of `(e^r - 1 - r) / r^2` on `|r| <= ln(2) / 2`, highest degree first.
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+/// Below this, `e^x` is taken as `e^-87` (about 1.6e-38): far below any softmax weight that
+/// matters, and the smallest value whose power of two is still a normal number.
+pub(crate) const EXP_MIN: f32 = -87.0;
+
+/// `e^x` in a fixed sequence of fused multiply-adds (within 2 ulp of the true value), the same
+/// operations as [`avx2`]'s eight-lane version, so both give the same bits. For `x <= 88`.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
+    let x = x.max(EXP_MIN);
+    let n = x.mul_add(std::f32::consts::LOG2_E, 0.5).floor();
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r);
+    let mut p = EXP_POLY[0];
+    for &c in &EXP_POLY[1..] {
+        p = p.mul_add(r, c);
+    }
+    let y = p.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// A dot product in eight lanes of fused multiply-adds, lanes summed in a fixed tree.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = a.len() / 8;
     for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for i in 0..8 {
-            lanes[i] += ca[i] * cb[i];
+            lanes[i] = ca[i].mul_add(cb[i], lanes[i]);
         }
     }
     let mut tail = 0f32;
     for i in chunks * 8..a.len() {
-        tail += a[i] * b[i];
+        tail = a[i].mul_add(b[i], tail);
     }
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
@@ -381,7 +417,13 @@ mod tests {
 
     #[test]
     fn tiles_give_each_query_the_bits_of_attend_one() {
-        let (heads, kv_heads, d) = (6, 2, 16);
+        for d in [16, 64, 80, 128] {
+            tiles_match_attend_one(d);
+        }
+    }
+
+    fn tiles_match_attend_one(d: usize) {
+        let (heads, kv_heads) = (6, 2);
         let slots_total = 64;
         let k = values(slots_total * kv_heads * d, 1);
         let v = values(slots_total * kv_heads * d, 2);
@@ -435,7 +477,7 @@ mod tests {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: only called when the CPU has AVX2 and FMA.
                     unsafe {
-                        attend_item_avx2(&inputs, &item, &mut scratch)
+                        avx2::attend_item(&inputs, &item, &mut scratch)
                     }
                 } else {
                     attend_item(&inputs, &item, &mut scratch);
@@ -450,5 +492,32 @@ mod tests {
         // 13 tokens of sequence 0 make tiles of 8 and 5; sequence 1 one of 1; times 2 heads.
         let counts: Vec<usize> = op.items().iter().map(|i| i.count).collect();
         assert_eq!(counts, [8, 8, 5, 5, 1, 1]);
+    }
+
+    #[test]
+    fn exp_is_accurate_and_the_same_in_eight_lanes() {
+        let xs: Vec<f32> = (0..20_000).map(|i| -90.0 + i as f32 * 0.0046).collect();
+        for &x in &xs {
+            let ours = exp(x);
+            if x >= EXP_MIN {
+                let exact = f64::from(x).exp();
+                let error = ((f64::from(ours) - exact) / exact).abs();
+                assert!(error < 3e-7, "exp({x}) = {ours}, exact {exact}");
+            } else {
+                assert_eq!(ours, exp(EXP_MIN));
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2_available() {
+            use std::arch::x86_64::*;
+            for chunk in xs.chunks_exact(8) {
+                let mut lanes = [0f32; 8];
+                // SAFETY: the CPU has AVX2 and FMA (checked above); 8 values in, 8 out.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(chunk.as_ptr()))) };
+                for (&x, &lane) in chunk.iter().zip(&lanes) {
+                    assert_eq!(lane.to_bits(), exp(x).to_bits(), "exp({x})");
+                }
+            }
+        }
     }
 }

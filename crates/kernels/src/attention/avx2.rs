@@ -1,0 +1,225 @@
+//! [`super::attend_item`] with AVX2 and FMA, eight lanes at a time: the same operations on
+//! every value in the same order (fused multiply-adds in eight lanes summed in the same tree,
+//! the same exponential, sums in key order), so the same bits.
+
+use std::arch::x86_64::*;
+
+use super::{Inputs, Item, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+
+/// Eight lanes of [`super::exp`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn exp8(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(x, _mm256_set1_ps(EXP_MIN));
+    let n = _mm256_floor_ps(_mm256_fmadd_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+        _mm256_set1_ps(0.5),
+    ));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+    let mut p = _mm256_set1_ps(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+    let bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    _mm256_mul_ps(y, _mm256_castsi256_ps(bits))
+}
+
+/// Eight f32 from `values[at..at + 8]`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn load(values: &[f32], at: usize) -> __m256 {
+    let chunk = &values[at..at + 8];
+    // SAFETY: `chunk` holds 8 readable values; `loadu` takes any alignment.
+    unsafe { _mm256_loadu_ps(chunk.as_ptr()) }
+}
+
+/// Stores eight f32 to `values[at..at + 8]`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn store(values: &mut [f32], at: usize, v: __m256) {
+    let chunk = &mut values[at..at + 8];
+    // SAFETY: `chunk` holds 8 writable values; `storeu` takes any alignment.
+    unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), v) }
+}
+
+/// As [`super::dot`]: eight lanes of products added in order, then the same tree.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let full = a.len() / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < full {
+        acc = _mm256_fmadd_ps(load(a, i), load(b, i), acc);
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    store(&mut lanes, 0, acc);
+    let mut tail = 0f32;
+    for j in full..a.len() {
+        tail = a[j].mul_add(b[j], tail);
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
+}
+
+/// Replaces `row` by `e^(row - max)` and returns the sum of the results, added in order.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn softmax_numerators(row: &mut [f32]) -> f32 {
+    let full = row.len() / 8 * 8;
+    let mut max8 = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < full {
+        max8 = _mm256_max_ps(max8, load(row, i));
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    store(&mut lanes, 0, max8);
+    let max = row[full..]
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let m = _mm256_set1_ps(max);
+    let mut i = 0;
+    while i < full {
+        store(row, i, exp8(_mm256_sub_ps(load(row, i), m)));
+        i += 8;
+    }
+    for x in &mut row[full..] {
+        *x = super::exp(*x - max);
+    }
+    let mut sum = 0f32;
+    for &x in row.iter() {
+        sum += x;
+    }
+    sum
+}
+
+/// The most eight-lane vectors of one head (head sizes up to 256).
+pub(super) const MAX_VECTORS: usize = 32;
+
+/// The horizontal tree of [`super::dot`] over the lanes of `acc`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tree(acc: __m256) -> f32 {
+    let mut lanes = [0f32; 8];
+    store(&mut lanes, 0, acc);
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+}
+
+/// `out[..8 V] = scale * sum over keys of weights[key] * v[at(key)..][..8 V]`, the sum in key
+/// order, its `V` eight-lane accumulators in registers. Returns `V`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn weighted_sum<const V: usize>(
+    v: &[f32],
+    weights: &[f32],
+    at: impl Fn(usize) -> usize,
+    scale: f32,
+    out: &mut [f32],
+) -> usize {
+    let mut acc = [_mm256_setzero_ps(); V];
+    for (key_index, &weight) in weights.iter().enumerate() {
+        let start = at(key_index);
+        let w = _mm256_set1_ps(weight);
+        for (b, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(w, load(v, start + 8 * b), *a);
+        }
+    }
+    let scale = _mm256_set1_ps(scale);
+    for (b, a) in acc.iter().enumerate() {
+        store(out, 8 * b, _mm256_mul_ps(*a, scale));
+    }
+    V
+}
+
+/// [`super::attend_item`], eight lanes at a time, for head sizes that are a multiple of 8
+/// (at most `8 * MAX_VECTORS`). Dot products run four keys at once (four independent sums,
+/// each in the order of [`super::dot`]); the weighted sum of values keeps each query's output
+/// in registers over all its keys.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `head_dim % 8 == 0` and `head_dim <= 8 * MAX_VECTORS`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
+    let op = inputs.op;
+    let (heads, d) = (op.heads, op.head_dim);
+    let vectors = d / 8;
+    let group = heads / op.kv_heads;
+    let row = op.kv_heads * d;
+    let offset = item.kv_head * d;
+    let tokens = &op.tokens[item.first..item.first + item.count];
+    let max_pos = tokens.iter().map(|&(_, p)| p as usize).max().unwrap_or(0);
+    let slots = &op.slots[item.seq as usize][..=max_pos];
+    let ctx = slots.len();
+    let queries = item.count * group;
+    scratch.clear();
+    scratch.resize(queries * ctx + queries, 0.0);
+    let (scores, sums) = scratch.split_at_mut(queries * ctx);
+    let query_start = |t: usize, j: usize| ((item.first + t) * heads + item.kv_head * group + j) * d;
+    let key_start = |key_index: usize| slots[key_index] as usize * row + offset;
+    let (k, v) = (inputs.k, inputs.v);
+    for (t, &(_, pos)) in tokens.iter().enumerate() {
+        let seen = pos as usize + 1;
+        for j in 0..group {
+            let q = &inputs.q[query_start(t, j)..query_start(t, j) + d];
+            let scores = &mut scores[(t * group + j) * ctx..(t * group + j) * ctx + seen];
+            let mut key_index = 0;
+            while key_index + 4 <= seen {
+                let starts = [
+                    key_start(key_index),
+                    key_start(key_index + 1),
+                    key_start(key_index + 2),
+                    key_start(key_index + 3),
+                ];
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..vectors {
+                    let qb = load(q, 8 * b);
+                    for (a, &start) in acc.iter_mut().zip(&starts) {
+                        *a = _mm256_fmadd_ps(qb, load(k, start + 8 * b), *a);
+                    }
+                }
+                for (n, a) in acc.into_iter().enumerate() {
+                    scores[key_index + n] = tree(a) * op.scale;
+                }
+                key_index += 4;
+            }
+            for (i, score) in scores.iter_mut().enumerate().skip(key_index) {
+                let start = key_start(i);
+                *score = dot(q, &k[start..start + d]) * op.scale;
+            }
+        }
+    }
+    for (t, &(_, pos)) in tokens.iter().enumerate() {
+        for j in 0..group {
+            let qi = t * group + j;
+            sums[qi] = softmax_numerators(&mut scores[qi * ctx..qi * ctx + pos as usize + 1]);
+        }
+    }
+    for (t, &(_, pos)) in tokens.iter().enumerate() {
+        for j in 0..group {
+            let qi = t * group + j;
+            let weights = &scores[qi * ctx..qi * ctx + pos as usize + 1];
+            let scale = 1.0 / sums[qi];
+            // SAFETY: the item owns the output rows of its tokens' heads in its group; no
+            // other item writes them (items differ in token or in key/value head).
+            let out = unsafe { std::slice::from_raw_parts_mut(inputs.out.get().add(query_start(t, j)), d) };
+            // Columns in chunks whose accumulators fit in registers.
+            let mut column = 0;
+            while column < d {
+                let left = (d - column) / 8;
+                let at = |key_index: usize| key_start(key_index) + column;
+                let out = &mut out[column..];
+                column += 8 * match left {
+                    8.. => weighted_sum::<8>(v, weights, at, scale, out),
+                    4..=7 => weighted_sum::<4>(v, weights, at, scale, out),
+                    2..=3 => weighted_sum::<2>(v, weights, at, scale, out),
+                    _ => weighted_sum::<1>(v, weights, at, scale, out),
+                };
+            }
+        }
+    }
+}
