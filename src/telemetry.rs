@@ -22,13 +22,16 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
     let seconds = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
     ];
-    let tokens = [
+    // Tokens or sequences in one engine step.
+    let counts = [
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
     ];
     PrometheusBuilder::new()
         .set_buckets(&seconds)
         .ok()?
-        .set_buckets_for_metric(Matcher::Suffix("_tokens".into()), &tokens)
+        .set_buckets_for_metric(Matcher::Full("enclave_engine_step_tokens".into()), &counts)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full("enclave_engine_step_sequences".into()), &counts)
         .ok()?
         .install_recorder()
         .ok()

@@ -47,7 +47,7 @@ impl SchedulerMetrics {
         let m = self.model.clone();
         metrics::histogram!("enclave_engine_step_seconds", "model" => m.clone()).record(duration.as_secs_f64());
         metrics::histogram!("enclave_engine_step_tokens", "model" => m.clone()).record(tokens as f64);
-        metrics::histogram!("enclave_engine_step_sequences_tokens", "model" => m).record(sequences as f64);
+        metrics::histogram!("enclave_engine_step_sequences", "model" => m).record(sequences as f64);
     }
 
     /// Prompt tokens run through the model (cache hits excluded).
@@ -126,7 +126,7 @@ fn describe() {
         "Duration of one batched forward step"
     );
     describe_histogram!("enclave_engine_step_tokens", "Tokens (prefill and decode) in one step");
-    describe_histogram!("enclave_engine_step_sequences_tokens", "Sequences in one step");
+    describe_histogram!("enclave_engine_step_sequences", "Sequences in one step");
     describe_counter!(
         "enclave_engine_prompt_tokens_total",
         "Prompt tokens run through the model"
