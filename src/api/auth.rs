@@ -1,8 +1,9 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout, password change, me.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use super::{rfc3339, AppState};
-use crate::auth::Registration;
+use crate::auth::{Registration, TokenPair};
 use crate::store::{UserRecord, UserRole};
 
 /// A user as the API shows it (never the password hash).
@@ -63,42 +64,105 @@ pub struct LoginBody {
     email: Option<String>,
     username: Option<String>,
     password: String,
+    /// Keep the refresh token in an HttpOnly cookie instead of the response body (the web UI:
+    /// scripts never see it).
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// The cookie that carries the web UI's refresh token.
+const REFRESH_COOKIE: &str = "enclave_refresh";
+
+/// `Set-Cookie` for `token` (or, with `None`, one that clears the cookie): HttpOnly, sent only
+/// to the auth endpoints, never cross-site.
+fn refresh_cookie(token: Option<&str>, max_age: std::time::Duration) -> HeaderValue {
+    let value = match token {
+        Some(token) => format!(
+            "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={}",
+            max_age.as_secs()
+        ),
+        None => format!("{REFRESH_COOKIE}=; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=0"),
+    };
+    // Tokens are URL-safe base64 or hex: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The refresh token of the request's cookie.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == REFRESH_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The token response; with `in_cookie` the refresh token goes into the cookie, not the body.
+fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Response {
+    if !in_cookie {
+        return Json(tokens).into_response();
+    }
+    let cookie = refresh_cookie(Some(&tokens.refresh_token), state.config.refresh_token_ttl);
+    let body = serde_json::json!({
+        "access_token": tokens.access_token,
+        "refresh_token": null,
+        "token_type": tokens.token_type,
+        "expires_in": tokens.expires_in,
+    });
+    ([(SET_COOKIE, cookie)], Json(body)).into_response()
 }
 
 /// `POST /auth/login` with email or username.
-pub async fn login(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<Response, ApiError> {
     let login = body
         .email
         .or(body.username)
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| ApiError::validation("send \"email\" or \"username\" with the password"))?;
     let (_, tokens) = state.auth.login(&login, body.password).await?;
-    Ok(Json(tokens))
+    Ok(token_response(&state, tokens, body.cookie))
 }
 
 #[derive(Deserialize)]
 pub struct RefreshBody {
-    refresh_token: String,
+    /// The refresh token; absent when the browser's cookie carries it.
+    refresh_token: Option<String>,
+}
+
+/// The refresh token of the body, else of the cookie, and whether it came from the cookie.
+fn presented_token(body: RefreshBody, headers: &HeaderMap) -> Result<(String, bool), ApiError> {
+    match body.refresh_token.filter(|t| !t.is_empty()) {
+        Some(token) => Ok((token, false)),
+        None => cookie_token(headers)
+            .map(|token| (token, true))
+            .ok_or_else(|| ApiError::validation("send \"refresh_token\" (or sign in again)")),
+    }
 }
 
 /// `POST /auth/refresh`: rotates the refresh token.
 pub async fn refresh(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.auth.refresh(&body.refresh_token)?))
+) -> Result<Response, ApiError> {
+    let (token, from_cookie) = presented_token(body, &headers)?;
+    let tokens = state.auth.refresh(&token)?;
+    Ok(token_response(&state, tokens, from_cookie))
 }
 
-/// `POST /auth/logout`: ends the session of the refresh token.
+/// `POST /auth/logout`: ends the session of the refresh token (and clears the cookie).
 pub async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    state.auth.logout(&body.refresh_token)?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    let (token, _) = presented_token(body, &headers)?;
+    state.auth.logout(&token)?;
+    let clear = refresh_cookie(None, std::time::Duration::ZERO);
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
 
 #[derive(Deserialize)]

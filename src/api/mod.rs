@@ -10,6 +10,7 @@ mod messages;
 mod models;
 mod openai_compat;
 mod settings;
+mod web;
 
 use std::sync::Arc;
 
@@ -43,6 +44,11 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    if web::is_built() {
+        tracing::info!(files = web::ASSETS.len(), "web UI embedded");
+    } else {
+        tracing::warn!("this build has no web UI (scripts/build-web.sh builds it); the API works without it");
+    }
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -71,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/v1/chat/completions", post(openai_compat::chat_completions))
         .route("/v1/models", get(openai_compat::models))
-        .fallback(not_found)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
@@ -83,6 +89,7 @@ pub fn router(state: AppState) -> Router {
             .into_response_boxed()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(add_security_headers))
         .with_state(state)
 }
 
@@ -92,8 +99,13 @@ impl ApiError {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+/// Adds the security headers (CSP, nosniff, no framing, no referrer) a response lacks.
+async fn add_security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in web::security_headers() {
+        headers.entry(name).or_insert(value);
+    }
+    response
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -285,3 +285,72 @@ async fn closed_registration_and_cli_accounts() {
     admin.token = Some(login.body["access_token"].as_str().unwrap().to_string());
     assert_eq!(admin.get("/api/v1/auth/me").await.body["role"], "admin");
 }
+
+/// The web UI's session: the refresh token lives in an HttpOnly cookie, never in a body a
+/// script could read; refresh rotates the cookie; the old cookie is refused; logout clears it.
+#[tokio::test]
+async fn the_browser_session_keeps_its_refresh_token_in_a_cookie() {
+    let server = TestServer::start();
+    let mut c = Client::new(&server);
+    c.signup("cora").await;
+    let login = c
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "cora@example.com", "password": "cora-password-123", "cookie": true}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert!(login.body["access_token"].is_string());
+    assert!(login.body["refresh_token"].is_null(), "not readable by scripts");
+    let set_cookie = |reply: &crate::common::Reply| -> String {
+        reply.headers[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned()
+    };
+    let cookie = set_cookie(&login);
+    assert!(cookie.starts_with("enclave_refresh="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/auth"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_owned();
+
+    let refresh = |cookie: String| {
+        let c = &c;
+        async move {
+            c.send(
+                c.request(reqwest::Method::POST, "/api/v1/auth/refresh")
+                    .header(reqwest::header::COOKIE, cookie)
+                    .json(&json!({})),
+            )
+            .await
+        }
+    };
+    let rotated = refresh(pair.clone()).await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    assert!(rotated.body["access_token"].is_string() && rotated.body["refresh_token"].is_null());
+    let new_pair = set_cookie(&rotated).split(';').next().unwrap().to_owned();
+    assert_ne!(new_pair, pair);
+    // The old cookie was rotated away: reusing it is refused (and revokes the family).
+    assert_eq!(refresh(pair).await.status, 401);
+    assert_eq!(refresh(new_pair.clone()).await.status, 401, "the family is revoked");
+
+    // A fresh session, then logout clears the cookie.
+    let login = c
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "cora", "password": "cora-password-123", "cookie": true}),
+        )
+        .await;
+    let pair = set_cookie(&login).split(';').next().unwrap().to_owned();
+    let logout = c
+        .send(
+            c.request(reqwest::Method::POST, "/api/v1/auth/logout")
+                .header(reqwest::header::COOKIE, pair.clone())
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(logout.status, 204);
+    assert!(set_cookie(&logout).contains("Max-Age=0"));
+    assert_eq!(refresh(pair).await.status, 401);
+    // No token anywhere: a clear error.
+    let none = c.post("/api/v1/auth/refresh", json!({})).await;
+    assert_eq!((none.status, none.code()), (422, "VALIDATION_ERROR"));
+}
