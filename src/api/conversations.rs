@@ -286,6 +286,7 @@ pub async fn delete(
     state
         .chat
         .stop(user.user_id, id)
+        .await
         .map_err(|_| ApiError::not_found("conversation"))?;
     state
         .store

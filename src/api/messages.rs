@@ -84,14 +84,15 @@ pub async fn regenerate(
     Ok(stream_response(turn))
 }
 
-/// `POST /conversations/{id}/stop`: stops the running answer (kept, marked stopped).
+/// `POST /conversations/{id}/stop`: stops the running answer (kept, marked stopped) and
+/// answers once it is stored.
 pub async fn stop(
     State(state): State<AppState>,
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    let stopped = state.chat.stop(user.user_id, id)?;
+    let stopped = state.chat.stop(user.user_id, id).await?;
     Ok(Json(serde_json::json!({ "stopped": stopped })))
 }
 

@@ -252,10 +252,21 @@ impl ChatService {
         })
     }
 
-    /// Asks the running answer of a conversation to stop; false if none was running.
-    pub fn stop(&self, owner: Uuid, conversation_id: Uuid) -> Result<bool, ChatError> {
+    /// Stops the running answer of a conversation and waits (a few seconds at most) until its
+    /// partial text is stored, so that the caller can read it at once; false if none was
+    /// running.
+    pub async fn stop(&self, owner: Uuid, conversation_id: Uuid) -> Result<bool, ChatError> {
         self.inner.store.get_conversation(owner, conversation_id)?;
-        Ok(self.inner.active.stop(conversation_id))
+        let Some(done) = self.inner.active.stop(conversation_id) else {
+            return Ok(false);
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), done.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(conversation = %conversation_id, "a stopped answer took over 10 s to end");
+        }
+        Ok(true)
     }
 
     /// Stops every running answer (each is stored and its client gets a final event) and

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real server processes over real HTTP.
 
 mod auth;
+mod browser;
 mod chat;
 mod common;
 mod conversations;
@@ -10,3 +11,4 @@ mod lifecycle;
 mod openai_compat;
 mod providers;
 mod real_model;
+mod ui;

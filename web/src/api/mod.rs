@@ -1,0 +1,201 @@
+//! The server's API from the browser: JSON requests with the access token, one transparent
+//! refresh on an expired token, and the answer stream (SSE read from a fetch body).
+
+mod stream;
+pub mod types;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, Request, RequestCredentials, RequestInit, Response};
+
+pub use stream::{stream, AnswerEvent, StreamControl};
+pub use types::*;
+
+/// An API failure as the UI shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// HTTP status (0 when the server could not be reached).
+    pub status: u16,
+    /// The server's stable code (`RATE_LIMITED`, `NETWORK` for no connection...).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// The server could not be reached.
+    pub fn network() -> Self {
+        Self {
+            status: 0,
+            code: "NETWORK".into(),
+            message: "Cannot reach the server. Check your connection and try again.".into(),
+        }
+    }
+
+    /// The error of a non-2xx response with a JSON error body.
+    fn from_body(status: u16, body: &str) -> Self {
+        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        Self {
+            status,
+            code: value["code"].as_str().unwrap_or("HTTP_ERROR").to_owned(),
+            message: value["error"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("The server answered {status}.")),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+thread_local! {
+    /// The access token, in memory only (a reload gets a new one through the cookie).
+    static ACCESS_TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Called when the session cannot be refreshed any more.
+    static ON_SIGNED_OUT: RefCell<Option<Rc<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Sets (or clears) the access token sent with every request.
+pub fn set_access_token(token: Option<String>) {
+    ACCESS_TOKEN.with(|t| *t.borrow_mut() = token);
+}
+
+/// Registers what to do when the session has ended (show the sign-in page).
+pub fn on_signed_out(callback: impl Fn() + 'static) {
+    ON_SIGNED_OUT.with(|c| *c.borrow_mut() = Some(Rc::new(callback)));
+}
+
+fn signed_out() {
+    set_access_token(None);
+    if let Some(callback) = ON_SIGNED_OUT.with(|c| c.borrow().clone()) {
+        callback();
+    }
+}
+
+/// Builds a request; `body` is sent as JSON.
+pub(crate) fn build_request(
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    signal: Option<&web_sys::AbortSignal>,
+) -> Result<Request, ApiError> {
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let headers = Headers::new().map_err(|_| ApiError::network())?;
+    let _ = headers.set("Accept", "application/json, text/event-stream");
+    if let Some(token) = ACCESS_TOKEN.with(|t| t.borrow().clone()) {
+        let _ = headers.set("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(body) = body {
+        let _ = headers.set("Content-Type", "application/json");
+        init.set_body(&JsValue::from_str(&body.to_string()));
+    }
+    init.set_headers(&headers);
+    if let Some(signal) = signal {
+        init.set_signal(Some(signal));
+    }
+    Request::new_with_str_and_init(path, &init).map_err(|_| ApiError::network())
+}
+
+/// Sends `request`; a network failure is [`ApiError::network`].
+pub(crate) async fn fetch(request: &Request) -> Result<Response, ApiError> {
+    let window = web_sys::window().ok_or_else(ApiError::network)?;
+    let response = JsFuture::from(window.fetch_with_request(request))
+        .await
+        .map_err(|_| ApiError::network())?;
+    response.dyn_into::<Response>().map_err(|_| ApiError::network())
+}
+
+/// The body of `response` as text.
+pub(crate) async fn text(response: &Response) -> Result<String, ApiError> {
+    let promise = response.text().map_err(|_| ApiError::network())?;
+    let value = JsFuture::from(promise).await.map_err(|_| ApiError::network())?;
+    Ok(value.as_string().unwrap_or_default())
+}
+
+/// Whether a 401 means "get a new access token" (not "wrong password").
+fn token_problem(error: &ApiError) -> bool {
+    error.status == 401 && matches!(error.code.as_str(), "TOKEN_EXPIRED" | "INVALID_TOKEN" | "UNAUTHORIZED")
+}
+
+/// Sends a request and returns the raw body; refreshes the access token once on 401.
+async fn send(method: &str, path: &str, body: Option<&Value>) -> Result<String, ApiError> {
+    let mut refreshed = false;
+    loop {
+        let request = build_request(method, path, body, None)?;
+        let response = fetch(&request).await?;
+        let status = response.status();
+        let text = text(&response).await?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let error = ApiError::from_body(status, &text);
+        if token_problem(&error) && !refreshed && !path.starts_with("/api/v1/auth/") {
+            refreshed = true;
+            if refresh().await.is_ok() {
+                continue;
+            }
+            signed_out();
+        }
+        return Err(error);
+    }
+}
+
+/// A JSON request whose answer is read as `T`.
+pub async fn request<T: DeserializeOwned>(method: &str, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
+    let text = send(method, path, body).await?;
+    serde_json::from_str(&text).map_err(|e| ApiError {
+        status: 200,
+        code: "BAD_RESPONSE".into(),
+        message: format!("The server's answer was not understood: {e}"),
+    })
+}
+
+/// A request whose answer body is not needed.
+pub async fn request_empty(method: &str, path: &str, body: Option<&Value>) -> Result<(), ApiError> {
+    send(method, path, body).await.map(|_| ())
+}
+
+/// Signs in; the refresh token goes into the HttpOnly cookie.
+pub async fn login(login: &str, password: &str) -> Result<Tokens, ApiError> {
+    let body = serde_json::json!({ "username": login, "password": password, "cookie": true });
+    let tokens: Tokens = request("POST", "/api/v1/auth/login", Some(&body)).await?;
+    set_access_token(Some(tokens.access_token.clone()));
+    Ok(tokens)
+}
+
+/// Gets a new access token through the refresh cookie.
+pub async fn refresh() -> Result<Tokens, ApiError> {
+    // Straight to fetch: `send` itself refreshes on a 401.
+    let request = build_request("POST", "/api/v1/auth/refresh", Some(&serde_json::json!({})), None)?;
+    let response = fetch(&request).await?;
+    let status = response.status();
+    let body = text(&response).await?;
+    if !(200..300).contains(&status) {
+        return Err(ApiError::from_body(status, &body));
+    }
+    let tokens: Tokens = serde_json::from_str(&body).map_err(|_| ApiError::from_body(status, &body))?;
+    set_access_token(Some(tokens.access_token.clone()));
+    Ok(tokens)
+}
+
+/// Ends the session (and clears the cookie).
+pub async fn logout() {
+    let _ = request_empty("POST", "/api/v1/auth/logout", Some(&serde_json::json!({}))).await;
+    set_access_token(None);
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    js_sys::encode_uri_component(value).into()
+}

@@ -1,0 +1,331 @@
+//! The sidebar: new chat, filter, conversations grouped by date (pinned on top), loaded a page
+//! at a time as the list scrolls; rename inline, pin, delete with confirmation; the account
+//! menu. On narrow screens it is a drawer.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::api::{self, Conversation};
+use crate::icons::{Icon, Svg};
+use crate::interop;
+use crate::state::AppState;
+
+/// The date groups, in display order.
+const GROUPS: [&str; 6] = [
+    "Pinned",
+    "Today",
+    "Yesterday",
+    "Previous 7 days",
+    "Previous 30 days",
+    "Older",
+];
+
+/// The group of a conversation.
+fn group_of(conversation: &Conversation, today: f64) -> usize {
+    if conversation.pinned {
+        return 0;
+    }
+    let day = 24.0 * 3600.0 * 1000.0;
+    let updated = interop::parse_time(&conversation.updated_at);
+    if updated >= today {
+        1
+    } else if updated >= today - day {
+        2
+    } else if updated >= today - 7.0 * day {
+        3
+    } else if updated >= today - 30.0 * day {
+        4
+    } else {
+        5
+    }
+}
+
+/// An entry of the list: a date group's title, or a conversation.
+#[derive(Clone, Debug, PartialEq)]
+enum ListRow {
+    /// The title of a group (an index into [`GROUPS`]).
+    Header(usize),
+    /// A conversation.
+    Item(Conversation),
+}
+
+impl ListRow {
+    /// Changes whenever the row must be drawn again.
+    fn key(&self) -> String {
+        match self {
+            ListRow::Header(group) => format!("group-{group}"),
+            ListRow::Item(c) => format!("{}|{}|{}", c.id, c.pinned, c.title),
+        }
+    }
+}
+
+/// The sidebar.
+#[component]
+pub fn Sidebar() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let navigate = use_navigate();
+    let params = use_params_map();
+    let active = move || params.with(|p| p.get("id"));
+    // The filter is applied after a short pause in typing.
+    let typed = RwSignal::new(state.filter.get_untracked());
+    let filter_timer = StoredValue::new(None::<TimeoutHandle>);
+    let on_filter = move |ev| {
+        typed.set(event_target_value(&ev));
+        if let Some(handle) = filter_timer.get_value() {
+            handle.clear();
+        }
+        let handle = set_timeout_with_handle(
+            move || {
+                state.filter.set(typed.get_untracked());
+                state.reload_conversations();
+            },
+            std::time::Duration::from_millis(250),
+        )
+        .ok();
+        filter_timer.set_value(handle);
+    };
+    let on_scroll = move |ev: leptos::ev::Event| {
+        let Some(target) = ev.target() else { return };
+        let element: web_sys::Element = wasm_bindgen::JsCast::unchecked_into(target);
+        if element.scroll_top() + element.client_height() + 400 >= element.scroll_height() {
+            state.load_more();
+        }
+    };
+    // One flat list of group headers and rows, so that each row re-renders on its own when its
+    // conversation changes.
+    let rows = Memo::new(move |_| {
+        let today = interop::start_of_today();
+        let mut rows: Vec<ListRow> = Vec::new();
+        let mut last_group = None;
+        for conversation in state.conversations.get() {
+            let group = group_of(&conversation, today);
+            if last_group != Some(group) {
+                rows.push(ListRow::Header(group));
+                last_group = Some(group);
+            }
+            rows.push(ListRow::Item(conversation));
+        }
+        rows
+    });
+    let new_chat = {
+        let navigate = navigate.clone();
+        move |_| {
+            state.sidebar_open.set(false);
+            navigate("/c", Default::default());
+        }
+    };
+    let sign_out = {
+        let navigate = navigate.clone();
+        move |_| {
+            spawn_local(async move {
+                api::logout().await;
+                crate::app::end_session(state, Some("You have signed out."));
+            });
+            navigate("/login", Default::default());
+        }
+    };
+    view! {
+        <div class="scrim" class:open=move || state.sidebar_open.get()
+            on:click=move |_| state.sidebar_open.set(false) aria-hidden="true"></div>
+        <nav class="sidebar" class:open=move || state.sidebar_open.get() aria-label="Conversations">
+            <div class="sidebar-top">
+                <button type="button" class="new-chat" on:click=new_chat title="New chat (Ctrl+Shift+N)">
+                    <Svg icon=Icon::Plus/>" New chat"
+                </button>
+                <label class="visually-hidden" for="filter">"Filter conversations by title"</label>
+                <input id="filter" class="filter" type="search" placeholder="Filter by title"
+                    prop:value=move || typed.get() on:input=on_filter/>
+            </div>
+            <div class="conversation-list" on:scroll=on_scroll>
+                <Show when=move || state.conversations.with(Vec::is_empty) && !state.loading_list.get()>
+                    <p class="empty-list">
+                        {move || if state.filter.get().trim().is_empty() {
+                            "No conversations yet. Start one with New chat."
+                        } else {
+                            "No conversation matches the filter."
+                        }}
+                    </p>
+                </Show>
+                <ul class="rows">
+                    <For each=move || rows.get() key=ListRow::key let:row>
+                        {match row {
+                            ListRow::Header(group) => view! { <li class="group-title" role="presentation">{GROUPS[group]}</li> }.into_any(),
+                            ListRow::Item(c) => view! { <ConversationRow conversation=c active=Signal::derive(active)/> }.into_any(),
+                        }}
+                    </For>
+                </ul>
+                <Show when=move || state.loading_list.get()>
+                    <p class="loading-more" role="status">"Loading…"</p>
+                </Show>
+            </div>
+            <div class="sidebar-bottom">
+                <A href="/settings" attr:class="account" on:click=move |_| state.sidebar_open.set(false)>
+                    <span class="avatar" aria-hidden="true">
+                        {move || state.user.get().and_then(|u| u.username.chars().next()).unwrap_or('?').to_uppercase().to_string()}
+                    </span>
+                    <span>{move || state.user.get().map(|u| u.username).unwrap_or_default()}</span>
+                    <span class="sr-hint">" · Settings"</span>
+                </A>
+                <button type="button" class="ghost" on:click=sign_out>"Sign out"</button>
+            </div>
+        </nav>
+    }
+}
+
+/// One conversation in the list, with its actions.
+#[component]
+fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let navigate = use_navigate();
+    let id = conversation.id.clone();
+    let is_active = {
+        let id = id.clone();
+        Memo::new(move |_| active.get().as_deref() == Some(id.as_str()))
+    };
+    let renaming = {
+        let id = id.clone();
+        Memo::new(move |_| state.renaming.with(|r| r.as_ref().is_some_and(|(rid, _)| *rid == id)))
+    };
+    let confirming = RwSignal::new(false);
+    let rename_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = rename_input.get() {
+            let _ = input.focus();
+            input.select();
+        }
+    });
+    let pinned = conversation.pinned;
+    let title = conversation.title.clone();
+    let start_rename = {
+        let id = id.clone();
+        let title = title.clone();
+        move || state.renaming.set(Some((id.clone(), title.clone())))
+    };
+    let save_title = {
+        let id = id.clone();
+        let original = title.clone();
+        move || {
+            let Some((rid, typed)) = state.renaming.get_untracked() else {
+                return;
+            };
+            if rid != id {
+                return;
+            }
+            state.renaming.set(None);
+            let new_title = typed.trim().to_owned();
+            if new_title.is_empty() || new_title == original {
+                return;
+            }
+            let id = id.clone();
+            spawn_local(async move {
+                let body = serde_json::json!({ "title": new_title });
+                if let Ok(updated) =
+                    api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await
+                {
+                    state.upsert_conversation(updated);
+                }
+            });
+        }
+    };
+    let toggle_pin = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            spawn_local(async move {
+                let body = serde_json::json!({ "pinned": !pinned });
+                if let Ok(updated) =
+                    api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await
+                {
+                    state.upsert_conversation(updated);
+                }
+            });
+        }
+    };
+    let delete = {
+        let id = id.clone();
+        let navigate = navigate.clone();
+        move |_| {
+            confirming.set(false);
+            let id = id.clone();
+            let was_active = active.get_untracked().as_deref() == Some(id.as_str());
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                if api::request_empty("DELETE", &format!("/api/v1/conversations/{id}"), None)
+                    .await
+                    .is_ok()
+                {
+                    state.remove_conversation(&id);
+                    if was_active {
+                        navigate("/c", Default::default());
+                    }
+                }
+            });
+        }
+    };
+    let on_key = {
+        let save_title = save_title.clone();
+        move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+            "Enter" => {
+                ev.prevent_default();
+                save_title();
+            }
+            "Escape" => state.renaming.set(None),
+            _ => {}
+        }
+    };
+    let href = format!("/c/{id}");
+    let shown_title = title.clone();
+    view! {
+        <li class="row" class:active=move || is_active.get()>
+            <Show
+                when=move || renaming.get()
+                fallback={
+                    let href = href.clone();
+                    let shown_title = shown_title.clone();
+                    let start_rename = start_rename.clone();
+                    move || {
+                        let start_rename = start_rename.clone();
+                        let href = href.clone();
+                        let shown_title = shown_title.clone();
+                        view! {
+                            <A href=href attr:class="row-link" attr:aria-current=move || is_active.get().then_some("page")
+                                on:click=move |_| state.sidebar_open.set(false)
+                                on:dblclick=move |_| start_rename()>
+                                <span class="row-title">{shown_title}</span>
+                            </A>
+                        }
+                    }
+                }
+            >
+                <input class="rename" type="text" aria-label="Conversation title" maxlength="200"
+                    prop:value=move || state.renaming.with(|r| r.as_ref().map(|(_, t)| t.clone()).unwrap_or_default())
+                    on:input=move |ev| {
+                        let typed = event_target_value(&ev);
+                        state.renaming.update(|r| if let Some((_, t)) = r { *t = typed });
+                    }
+                    on:keydown=on_key.clone() on:blur={let save_title = save_title.clone(); move |_| save_title()}
+                    node_ref=rename_input/>
+            </Show>
+            <div class="row-actions">
+                <button type="button" class="icon" title="Rename" aria-label="Rename"
+                    on:click={let start_rename = start_rename.clone(); move |_| start_rename()}><Svg icon=Icon::Edit/></button>
+                <button type="button" class="icon" title=if pinned { "Unpin" } else { "Pin" }
+                    aria-label=if pinned { "Unpin" } else { "Pin" } aria-pressed=pinned.to_string() on:click=toggle_pin>
+                    <Svg icon=if pinned { Icon::StarFilled } else { Icon::Star }/>
+                </button>
+                <button type="button" class="icon danger" title="Delete" aria-label="Delete" on:click=move |_| confirming.set(true)><Svg icon=Icon::Trash/></button>
+            </div>
+            <Show when=move || confirming.get()>
+                <div class="confirm" role="alertdialog" aria-label="Delete this conversation?">
+                    <p>"Delete “"{title.clone()}"”? This cannot be undone."</p>
+                    <div class="confirm-actions">
+                        <button type="button" class="ghost" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                        <button type="button" class="danger-button" on:click=delete.clone()>"Delete"</button>
+                    </div>
+                </div>
+            </Show>
+        </li>
+    }
+}
