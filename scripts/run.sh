@@ -14,4 +14,6 @@ if [ ! -f "$chat" ]; then
     scripts/fetch-models.sh
   fi
 fi
+# The web UI, embedded in the binary at build time.
+scripts/build-web.sh
 exec cargo run --release --bin enclave -- serve "$@"

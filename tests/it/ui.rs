@@ -216,8 +216,8 @@ async fn the_chat_works_in_a_browser() {
 
     // The local engine through the model picker.
     b.click("button[aria-label='Conversation settings']").await;
-    b.find("#model option[value='tiny']").await;
-    b.js("const s = document.querySelector('#model'); s.value = 'tiny'; s.dispatchEvent(new Event('change'));")
+    b.click("#model option[value='tiny']").await;
+    b.wait_for("the model chosen", "document.querySelector('#model').value === 'tiny'")
         .await;
     b.fill("#max-tokens", "24").await;
     b.click(".panel .primary").await;
@@ -239,10 +239,13 @@ async fn the_chat_works_in_a_browser() {
         .js("return [...document.querySelectorAll('.message.assistant .markdown')].pop().title")
         .await;
     let title = title.as_str().unwrap_or_default();
-    assert!(
-        title.ends_with("· tiny") && title.contains("+ 24 answer tokens"),
-        "{title}"
-    );
+    if !(title.ends_with("· tiny") && title.contains("+ 24 answer tokens")) {
+        b.screenshot("FAILED-tiny").await;
+        let all = b
+            .js("return [...document.querySelectorAll('.message')].map(m => m.className + ': ' + (m.querySelector('.markdown')?.title || '') + ' ' + m.textContent.slice(0, 40))")
+            .await;
+        panic!("{title}\n{all:#}");
+    }
 
     // Rename inline, pin.
     b.click(".row.active button[aria-label='Rename']").await;

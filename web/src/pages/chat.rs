@@ -104,6 +104,7 @@ pub fn ChatPage() -> impl IntoView {
             control.abort();
         }
         current.set_value(id.clone());
+        stick_to_bottom.set_value(true);
         turn_error.set(None);
         show_settings.set(false);
         streaming.set(None);
@@ -128,6 +129,8 @@ pub fn ChatPage() -> impl IntoView {
         if let Some(el) = scroller.get() {
             if stick_to_bottom.get_value() {
                 el.set_scroll_top(el.scroll_height());
+                // Again once the new rows are laid out (and code and math are rendered).
+                request_animation_frame(move || el.set_scroll_top(el.scroll_height()));
             }
         }
     });
@@ -371,8 +374,10 @@ pub fn ChatPage() -> impl IntoView {
                             on:click=move |_| show_settings.update(|s| *s = !*s)><Svg icon=Icon::Gear/></button>
                     </Show>
                 </header>
+                // Read once when the panel opens: a change of the conversation meanwhile (a new
+                // title, an answer) must not reset what the user is editing.
                 <Show when=move || show_settings.get() && conversation.with(Option::is_some)>
-                    {move || conversation.get().map(|c| view! {
+                    {move || conversation.get_untracked().map(|c| view! {
                         <ConversationSettingsPanel conversation=c
                             on_saved=Callback::new(move |updated: Conversation| { conversation.set(Some(updated)); show_settings.set(false); })
                             on_close=Callback::new(move |()| show_settings.set(false))/>
