@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+mod common;
+use common::free_port;
+
 /// A server under test.
 struct Server {
     /// `enclave` or `llama.cpp`.
@@ -70,14 +73,6 @@ struct StreamResult {
     prompt_tokens: usize,
     /// First content to last content.
     decode: Duration,
-}
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits until `url` answers 200.

@@ -33,6 +33,8 @@ pub mod tiny;
 mod tokenizer;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

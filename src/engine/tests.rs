@@ -1,10 +1,8 @@
 //! End-to-end tests of the engine on the tiny generated model (and, ignored, on SmolLM2).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver as Receiver;
-
+use super::test_support::{collect, wait_for_stats};
 use super::*;
 
 /// Writes the tiny model into a fresh directory.
@@ -40,18 +38,6 @@ fn prompt(engine: &LocalEngine, text: &str) -> Vec<u32> {
     engine.encode(&rendered).unwrap()
 }
 
-/// Reads a stream to its end: the text and the final event.
-fn collect(mut events: Receiver<GenerateEvent>) -> (String, GenerateEvent) {
-    let mut text = String::new();
-    while let Some(event) = events.blocking_recv() {
-        match event {
-            GenerateEvent::Text(piece) => text.push_str(&piece),
-            last => return (text, last),
-        }
-    }
-    panic!("the stream ended without a final event");
-}
-
 fn generate(engine: &LocalEngine, text: &str, sampling: SamplingParams) -> (String, GenerateEvent) {
     let request = GenerateRequest {
         prompt_tokens: prompt(engine, text),
@@ -59,19 +45,6 @@ fn generate(engine: &LocalEngine, text: &str, sampling: SamplingParams) -> (Stri
         fairness_key: String::new(),
     };
     collect(engine.submit(request).unwrap())
-}
-
-/// Waits until `check` holds on the engine's stats.
-fn wait_for_stats(engine: &LocalEngine, check: impl Fn(&EngineStats) -> bool) -> EngineStats {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = engine.stats();
-        if check(&stats) {
-            return stats;
-        }
-        assert!(Instant::now() < deadline, "stats never matched: {stats:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

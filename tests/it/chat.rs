@@ -282,14 +282,7 @@ async fn rate_limit_falls_back_to_the_next_provider() {
     assert_eq!(last["error_code"], "RATE_LIMITED");
 
     // The decisions show in the metrics.
-    let scrape = c
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = c.metrics().await;
     assert!(
         scrape.contains(r#"enclave_model_fallbacks_total{requested="gm",served_by="oa"} 1"#),
         "{scrape}"

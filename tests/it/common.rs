@@ -286,6 +286,16 @@ impl Client {
             .await
     }
 
+    /// The Prometheus scrape text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .request(::reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("scrape");
+        response.text().await.expect("scrape text")
+    }
+
     /// Registers `name` (email `name@example.com`) and logs in; returns the login reply body.
     pub async fn signup(&mut self, name: &str) -> Value {
         let password = format!("{name}-password-123");

@@ -93,14 +93,7 @@ async fn smollm2_answers_the_same_alone_or_batched() {
         assert_eq!(&answer(reply), one, "{question}");
     }
 
-    let scrape = c
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = c.metrics().await;
     for metric in [
         "enclave_engine_waiting_requests{model=\"tiny\"}",
         "enclave_engine_running_sequences{model=\"tiny\"}",

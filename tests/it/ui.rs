@@ -338,5 +338,14 @@ async fn the_chat_works_in_a_browser() {
         "location.pathname === '/login' && document.querySelector('#login')",
     )
     .await;
+    // And back in through the sign-in form.
+    b.type_into("#login", "ada@example.com").await;
+    b.type_into("#password", "a long enough password").await;
+    b.type_into("#password", ENTER).await;
+    b.wait_for(
+        "signed in again",
+        "location.pathname === '/c' && document.querySelector('.welcome')",
+    )
+    .await;
     b.close().await;
 }

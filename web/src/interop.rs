@@ -99,3 +99,10 @@ pub fn start_of_today() -> f64 {
     date.set_milliseconds(0);
     date.get_time()
 }
+
+/// Adds a `performance.mark` (read by the UI benchmark: time to interactive, first token).
+pub fn mark(name: &str) {
+    if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = performance.mark(name);
+    }
+}

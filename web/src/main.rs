@@ -4,6 +4,8 @@
 mod api;
 mod app;
 mod components;
+#[cfg(test)]
+mod contrast;
 mod icons;
 mod interop;
 mod markdown;
@@ -13,4 +15,5 @@ mod state;
 fn main() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(app::App);
+    interop::mark("enclave-mounted");
 }

@@ -5,6 +5,7 @@
 //! AVX2 code and the scalar code give the same bytes), so a row's quants never depend on the
 //! other rows of the batch.
 
+use super::disjoint::Disjoint;
 use super::isa::Isa;
 use super::packed::QK;
 
@@ -51,11 +52,11 @@ impl Q8Rows {
         let per_row = k / QK;
         let mut blocks = vec![Q8Block::default(); m * per_row];
         if x.len() >= PARALLEL_VALUES && m > 1 {
-            let out = BlocksPtr(blocks.as_mut_ptr());
+            let out = Disjoint::new(&mut blocks);
             candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
                 for r in rows {
                     // SAFETY: each row's blocks are written by the one call that gets `r`.
-                    let row = unsafe { std::slice::from_raw_parts_mut(out.get().add(r * per_row), per_row) };
+                    let row = unsafe { out.part(r * per_row, per_row) };
                     quantize_row(isa, &x[r * k..(r + 1) * k], row);
                 }
             });
@@ -70,21 +71,6 @@ impl Q8Rows {
     /// The blocks of row `r`.
     pub(crate) fn row(&self, r: usize) -> &[Q8Block] {
         &self.blocks[r * self.per_row..(r + 1) * self.per_row]
-    }
-}
-
-/// The quantized rows, written by several workers at once, each to its own rows.
-#[derive(Clone, Copy)]
-struct BlocksPtr(*mut Q8Block);
-// SAFETY: workers write disjoint rows only.
-unsafe impl Send for BlocksPtr {}
-// SAFETY: as for Send.
-unsafe impl Sync for BlocksPtr {}
-
-impl BlocksPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut Q8Block {
-        self.0
     }
 }
 

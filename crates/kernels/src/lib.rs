@@ -18,6 +18,7 @@ mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod candle;
+mod disjoint;
 mod f16;
 mod isa;
 mod matrix;

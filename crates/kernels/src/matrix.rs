@@ -1,13 +1,13 @@
 //! [`QuantMatrix`]: a weight matrix repacked once for the kernels, and its product with rows
 //! of activations, tiled over rows and output columns and parallel over output columns.
 
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
 
 use super::activations::{Q8Block, Q8Rows};
+use super::disjoint::Disjoint;
 use super::isa::Isa;
 use super::packed::{Nibbles, Packed, TileQ8_0, QK, TILE_COLS};
 use super::scalar;
@@ -162,7 +162,7 @@ impl QuantMatrix {
         } else {
             1
         };
-        let out = SharedOut::new(out, m, n);
+        let out = Disjoint::new(out);
         let task = |i: usize| self.run_tiles(kernels, &input, m, i * tiles / tasks..(i + 1) * tiles / tasks, &out);
         if tasks == 1 {
             task(0);
@@ -175,20 +175,20 @@ impl QuantMatrix {
 
     /// All rows for the column tiles `tiles`: rows in blocks of [`ROW_BLOCK`], each over every
     /// tile, [`ROW_TILE`] rows per kernel call. Writes only the columns of `tiles`.
-    fn run_tiles(&self, kernels: Kernels, input: &Input<'_>, m: usize, tiles: Range<usize>, out: &SharedOut<'_>) {
+    fn run_tiles(&self, kernels: Kernels, input: &Input<'_>, m: usize, tiles: Range<usize>, out: &Disjoint<'_, f32>) {
         for rows_start in (0..m).step_by(ROW_BLOCK) {
             let rows_end = (rows_start + ROW_BLOCK).min(m);
             for t in tiles.clone() {
                 let cols = t * TILE_COLS..((t + 1) * TILE_COLS).min(self.n);
                 let mut r = rows_start;
                 while r + ROW_TILE <= rows_end {
-                    write_rows(out, r, &cols, self.tile::<ROW_TILE>(kernels, input, t, r));
+                    write_rows(out, self.n, r, &cols, self.tile::<ROW_TILE>(kernels, input, t, r));
                     r += ROW_TILE;
                 }
                 match rows_end - r {
-                    3 => write_rows(out, r, &cols, self.tile::<3>(kernels, input, t, r)),
-                    2 => write_rows(out, r, &cols, self.tile::<2>(kernels, input, t, r)),
-                    1 => write_rows(out, r, &cols, self.tile::<1>(kernels, input, t, r)),
+                    3 => write_rows(out, self.n, r, &cols, self.tile::<3>(kernels, input, t, r)),
+                    2 => write_rows(out, self.n, r, &cols, self.tile::<2>(kernels, input, t, r)),
+                    1 => write_rows(out, self.n, r, &cols, self.tile::<1>(kernels, input, t, r)),
                     _ => {}
                 }
             }
@@ -238,12 +238,19 @@ fn q8_rows<const R: usize>(x: &Q8Rows, r: usize) -> [&[Q8Block]; R] {
     std::array::from_fn(|i| x.row(r + i))
 }
 
-/// Writes `R` rows of a kernel's results from row `r`, keeping the columns of `cols`.
-fn write_rows<const R: usize>(out: &SharedOut<'_>, r: usize, cols: &Range<usize>, rows: [[f32; TILE_COLS]; R]) {
+/// Writes `R` rows of a kernel's results from row `r` of the `n`-column output, keeping the
+/// columns of `cols`.
+fn write_rows<const R: usize>(
+    out: &Disjoint<'_, f32>,
+    n: usize,
+    r: usize,
+    cols: &Range<usize>,
+    rows: [[f32; TILE_COLS]; R],
+) {
     for (i, values) in rows.iter().enumerate() {
         // SAFETY: `matmul_with` gives each task its own column tiles, and `cols` lies in this
         // task's tiles, so no other thread touches these elements.
-        unsafe { out.write(r + i, cols.start, &values[..cols.len()]) };
+        unsafe { out.part((r + i) * n + cols.start, cols.len()) }.copy_from_slice(&values[..cols.len()]);
     }
 }
 
@@ -301,51 +308,5 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.f32s(tiles, rows),
         }
-    }
-}
-
-/// The `m × n` output, written by several tasks at once, each to its own columns.
-struct SharedOut<'a> {
-    /// The first element.
-    ptr: *mut f32,
-    /// Rows.
-    rows: usize,
-    /// Columns.
-    cols: usize,
-    /// Borrows the slice mutably for as long as this lives.
-    _slice: PhantomData<&'a mut [f32]>,
-}
-
-// SAFETY: a `SharedOut` is an exclusive borrow of an `[f32]`, which is `Send`; its elements are
-// written only through `write`, whose callers guarantee that no two threads touch the same one.
-unsafe impl Send for SharedOut<'_> {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for SharedOut<'_> {}
-
-impl<'a> SharedOut<'a> {
-    /// Borrows `out`, `rows × cols` row-major.
-    fn new(out: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        assert_eq!(out.len(), rows * cols);
-        Self {
-            ptr: out.as_mut_ptr(),
-            rows,
-            cols,
-            _slice: PhantomData,
-        }
-    }
-
-    /// Copies `values` to row `row`, columns `col..col + values.len()`.
-    ///
-    /// # Safety
-    /// No other thread may read or write these elements during the call.
-    unsafe fn write(&self, row: usize, col: usize, values: &[f32]) {
-        assert!(
-            row < self.rows && col + values.len() <= self.cols,
-            "write out of the output matrix"
-        );
-        // SAFETY: the range is inside the borrowed slice (asserted above), `values` cannot
-        // overlap it (it is a shared borrow while the slice is borrowed mutably), and the
-        // caller guarantees that no other thread touches it.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(row * self.cols + col), values.len()) };
     }
 }

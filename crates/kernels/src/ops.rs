@@ -8,6 +8,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 
+use super::disjoint::Disjoint;
+
 /// Elements below which an op runs on the calling thread.
 const PARALLEL_ELEMENTS: usize = 1 << 16;
 
@@ -30,29 +32,14 @@ fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + S
         }
         return;
     }
-    let ptr = RowsPtr(out.as_mut_ptr());
+    let out = Disjoint::new(out);
     candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
         for r in range {
             // SAFETY: each row index is handed to exactly one call, and rows do not overlap.
-            let row = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r * width), width) };
+            let row = unsafe { out.part(r * width, width) };
             f(r, row);
         }
     });
-}
-
-/// The output pointer shared by the workers of [`for_each_row`].
-#[derive(Clone, Copy)]
-struct RowsPtr(*mut f32);
-// SAFETY: workers write disjoint rows only.
-unsafe impl Send for RowsPtr {}
-// SAFETY: as for Send.
-unsafe impl Sync for RowsPtr {}
-
-impl RowsPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `x / rms(x) * weight` over the last dimension: `x [.., d]`, `weight [d]`.

@@ -2,12 +2,10 @@
 //! times, prompt lengths, chunked prefill, preemption, prefix caching), fairness, limits.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver;
-
+use crate::engine::test_support::{collect, wait_for_stats as wait_for};
 use crate::engine::{
-    load, tiny, EngineError, EngineStats, GenerateEvent, GenerateRequest, LoadProgress, LocalEngine, LocalModelConfig,
+    load, tiny, EngineError, GenerateEvent, GenerateRequest, LoadProgress, LocalEngine, LocalModelConfig,
     SamplingParams, SchedulerConfig, StopReason,
 };
 
@@ -50,31 +48,6 @@ fn request(tokens: Vec<u32>, max_tokens: usize, key: &str) -> GenerateRequest {
             ..SamplingParams::default()
         },
         fairness_key: key.into(),
-    }
-}
-
-/// Reads a stream to its end: the text and the final event.
-fn collect(mut events: UnboundedReceiver<GenerateEvent>) -> (String, GenerateEvent) {
-    let mut text = String::new();
-    while let Some(event) = events.blocking_recv() {
-        match event {
-            GenerateEvent::Text(piece) => text.push_str(&piece),
-            last => return (text, last),
-        }
-    }
-    panic!("the stream ended without a final event");
-}
-
-/// Waits until `check` holds on the engine's stats.
-fn wait_for(engine: &LocalEngine, check: impl Fn(&EngineStats) -> bool) -> EngineStats {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = engine.stats();
-        if check(&stats) {
-            return stats;
-        }
-        assert!(Instant::now() < deadline, "stats never matched: {stats:?}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -49,6 +49,8 @@ pub fn Login() -> impl IntoView {
             }
         });
     }
+    // The sign-in form is on screen and answers input: the app is interactive.
+    request_animation_frame(|| crate::interop::mark("enclave-interactive"));
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if busy.get_untracked() {

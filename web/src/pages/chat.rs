@@ -12,6 +12,7 @@ use crate::components::conversation_settings::{status_label, ConversationSetting
 use crate::components::message::{copy_code_on_click, MessageActions, MessageView, StreamingAnswer};
 use crate::components::sidebar::Sidebar;
 use crate::icons::{Icon, Svg};
+use crate::interop;
 use crate::state::AppState;
 
 /// The sentence for an error code of the API or the stream.
@@ -231,12 +232,21 @@ pub fn ChatPage() -> impl IntoView {
                     Turn::Regenerate => (format!("/api/v1/conversations/{id}/regenerate"), serde_json::json!({})),
                 };
                 let first_exchange = messages.with_untracked(Vec::is_empty);
+                let mut first_token = true;
                 let result = api::stream(&path, &body, &stream_control, |event| match event {
-                    AnswerEvent::Token(text) => streaming.update(|s| {
-                        if let Some(s) = s {
-                            s.push_str(&text);
+                    AnswerEvent::Token(text) => {
+                        if first_token {
+                            // Read by the UI benchmark: from the event to the frame showing it.
+                            first_token = false;
+                            interop::mark("enclave-first-token-received");
+                            request_animation_frame(|| interop::mark("enclave-first-token-shown"));
                         }
-                    }),
+                        streaming.update(|s| {
+                            if let Some(s) = s {
+                                s.push_str(&text);
+                            }
+                        })
+                    }
                     AnswerEvent::Done { .. } | AnswerEvent::Error(_) => {}
                 })
                 .await;

@@ -206,7 +206,7 @@ pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut
             let scale = 1.0 / sums[qi];
             // SAFETY: the item owns the output rows of its tokens' heads in its group; no
             // other item writes them (items differ in token or in key/value head).
-            let out = unsafe { std::slice::from_raw_parts_mut(inputs.out.get().add(query_start(t, j)), d) };
+            let out = unsafe { inputs.out.part(query_start(t, j), d) };
             // Columns in chunks whose accumulators fit in registers.
             let mut column = 0;
             while column < d {

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 
+use crate::disjoint::Disjoint;
+
 /// The batch-wide CPU attention: `q [tokens, heads * d]` against the layer's whole cache
 /// `k, v [slots, kv_heads, d]`, returning `[tokens, heads * d]`.
 #[derive(Debug)]
@@ -37,20 +39,6 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candl
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("paged attention: {what} is not contiguous"),
-    }
-}
-
-/// A pointer to the output that workers write disjoint rows of.
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr(*mut f32);
-// SAFETY: every work item writes its own `head_dim` values only.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -83,7 +71,7 @@ pub(crate) struct Inputs<'a> {
     /// Values, as the keys.
     pub(crate) v: &'a [f32],
     /// The output `[tokens, heads * d]`.
-    pub(crate) out: OutPtr,
+    pub(crate) out: Disjoint<'a, f32>,
 }
 
 impl CustomOp3 for PagedAttention {
@@ -136,7 +124,7 @@ impl CustomOp3 for PagedAttention {
             q,
             k,
             v,
-            out: OutPtr(out.as_mut_ptr()),
+            out: Disjoint::new(&mut out),
         };
         let avx2 = use_avx2(d);
         let work = |range: std::ops::Range<usize>| {
@@ -259,7 +247,7 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
     // writes them (items differ in token or in key/value head).
     let out_row = |t: usize, j: usize| unsafe {
         let start = ((item.first + t) * heads + item.kv_head * group + j) * d;
-        std::slice::from_raw_parts_mut(inputs.out.get().add(start), d)
+        inputs.out.part(start, d)
     };
     for (key_index, &slot) in slots.iter().enumerate() {
         let start = slot as usize * row + offset;
@@ -469,7 +457,7 @@ mod tests {
                 q: &q,
                 k: &k,
                 v: &v,
-                out: OutPtr(out.as_mut_ptr()),
+                out: Disjoint::new(&mut out),
             };
             let mut scratch = Vec::new();
             for item in op.items() {
