@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// The most tokens one engine step runs (decode tokens and prompt chunks) [default: 512].
     #[arg(long, env = "ENCLAVE_MAX_BATCH_TOKENS", value_name = "TOKENS")]
     pub max_batch_tokens: Option<usize>,
+    /// The most prompt tokens in an engine step that also continues running answers
+    /// [default: 128]. Lower keeps streaming answers smooth while new prompts arrive; higher
+    /// starts new answers sooner.
+    #[arg(long, env = "ENCLAVE_MAX_PREFILL_WHILE_DECODING", value_name = "TOKENS")]
+    pub max_prefill_while_decoding: Option<usize>,
     /// The most answers one local model generates at once [default: 64].
     #[arg(long, env = "ENCLAVE_MAX_RUNNING", value_name = "N")]
     pub max_running: Option<usize>,

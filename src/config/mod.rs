@@ -46,6 +46,7 @@ struct FileConfig {
     model_queue_capacity: Option<usize>,
     kv_cache_mb: Option<usize>,
     max_batch_tokens: Option<usize>,
+    max_prefill_while_decoding: Option<usize>,
     max_running: Option<usize>,
     request_timeout_secs: Option<u64>,
     default_system_prompt: Option<String>,
@@ -80,6 +81,8 @@ pub struct Config {
     pub kv_cache_bytes: usize,
     /// The most tokens per engine step.
     pub max_batch_tokens: usize,
+    /// The most prompt tokens in an engine step that also continues answers.
+    pub max_prefill_while_decoding: usize,
     /// The most sequences a local model runs at once.
     pub max_running: usize,
     /// Time limit for a remote provider to start answering.
@@ -192,6 +195,13 @@ impl Config {
                 "max_running must be at least 1 and max_batch_tokens at least max_running",
             ));
         }
+        let max_prefill_while_decoding = args
+            .max_prefill_while_decoding
+            .or(file.max_prefill_while_decoding)
+            .unwrap_or(128);
+        if max_prefill_while_decoding == 0 {
+            return Err(ConfigError::new("max_prefill_while_decoding must be at least 1"));
+        }
         Ok(Config {
             addr,
             data_dir: absolute(&data_dir),
@@ -206,6 +216,7 @@ impl Config {
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
             max_batch_tokens,
+            max_prefill_while_decoding,
             max_running,
             request_timeout: Duration::from_secs(file.request_timeout_secs.unwrap_or(60)),
             default_system_prompt: args

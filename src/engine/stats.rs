@@ -19,6 +19,8 @@ pub struct EngineStats {
     pub steps: u64,
     /// The most sequences one step has run.
     pub max_step_sequences: u64,
+    /// The most prompt tokens one step has run beside decode tokens.
+    pub max_prefill_beside_decodes: u64,
     /// Sequences preempted for lack of KV blocks (and recomputed later).
     pub preemptions: u64,
     /// Prompt tokens looked up in the prefix cache.
@@ -44,6 +46,8 @@ pub(crate) struct StatsCounters {
     steps: AtomicU64,
     /// See [`EngineStats::max_step_sequences`].
     max_step_sequences: AtomicU64,
+    /// See [`EngineStats::max_prefill_beside_decodes`].
+    max_prefill_beside_decodes: AtomicU64,
     /// See [`EngineStats::preemptions`].
     preemptions: AtomicU64,
     /// See [`EngineStats::prefix_queried_tokens`].
@@ -77,10 +81,15 @@ impl StatsCounters {
             .fetch_add(completion_tokens as u64, Ordering::Relaxed);
     }
 
-    /// Counts one forward step over `sequences` sequences.
-    pub(crate) fn record_step(&self, sequences: usize) {
+    /// Counts one forward step over `sequences` sequences, `decode_tokens` of its tokens
+    /// continuing answers and `prompt_tokens` computing prompts.
+    pub(crate) fn record_step(&self, sequences: usize, decode_tokens: usize, prompt_tokens: usize) {
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.max_step_sequences.fetch_max(sequences as u64, Ordering::Relaxed);
+        if decode_tokens > 0 {
+            self.max_prefill_beside_decodes
+                .fetch_max(prompt_tokens as u64, Ordering::Relaxed);
+        }
     }
 
     /// Counts one preemption.
@@ -104,6 +113,7 @@ impl StatsCounters {
             completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
             steps: self.steps.load(Ordering::Relaxed),
             max_step_sequences: self.max_step_sequences.load(Ordering::Relaxed),
+            max_prefill_beside_decodes: self.max_prefill_beside_decodes.load(Ordering::Relaxed),
             preemptions: self.preemptions.load(Ordering::Relaxed),
             prefix_queried_tokens: self.prefix_queried_tokens.load(Ordering::Relaxed),
             prefix_hit_tokens: self.prefix_hit_tokens.load(Ordering::Relaxed),

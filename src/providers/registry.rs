@@ -324,6 +324,7 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
             queue_capacity: config.model_queue_capacity,
             kv_cache_bytes: config.kv_cache_bytes,
             max_batch_tokens: config.max_batch_tokens,
+            max_prefill_while_decoding: config.max_prefill_while_decoding,
             max_running: config.max_running,
             ..SchedulerConfig::default()
         },

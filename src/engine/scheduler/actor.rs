@@ -216,11 +216,12 @@ impl Scheduler {
         if work.is_empty() {
             return;
         }
+        let decode_tokens = work.iter().filter(|w| self.running[w.index].pending() == 1).count();
         let started = Instant::now();
         let result = self.forward(&work);
         let tokens: usize = work.iter().map(|w| w.tokens).sum();
         self.metrics.step(started.elapsed(), tokens, work.len());
-        self.stats.record_step(work.len());
+        self.stats.record_step(work.len(), decode_tokens, tokens - decode_tokens);
         match result {
             Ok(logits) => self.advance(&work, logits),
             Err(error) => {

@@ -49,6 +49,10 @@ pub struct SchedulerConfig {
     pub kv_cache_bytes: usize,
     /// The most tokens (decode tokens and prefill chunks together) in one forward step.
     pub max_batch_tokens: usize,
+    /// The most prompt tokens in a step that also runs decode tokens: smaller keeps the
+    /// inter-token latency of streaming answers low while new prompts arrive, larger starts
+    /// new answers sooner.
+    pub max_prefill_while_decoding: usize,
     /// The most sequences running at once.
     pub max_running: usize,
     /// The most requests waiting to start; more are refused as overloaded.
@@ -63,6 +67,7 @@ impl Default for SchedulerConfig {
             block_size: 16,
             kv_cache_bytes: 1 << 30,
             max_batch_tokens: 512,
+            max_prefill_while_decoding: 128,
             max_running: 64,
             queue_capacity: 64,
             prefix_caching: true,
@@ -74,8 +79,13 @@ impl SchedulerConfig {
     /// Checks the values against each other.
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |what: &str| Err(EngineError::InvalidRequest(format!("scheduler configuration: {what}")));
-        if self.block_size == 0 || self.max_batch_tokens == 0 || self.max_running == 0 || self.queue_capacity == 0 {
-            return bad("block size, batch tokens, running sequences and queue capacity must be at least 1");
+        if self.block_size == 0
+            || self.max_batch_tokens == 0
+            || self.max_prefill_while_decoding == 0
+            || self.max_running == 0
+            || self.queue_capacity == 0
+        {
+            return bad("block size, batch tokens, prefill tokens, running sequences and queue capacity must be at least 1");
         }
         if self.max_running > self.max_batch_tokens {
             return bad("max_running may not exceed max_batch_tokens (every running sequence needs a token a step)");

@@ -33,10 +33,15 @@ impl Scheduler {
     pub(crate) fn schedule(&mut self) -> Vec<Scheduled> {
         let mut budget = self.config.max_batch_tokens;
         let mut picked: Vec<(u64, usize)> = Vec::new();
-        let decoding = self.running.iter().filter(|s| s.pending() == 1).map(|s| s.id);
+        let decoding: Vec<u64> = self.running.iter().filter(|s| s.pending() == 1).map(|s| s.id).collect();
         let prefilling = self.running.iter().filter(|s| s.pending() > 1).map(|s| s.id);
-        let order: Vec<u64> = decoding.chain(prefilling).collect();
-        for id in order {
+        let order: Vec<u64> = decoding.iter().copied().chain(prefilling).collect();
+        let mut capped = false;
+        for (at, id) in order.into_iter().enumerate() {
+            if at == decoding.len() {
+                self.cap_prefill(&picked, &mut budget);
+                capped = true;
+            }
             if budget == 0 {
                 break;
             }
@@ -49,6 +54,10 @@ impl Scheduler {
                 picked.push((id, tokens));
                 budget -= tokens;
             }
+        }
+        if !capped {
+            // No prompt was left to finish, so the loop never reached the prompts.
+            self.cap_prefill(&picked, &mut budget);
         }
         self.admit(&mut picked, &mut budget);
         picked
@@ -63,6 +72,15 @@ impl Scheduler {
                 })
             })
             .collect()
+    }
+
+    /// Limits the prompt tokens of a step that carries decode tokens: a long step delays the
+    /// next token of every answer in it, so prompts are fed in smaller chunks while answers
+    /// stream, and in full-size ones when nothing else waits for the step.
+    fn cap_prefill(&self, picked: &[(u64, usize)], budget: &mut usize) {
+        if !picked.is_empty() {
+            *budget = (*budget).min(self.config.max_prefill_while_decoding);
+        }
     }
 
     /// The index of running sequence `id`.

@@ -104,7 +104,34 @@ fn greedy_output_is_the_same_alone_or_in_a_batch_of_32() {
     }
     let stats = engine.stats();
     assert!(stats.max_step_sequences >= 16, "the requests ran batched: {stats:?}");
+    assert!(stats.max_prefill_beside_decodes > 20, "{stats:?}");
     assert_eq!(stats.preemptions, 0, "{stats:?}");
+}
+
+#[test]
+fn prompts_beside_decodes_come_in_small_chunks_and_change_no_output() {
+    let (_dir, path) = tiny_model();
+    let requests = workload();
+    let expected = alone(&path, &requests);
+    let engine = engine(
+        &path,
+        SchedulerConfig {
+            max_batch_tokens: 64,
+            max_prefill_while_decoding: 16,
+            max_running: 32,
+            ..SchedulerConfig::default()
+        },
+    );
+    let got = together(&engine, &requests);
+    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(want, have, "request {i}");
+    }
+    let stats = engine.stats();
+    // Prompts shared steps with decodes, never more than 16 of their tokens at a time.
+    assert!(
+        (1..=16).contains(&stats.max_prefill_beside_decodes),
+        "prompt tokens beside decodes: {stats:?}"
+    );
 }
 
 #[test]

@@ -42,10 +42,75 @@ fn group_of(conversation: &Conversation, today: f64) -> usize {
     }
 }
 
-/// An entry of the list: a date group's title, or a conversation.
+/// Height of a conversation row in pixels (fixed in style.css, so that the list can place
+/// rows without measuring them).
+const ROW_PX: f64 = 38.0;
+/// Height of a date group's title in pixels (fixed in style.css).
+const HEADER_PX: f64 = 32.0;
+/// Rows drawn beyond the visible part, in pixels each way, so that scrolling shows no gaps.
+const OVERSCAN_PX: f64 = 800.0;
+
+/// An entry of the list's layout: a date group's title, or the index of a conversation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    /// The title of a group (an index into [`GROUPS`]).
+    Header(usize),
+    /// A conversation (an index into the loaded list).
+    Item(usize),
+}
+
+impl Slot {
+    fn height(self) -> f64 {
+        match self {
+            Slot::Header(_) => HEADER_PX,
+            Slot::Item(_) => ROW_PX,
+        }
+    }
+}
+
+/// Where every entry of the list goes: entries in order with the top of each, and the height
+/// of the whole list. Only the entries near the visible part are drawn.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Layout {
+    slots: Vec<Slot>,
+    tops: Vec<f64>,
+    height: f64,
+}
+
+impl Layout {
+    /// Groups `conversations` (pinned first, newest first, as the server orders them) by date.
+    fn of(conversations: &[Conversation], today: f64) -> Self {
+        let mut layout = Layout::default();
+        let mut last_group = None;
+        for (index, conversation) in conversations.iter().enumerate() {
+            let group = group_of(conversation, today);
+            if last_group != Some(group) {
+                layout.push(Slot::Header(group));
+                last_group = Some(group);
+            }
+            layout.push(Slot::Item(index));
+        }
+        layout
+    }
+
+    fn push(&mut self, slot: Slot) {
+        self.tops.push(self.height);
+        self.height += slot.height();
+        self.slots.push(slot);
+    }
+
+    /// The entries that overlap `from..to` pixels, as an index range.
+    fn range(&self, from: f64, to: f64) -> std::ops::Range<usize> {
+        let first = self.tops.partition_point(|&top| top <= from).saturating_sub(1);
+        let end = self.tops.partition_point(|&top| top < to);
+        first..end.max(first)
+    }
+}
+
+/// A drawn entry of the list.
 #[derive(Clone, Debug, PartialEq)]
 enum ListRow {
-    /// The title of a group (an index into [`GROUPS`]).
+    /// The title of a group.
     Header(usize),
     /// A conversation.
     Item(Conversation),
@@ -59,6 +124,14 @@ impl ListRow {
             ListRow::Item(c) => format!("{}|{}|{}", c.id, c.pinned, c.title),
         }
     }
+}
+
+/// The drawn part of the list: its rows and the space above and below them.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Window {
+    rows: Vec<ListRow>,
+    space_above: f64,
+    space_below: f64,
 }
 
 /// The sidebar.
@@ -86,28 +159,57 @@ pub fn Sidebar() -> impl IntoView {
         .ok();
         filter_timer.set_value(handle);
     };
-    let on_scroll = move |ev: leptos::ev::Event| {
-        let Some(target) = ev.target() else { return };
-        let element: web_sys::Element = wasm_bindgen::JsCast::unchecked_into(target);
-        if element.scroll_top() + element.client_height() + 400 >= element.scroll_height() {
+    // The list is windowed: only the rows near the visible part are in the page, so that
+    // thousands of conversations cost no more to draw and scroll than a screenful.
+    let list_ref = NodeRef::<leptos::html::Div>::new();
+    let scroll_top = RwSignal::new(0.0);
+    let viewport = RwSignal::new(1000.0);
+    let measure = move || {
+        if let Some(list) = list_ref.get_untracked() {
+            scroll_top.set(f64::from(list.scroll_top()));
+            viewport.set(f64::from(list.client_height()));
+        }
+    };
+    Effect::new(move |_| {
+        if list_ref.get().is_some() {
+            measure();
+        }
+    });
+    let resize = window_event_listener(leptos::ev::resize, move |_| measure());
+    on_cleanup(move || resize.remove());
+    let on_scroll = move |_: leptos::ev::Event| {
+        let Some(list) = list_ref.get_untracked() else { return };
+        measure();
+        if list.scroll_top() + list.client_height() + 400 >= list.scroll_height() {
             state.load_more();
         }
     };
-    // One flat list of group headers and rows, so that each row re-renders on its own when its
-    // conversation changes.
-    let rows = Memo::new(move |_| {
+    let layout = Memo::new(move |_| {
         let today = interop::start_of_today();
-        let mut rows: Vec<ListRow> = Vec::new();
-        let mut last_group = None;
-        for conversation in state.conversations.get() {
-            let group = group_of(&conversation, today);
-            if last_group != Some(group) {
-                rows.push(ListRow::Header(group));
-                last_group = Some(group);
-            }
-            rows.push(ListRow::Item(conversation));
-        }
-        rows
+        state.conversations.with(|list| Layout::of(list, today))
+    });
+    let window = Memo::new(move |_| {
+        let top = scroll_top.get();
+        let bottom = top + viewport.get();
+        layout.with(|layout| {
+            let range = layout.range(top - OVERSCAN_PX, bottom + OVERSCAN_PX);
+            state.conversations.with(|list| {
+                let rows = layout.slots[range.clone()]
+                    .iter()
+                    .filter_map(|slot| match *slot {
+                        Slot::Header(group) => Some(ListRow::Header(group)),
+                        Slot::Item(index) => list.get(index).cloned().map(ListRow::Item),
+                    })
+                    .collect();
+                let space_above = layout.tops.get(range.start).copied().unwrap_or(0.0);
+                let drawn_end = layout.tops.get(range.end).copied().unwrap_or(layout.height);
+                Window {
+                    rows,
+                    space_above,
+                    space_below: (layout.height - drawn_end.max(space_above)).max(0.0),
+                }
+            })
+        })
     });
     let new_chat = {
         let navigate = navigate.clone();
@@ -138,7 +240,7 @@ pub fn Sidebar() -> impl IntoView {
                 <input id="filter" class="filter" type="search" placeholder="Filter by title"
                     prop:value=move || typed.get() on:input=on_filter/>
             </div>
-            <div class="conversation-list" on:scroll=on_scroll>
+            <div class="conversation-list" on:scroll=on_scroll node_ref=list_ref>
                 <Show when=move || state.conversations.with(Vec::is_empty) && !state.loading_list.get()>
                     <p class="empty-list">
                         {move || if state.filter.get().trim().is_empty() {
@@ -148,8 +250,11 @@ pub fn Sidebar() -> impl IntoView {
                         }}
                     </p>
                 </Show>
-                <ul class="rows">
-                    <For each=move || rows.get() key=ListRow::key let:row>
+                <ul class="rows"
+                    style:padding-top=move || format!("{}px", window.with(|w| w.space_above))
+                    style:padding-bottom=move || format!("{}px", window.with(|w| w.space_below))
+                    data-count=move || state.conversations.with(Vec::len).to_string()>
+                    <For each=move || window.with(|w| w.rows.clone()) key=ListRow::key let:row>
                         {match row {
                             ListRow::Header(group) => view! { <li class="group-title" role="presentation">{GROUPS[group]}</li> }.into_any(),
                             ListRow::Item(c) => view! { <ConversationRow conversation=c active=Signal::derive(active)/> }.into_any(),
@@ -327,5 +432,34 @@ fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -
                 </div>
             </Show>
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header and 100 conversations: header 0..32, rows from 32 every 38 px.
+    fn layout() -> Layout {
+        let mut layout = Layout::default();
+        layout.push(Slot::Header(1));
+        for index in 0..100 {
+            layout.push(Slot::Item(index));
+        }
+        layout
+    }
+
+    #[test]
+    fn the_window_holds_the_entries_that_overlap_it() {
+        let layout = layout();
+        assert_eq!(layout.height, 32.0 + 100.0 * 38.0);
+        // The top of the list: the header and the rows it reaches into.
+        assert_eq!(layout.range(-800.0, 100.0), 0..3);
+        // A row cut by the top edge is drawn; the one starting at the bottom edge is not.
+        assert_eq!(layout.range(40.0, 32.0 + 38.0 * 3.0), 1..4);
+        // Past the end: the last entry at most, never out of bounds.
+        let end = layout.range(10_000.0, 12_000.0);
+        assert!(end.end <= layout.slots.len() && end.start <= end.end);
+        assert_eq!(Layout::default().range(0.0, 100.0), 0..0);
     }
 }
