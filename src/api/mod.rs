@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::AuthService;
 use crate::chat::ChatService;
@@ -88,7 +88,9 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response_boxed()
         }))
-        .layer(TraceLayer::new_for_http())
+        // A 503 (model still loading, overloaded) is an expected state, not an error: real
+        // faults are logged where they happen.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .layer(axum::middleware::map_response(add_security_headers))
         .with_state(state)
 }

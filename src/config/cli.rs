@@ -79,8 +79,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ENCLAVE_MAX_BATCH_TOKENS", value_name = "TOKENS")]
     pub max_batch_tokens: Option<usize>,
     /// The most prompt tokens in an engine step that also continues running answers
-    /// [default: 128]. Lower keeps streaming answers smooth while new prompts arrive; higher
-    /// starts new answers sooner.
+    /// [default: 128 on a CPU, --max-batch-tokens on a GPU]. Lower keeps streaming answers
+    /// smoother while new prompts arrive; higher gives more throughput and starts new answers
+    /// sooner (docs/BENCHMARKS.md).
     #[arg(long, env = "ENCLAVE_MAX_PREFILL_WHILE_DECODING", value_name = "TOKENS")]
     pub max_prefill_while_decoding: Option<usize>,
     /// The most answers one local model generates at once [default: 64].

@@ -82,7 +82,7 @@ pub struct Config {
     /// The most tokens per engine step.
     pub max_batch_tokens: usize,
     /// The most prompt tokens in an engine step that also continues answers.
-    pub max_prefill_while_decoding: usize,
+    pub max_prefill_while_decoding: Option<usize>,
     /// The most sequences a local model runs at once.
     pub max_running: usize,
     /// Time limit for a remote provider to start answering.
@@ -195,11 +195,8 @@ impl Config {
                 "max_running must be at least 1 and max_batch_tokens at least max_running",
             ));
         }
-        let max_prefill_while_decoding = args
-            .max_prefill_while_decoding
-            .or(file.max_prefill_while_decoding)
-            .unwrap_or(128);
-        if max_prefill_while_decoding == 0 {
+        let max_prefill_while_decoding = args.max_prefill_while_decoding.or(file.max_prefill_while_decoding);
+        if max_prefill_while_decoding == Some(0) {
             return Err(ConfigError::new("max_prefill_while_decoding must be at least 1"));
         }
         Ok(Config {

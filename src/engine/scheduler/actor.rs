@@ -47,6 +47,8 @@ pub(crate) struct Scheduler {
     pub(super) context_length: usize,
     /// Batching limits.
     pub(super) config: SchedulerConfig,
+    /// The most prompt tokens in a step that also runs decode tokens, for this device.
+    pub(super) prefill_while_decoding: usize,
     /// Sequences waiting to start or to resume after a preemption.
     pub(super) waiting: FairQueue,
     /// Running sequences, in admission order.
@@ -89,6 +91,7 @@ impl Scheduler {
             "KV cache allocated"
         );
         let metrics = SchedulerMetrics::new(&model_id);
+        let prefill_while_decoding = config.prefill_while_decoding(model.device());
         Ok(Self {
             model_id,
             model,
@@ -97,6 +100,7 @@ impl Scheduler {
             eos_ids,
             context_length,
             config,
+            prefill_while_decoding,
             waiting: FairQueue::default(),
             running: Vec::new(),
             prefix: PrefixCache::default(),
@@ -221,7 +225,8 @@ impl Scheduler {
         let result = self.forward(&work);
         let tokens: usize = work.iter().map(|w| w.tokens).sum();
         self.metrics.step(started.elapsed(), tokens, work.len());
-        self.stats.record_step(work.len(), decode_tokens, tokens - decode_tokens);
+        self.stats
+            .record_step(work.len(), decode_tokens, tokens - decode_tokens);
         match result {
             Ok(logits) => self.advance(&work, logits),
             Err(error) => {

@@ -79,7 +79,7 @@ impl Scheduler {
     /// stream, and in full-size ones when nothing else waits for the step.
     fn cap_prefill(&self, picked: &[(u64, usize)], budget: &mut usize) {
         if !picked.is_empty() {
-            *budget = (*budget).min(self.config.max_prefill_while_decoding);
+            *budget = (*budget).min(self.prefill_while_decoding);
         }
     }
 

@@ -117,7 +117,7 @@ fn prompts_beside_decodes_come_in_small_chunks_and_change_no_output() {
         &path,
         SchedulerConfig {
             max_batch_tokens: 64,
-            max_prefill_while_decoding: 16,
+            max_prefill_while_decoding: Some(16),
             max_running: 32,
             ..SchedulerConfig::default()
         },
