@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::test_support::{collect, wait_for_stats as wait_for};
 use crate::engine::{
-    load, tiny, EngineError, GenerateEvent, GenerateRequest, LoadProgress, LocalEngine, LocalModelConfig,
+    load, tiny, EngineError, EngineStats, GenerateEvent, GenerateRequest, LoadProgress, LocalEngine, LocalModelConfig,
     SamplingParams, SchedulerConfig, StopReason,
 };
 
@@ -58,6 +58,23 @@ fn workload() -> Vec<GenerateRequest> {
         .collect()
 }
 
+/// Runs `requests` together on an engine with `scheduler` and checks that each output is the
+/// `expected` one (token for token); returns the engine's counters.
+fn same_together(
+    path: &Path,
+    requests: &[GenerateRequest],
+    expected: &[(String, GenerateEvent)],
+    scheduler: SchedulerConfig,
+) -> EngineStats {
+    let engine = engine(path, scheduler);
+    let got = together(&engine, requests);
+    assert_eq!(got.len(), expected.len());
+    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(want, have, "request {i}");
+    }
+    engine.stats()
+}
+
 /// Each request alone, one after the other, on a roomy engine.
 fn alone(path: &Path, requests: &[GenerateRequest]) -> Vec<(String, GenerateEvent)> {
     let engine = engine(path, SchedulerConfig::default());
@@ -90,19 +107,16 @@ fn greedy_output_is_the_same_alone_or_in_a_batch_of_32() {
         assert!(!text.is_empty());
     }
     // Small steps: prefills are cut into chunks and share steps with decodes.
-    let engine = engine(
+    let stats = same_together(
         &path,
+        &requests,
+        &expected,
         SchedulerConfig {
             max_batch_tokens: 48,
             max_running: 32,
             ..SchedulerConfig::default()
         },
     );
-    let got = together(&engine, &requests);
-    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
-        assert_eq!(want, have, "request {i}");
-    }
-    let stats = engine.stats();
     assert!(stats.max_step_sequences >= 16, "the requests ran batched: {stats:?}");
     assert!(stats.max_prefill_beside_decodes > 20, "{stats:?}");
     assert_eq!(stats.preemptions, 0, "{stats:?}");
@@ -113,8 +127,10 @@ fn prompts_beside_decodes_come_in_small_chunks_and_change_no_output() {
     let (_dir, path) = tiny_model();
     let requests = workload();
     let expected = alone(&path, &requests);
-    let engine = engine(
+    let stats = same_together(
         &path,
+        &requests,
+        &expected,
         SchedulerConfig {
             max_batch_tokens: 64,
             max_prefill_while_decoding: Some(16),
@@ -122,11 +138,6 @@ fn prompts_beside_decodes_come_in_small_chunks_and_change_no_output() {
             ..SchedulerConfig::default()
         },
     );
-    let got = together(&engine, &requests);
-    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
-        assert_eq!(want, have, "request {i}");
-    }
-    let stats = engine.stats();
     // Prompts shared steps with decodes, never more than 16 of their tokens at a time.
     assert!(
         (1..=16).contains(&stats.max_prefill_beside_decodes),
@@ -140,19 +151,16 @@ fn preemption_under_a_small_kv_budget_changes_no_output() {
     let requests = workload();
     let expected = alone(&path, &requests);
     // 12 blocks of 16 tokens: a few sequences at a time; the longest needs 6.
-    let engine = engine(
+    let stats = same_together(
         &path,
+        &requests,
+        &expected,
         SchedulerConfig {
             kv_cache_bytes: 12 * BLOCK_BYTES,
             prefix_caching: false,
             ..SchedulerConfig::default()
         },
     );
-    let got = together(&engine, &requests);
-    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
-        assert_eq!(want, have, "request {i}");
-    }
-    let stats = engine.stats();
     assert!(stats.preemptions > 0, "the budget forced preemptions: {stats:?}");
     assert_eq!(stats.requests_finished, 32);
 }
@@ -170,18 +178,15 @@ fn preemption_with_prefix_caching_changes_no_output() {
         })
         .collect();
     let expected = alone(&path, &requests);
-    let engine = engine(
+    let stats = same_together(
         &path,
+        &requests,
+        &expected,
         SchedulerConfig {
             kv_cache_bytes: 14 * BLOCK_BYTES,
             ..SchedulerConfig::default()
         },
     );
-    let got = together(&engine, &requests);
-    for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
-        assert_eq!(want, have, "request {i}");
-    }
-    let stats = engine.stats();
     assert!(stats.preemptions > 0, "{stats:?}");
     assert!(
         stats.prefix_hit_tokens >= 32 * 8,
