@@ -180,7 +180,13 @@ fn select_device() -> Result<Device, EngineError> {
     {
         match Device::new_cuda(0) {
             Ok(device) => return Ok(device),
-            Err(error) => tracing::warn!(%error, "no usable CUDA device, running on the CPU"),
+            Err(error) => {
+                // candle's error carries a backtrace when RUST_BACKTRACE is set: the first
+                // line says what is wrong.
+                let error = error.to_string();
+                let error = error.lines().next().unwrap_or_default();
+                tracing::warn!(error, "no usable CUDA device, running on the CPU");
+            }
         }
     }
     Ok(Device::Cpu)
