@@ -49,6 +49,8 @@ pub struct Options {
     pub no_wait: bool,
     /// A GGUF file for the local model instead of the tiny generated one.
     pub local_model: Option<PathBuf>,
+    /// The local model's source as catalogue lines (`hf_repo = ...`), instead of a path.
+    pub local_source: Option<String>,
 }
 
 /// A running server process; killed when dropped.
@@ -64,10 +66,15 @@ pub struct TestServer {
 pub const LOCAL_MODEL: &str = "tiny";
 
 fn write_catalogue(dir: &Path, options: &Options) {
+    let source = options.local_source.clone().unwrap_or_else(|| {
+        format!(
+            "path = \"{}\"",
+            options.local_model.as_deref().unwrap_or(tiny_model()).display()
+        )
+    });
     let mut toml = format!(
-        "default_chat = \"{}\"\n\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n",
+        "default_chat = \"{}\"\n\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\n{source}\n",
         options.default_model.unwrap_or(LOCAL_MODEL),
-        options.local_model.as_deref().unwrap_or(tiny_model()).display()
     );
     for (i, remote) in options.remotes.iter().enumerate() {
         toml.push_str(&format!(

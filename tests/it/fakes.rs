@@ -181,6 +181,33 @@ impl RecordedRequest {
     }
 }
 
+/// Serves `app` on a free port of 127.0.0.1 from a thread of its own (with its own runtime,
+/// so that it works from any test); returns the address and the sender that stops it.
+pub fn serve_on_a_thread(app: Router, name: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake server");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let addr = listener.local_addr().expect("fake server address");
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("{name}-{}", addr.port()))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("fake server runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime here cancels the streams still running.
+        })
+        .expect("spawn the fake server thread");
+    (addr, shutdown)
+}
+
 /// Which wire format a fake speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavour {
@@ -238,9 +265,6 @@ impl std::fmt::Debug for FakeServer {
 impl FakeServer {
     /// Starts a fake of `flavour` on a free port of 127.0.0.1, on a thread of its own.
     fn start(flavour: Flavour, behaviour: Behaviour, api_key: Option<String>) -> FakeServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a fake provider");
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let addr = listener.local_addr().expect("fake provider address");
         let shared = Arc::new(Shared {
             flavour,
             api_key,
@@ -250,25 +274,8 @@ impl FakeServer {
             streams_completed: AtomicUsize::new(0),
             streams_dropped: AtomicUsize::new(0),
         });
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        std::thread::Builder::new()
-            .name(format!("fake-{flavour:?}-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake provider runtime");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here cancels the streams still running.
-            })
-            .expect("spawn the fake provider thread");
+        let (addr, shutdown) = serve_on_a_thread(app, &format!("fake-{flavour:?}"));
         let root = match flavour {
             Flavour::OpenAi => "v1",
             Flavour::Gemini => "v1beta",

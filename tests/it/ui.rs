@@ -1,12 +1,16 @@
 //! The web UI end to end in headless Chromium, against the real server: sign-up and sign-in,
 //! streamed answers (a fake OpenAI-compatible model with known Markdown, and the local tiny
 //! model), stop, regenerate, edit and resend, versions, errors with retry, rename, pin,
-//! delete, reload, dark mode, a phone-sized window. Screenshots go to `screenshots/ui-*.png`.
+//! delete, reload, dark mode, a phone-sized window; a model still downloading at start shows
+//! its progress. Screenshots go to `screenshots/ui-*.png`.
+
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::browser::{self, Browser, ENTER, ESCAPE};
 use crate::common::{Options, Remote, TestServer};
+use crate::fake_hub::server_downloading_the_tiny_model;
 use crate::fakes::{Behaviour, FakeOpenAi};
 
 /// The fake model's answer: a table, code, math, and hostile HTML that must stay inert.
@@ -347,5 +351,44 @@ async fn the_chat_works_in_a_browser() {
         "location.pathname === '/c' && document.querySelector('.welcome')",
     )
     .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_model_still_downloading_shows_its_progress() {
+    if let Err(reason) = browser::available() {
+        if browser::skip_or_fail(&reason) {
+            return;
+        }
+    }
+    // About nine seconds of download from a fake Hugging Face Hub.
+    let (_hub, server) = server_downloading_the_tiny_model(60, Duration::from_millis(150));
+    if !ui_built(&server).await
+        && browser::skip_or_fail("the server was built without the web UI (scripts/build-web.sh)")
+    {
+        return;
+    }
+    let b = Browser::start("ui-download", 1280, 860).await;
+    b.goto(&server.url("/register")).await;
+    b.wait_for("the sign-up page", "document.querySelector('#new-password')")
+        .await;
+    b.type_into("#email", "max@example.com").await;
+    b.type_into("#username", "max").await;
+    b.type_into("#new-password", "a long enough password").await;
+    b.click("button[type=submit]").await;
+    b.wait_for(
+        "the download's progress on the welcome screen",
+        "(() => { const p = document.querySelector('.welcome .model-loading progress'); \
+           return p && p.value > 0 && p.value < 100 \
+             && document.querySelector('.model-loading').textContent.includes('downloading'); })()",
+    )
+    .await;
+    b.screenshot("downloading").await;
+    b.wait_for(
+        "the model ready",
+        "!document.querySelector('.model-loading') && document.querySelector('.welcome')?.textContent.includes('runs on this server')",
+    )
+    .await;
+    b.screenshot("downloaded").await;
     b.close().await;
 }
