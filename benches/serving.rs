@@ -25,7 +25,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 mod common;
-use common::free_port;
+use common::{enclave_serve, free_port, register_and_sign_in, wait_ready};
 
 /// A server under test.
 struct Server {
@@ -75,45 +75,12 @@ struct StreamResult {
     decode: Duration,
 }
 
-/// Waits until `url` answers 200.
-async fn wait_ready(client: &reqwest::Client, url: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited while starting: {status}");
-        }
-        if let Ok(response) = client.get(url).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{url} never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Starts Enclave on `model` and signs in.
 async fn start_enclave(client: &reqwest::Client, model: &Path, max_running: usize, dir: &Path) -> Server {
     let port = free_port();
-    std::fs::write(
-        dir.join("models.toml"),
-        format!(
-            "default_chat = \"bench\"\n\n[[models]]\nid = \"bench\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n",
-            model.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("serve")
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--models")
-        .arg(dir.join("models.toml"))
+    let child = enclave_serve(dir, model, "bench", port)
         .args(["--max-running", &max_running.max(1).to_string()])
         .args(["--kv-cache-mb", "2048"])
-        .env("ENCLAVE_LOG", "error")
-        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start enclave");
@@ -125,23 +92,7 @@ async fn start_enclave(client: &reqwest::Client, model: &Path, max_running: usiz
         child,
     };
     wait_ready(client, &format!("{}/ready", server.base), &mut server.child).await;
-    let account = json!({"email": "bench@example.com", "username": "bench", "password": "a long bench password"});
-    client
-        .post(format!("{}/api/v1/auth/register", server.base))
-        .json(&account)
-        .send()
-        .await
-        .unwrap();
-    let login: Value = client
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&account)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    server.token = Some(login["access_token"].as_str().expect("an access token").to_owned());
+    server.token = Some(register_and_sign_in(client, &server.base).await);
     server
 }
 

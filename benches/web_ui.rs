@@ -19,63 +19,23 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 mod common;
-use common::{free_port, Process};
+use common::{enclave_serve, free_port, register_and_sign_in, wait_ready, Process, BENCH_PASSWORD, BENCH_USER};
 
 /// Starts the server with the tiny generated model; returns it and its base URL.
 async fn start_server(dir: &std::path::Path) -> (Process, String) {
     let model = dir.join("tiny.gguf");
     enclave::engine::tiny::write_tiny_llama(&model, 3).unwrap();
-    std::fs::write(
-        dir.join("models.toml"),
-        format!(
-            "default_chat = \"tiny\"\n[[models]]\nid = \"tiny\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n",
-            model.display()
-        ),
-    )
-    .unwrap();
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("serve")
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--models")
-        .arg(dir.join("models.toml"))
-        .env("ENCLAVE_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start enclave");
+    let mut child = Process(enclave_serve(dir, &model, "tiny", port).spawn().expect("start enclave"));
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::get(format!("{base}/ready"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (Process(child), base)
+    wait_ready(&reqwest::Client::new(), &format!("{base}/ready"), &mut child.0).await;
+    (child, base)
 }
 
-/// Creates the account and `count` conversations through the API.
+/// Creates the benchmark account and `count` conversations through the API.
 async fn seed(base: &str, count: usize) {
     let http = reqwest::Client::new();
-    let account = json!({"email": "bench@example.com", "username": "bench", "password": "a long bench password"});
-    http.post(format!("{base}/api/v1/auth/register"))
-        .json(&account)
-        .send()
-        .await
-        .unwrap();
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&account)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let token = register_and_sign_in(&http, base).await;
     let started = Instant::now();
     for i in 0..count {
         let title = format!("Conversation {i}: notes about project {}", i % 97);
@@ -246,8 +206,8 @@ fn main() {
         );
 
         // Sign in; long tasks while the list renders and is scrolled to its end.
-        client.find(Locator::Css("#login")).await.unwrap().send_keys("bench").await.unwrap();
-        client.find(Locator::Css("#password")).await.unwrap().send_keys("a long bench password").await.unwrap();
+        client.find(Locator::Css("#login")).await.unwrap().send_keys(BENCH_USER).await.unwrap();
+        client.find(Locator::Css("#password")).await.unwrap().send_keys(BENCH_PASSWORD).await.unwrap();
         client
             .execute(
                 "window.__long = []; new PerformanceObserver(l => l.getEntries().forEach(e => window.__long.push(e.duration))).observe({type: 'longtask', buffered: false});",

@@ -20,6 +20,29 @@ pub fn status_label(status: &str, progress: Option<f32>) -> String {
     }
 }
 
+/// A choice of chat model, each shown with its status; "" is the server's default.
+#[component]
+pub fn ModelSelect(
+    /// The element id (for its label).
+    id: &'static str,
+    /// The chosen model id.
+    model: RwSignal<String>,
+) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    view! {
+        <select id=id on:change=move |ev| model.set(event_target_value(&ev))>
+            <option value="" selected=move || model.get().is_empty()>
+                {move || format!("Server default ({})", state.default_model.get())}
+            </option>
+            <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status.clone()) let:m>
+                <option value=m.id.clone() selected={let id = m.id.clone(); move || model.get() == id}>
+                    {format!("{}{}", m.name, status_label(&m.status, m.progress))}
+                </option>
+            </For>
+        </select>
+    }
+}
+
 /// The panel; `on_saved` gets the updated conversation.
 #[component]
 pub fn ConversationSettingsPanel(
@@ -104,16 +127,7 @@ pub fn ConversationSettingsPanel(
                 <button type="button" class="icon" aria-label="Close settings" on:click=move |_| on_close.run(())><Svg icon=Icon::Close/></button>
             </div>
             <label for="model">"Model"</label>
-            <select id="model" on:change=move |ev| model.set(event_target_value(&ev))>
-                <option value="" selected=move || model.get().is_empty()>
-                    {move || format!("Server default ({})", state.default_model.get())}
-                </option>
-                <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status.clone()) let:m>
-                    <option value=m.id.clone() selected={let id = m.id.clone(); move || model.get() == id}>
-                        {format!("{}{}", m.name, status_label(&m.status, m.progress))}
-                    </option>
-                </For>
-            </select>
+            <ModelSelect id="model" model=model/>
             <label for="system-prompt">"System prompt"</label>
             <textarea id="system-prompt" rows="4" placeholder="Instructions for the model in this conversation"
                 prop:value=move || system_prompt.get() on:input=move |ev| system_prompt.set(event_target_value(&ev))></textarea>

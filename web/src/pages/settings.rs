@@ -6,7 +6,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::{self, UserSettings};
-use crate::components::conversation_settings::status_label;
+use crate::components::conversation_settings::ModelSelect;
 use crate::state::AppState;
 
 /// The settings page.
@@ -77,16 +77,7 @@ pub fn SettingsPage() -> impl IntoView {
                     <h2 id="defaults">"New conversations"</h2>
                     <form on:submit=save_preferences>
                         <label for="default-model">"Default model"</label>
-                        <select id="default-model" on:change=move |ev| default_model.set(event_target_value(&ev))>
-                            <option value="" selected=move || default_model.get().is_empty()>
-                                {move || format!("Server default ({})", state.default_model.get())}
-                            </option>
-                            <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status.clone()) let:m>
-                                <option value=m.id.clone() selected={let id = m.id.clone(); move || default_model.get() == id}>
-                                    {format!("{}{}", m.name, status_label(&m.status, m.progress))}
-                                </option>
-                            </For>
-                        </select>
+                        <ModelSelect id="default-model" model=default_model/>
                         <label for="default-prompt">"Default system prompt"</label>
                         <textarea id="default-prompt" rows="4" placeholder="You are a helpful assistant."
                             prop:value=move || system_prompt.get() on:input=move |ev| system_prompt.set(event_target_value(&ev))></textarea>

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Inputs, Item, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+use super::{Geometry, Inputs, Item, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
 
 /// Eight lanes of [`super::exp`].
 #[target_feature(enable = "avx2,fma")]
@@ -146,21 +146,14 @@ fn weighted_sum<const V: usize>(
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
-    let (heads, d) = (op.heads, op.head_dim);
+    let geometry = Geometry::new(op, item);
+    let (d, group, tokens, ctx) = (geometry.d, geometry.group, geometry.tokens, geometry.ctx);
     let vectors = d / 8;
-    let group = heads / op.kv_heads;
-    let row = op.kv_heads * d;
-    let offset = item.kv_head * d;
-    let tokens = &op.tokens[item.first..item.first + item.count];
-    let max_pos = tokens.iter().map(|&(_, p)| p as usize).max().unwrap_or(0);
-    let slots = &op.slots[item.seq as usize][..=max_pos];
-    let ctx = slots.len();
-    let queries = item.count * group;
     scratch.clear();
-    scratch.resize(queries * ctx + queries, 0.0);
-    let (scores, sums) = scratch.split_at_mut(queries * ctx);
-    let query_start = |t: usize, j: usize| ((item.first + t) * heads + item.kv_head * group + j) * d;
-    let key_start = |key_index: usize| slots[key_index] as usize * row + offset;
+    scratch.resize(geometry.queries * ctx + geometry.queries, 0.0);
+    let (scores, sums) = scratch.split_at_mut(geometry.queries * ctx);
+    let query_start = |t: usize, j: usize| geometry.query_start(t, j);
+    let key_start = |key_index: usize| geometry.key_start(key_index);
     let (k, v) = (inputs.k, inputs.v);
     for (t, &(_, pos)) in tokens.iter().enumerate() {
         let seen = pos as usize + 1;

@@ -60,6 +60,66 @@ pub(crate) struct Item {
     pub(crate) kv_head: usize,
 }
 
+/// Where one item's data lies: its tokens, the cache slots of the keys they see, and the
+/// starts of its query, output, key and value rows. Shared by the scalar and AVX2 arithmetic.
+pub(crate) struct Geometry<'a> {
+    /// Values per head.
+    pub(crate) d: usize,
+    /// Query heads per key/value head.
+    pub(crate) group: usize,
+    /// The item's tokens: (sequence, position).
+    pub(crate) tokens: &'a [(u32, u32)],
+    /// The slots of positions `0..=` the item's last position.
+    pub(crate) slots: &'a [u32],
+    /// Keys the item's last token sees (`slots.len()`).
+    pub(crate) ctx: usize,
+    /// Query heads of the item: tokens × group.
+    pub(crate) queries: usize,
+    /// Floats per cache slot (all key/value heads).
+    row: usize,
+    /// Offset of the item's key/value head in a slot.
+    offset: usize,
+    /// Query heads in a token's row.
+    heads: usize,
+    /// The item's first token and key/value head.
+    first: usize,
+    kv_head: usize,
+}
+
+impl<'a> Geometry<'a> {
+    /// The geometry of `item` in `op`.
+    pub(crate) fn new(op: &'a PagedAttention, item: &Item) -> Self {
+        let (heads, d) = (op.heads, op.head_dim);
+        let group = heads / op.kv_heads;
+        let tokens = &op.tokens[item.first..item.first + item.count];
+        let max_pos = tokens.iter().map(|&(_, p)| p as usize).max().unwrap_or(0);
+        let slots = &op.slots[item.seq as usize][..=max_pos];
+        Self {
+            d,
+            group,
+            tokens,
+            slots,
+            ctx: slots.len(),
+            queries: item.count * group,
+            row: op.kv_heads * d,
+            offset: item.kv_head * d,
+            heads,
+            first: item.first,
+            kv_head: item.kv_head,
+        }
+    }
+
+    /// Start of the query (and output) row of the item's token `t`, head `j` of its group.
+    pub(crate) fn query_start(&self, t: usize, j: usize) -> usize {
+        ((self.first + t) * self.heads + self.kv_head * self.group + j) * self.d
+    }
+
+    /// Start of the key (and value) row of the item's key `key_index`.
+    pub(crate) fn key_start(&self, key_index: usize) -> usize {
+        self.slots[key_index] as usize * self.row + self.offset
+    }
+}
+
 /// Everything one work item reads.
 pub(crate) struct Inputs<'a> {
     /// The op (shapes, tokens, slots).
@@ -200,26 +260,16 @@ fn use_avx2(_head_dim: usize) -> bool {
 /// [`avx2::attend_item`] does the same operations eight lanes at a time.
 fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
-    let (heads, d) = (op.heads, op.head_dim);
-    let group = heads / op.kv_heads;
-    let row = op.kv_heads * d;
-    let offset = item.kv_head * d;
-    let tokens = &op.tokens[item.first..item.first + item.count];
-    let max_pos = tokens.iter().map(|&(_, p)| p as usize).max().unwrap_or(0);
-    let slots = &op.slots[item.seq as usize][..=max_pos];
-    let ctx = slots.len();
-    let queries = item.count * group;
+    let at = Geometry::new(op, item);
+    let (d, group, tokens, ctx) = (at.d, at.group, at.tokens, at.ctx);
     // Scores of every query over every key of the item, then the sum of each query's weights.
     scratch.clear();
-    scratch.resize(queries * ctx + queries, 0.0);
-    let (scores, sums) = scratch.split_at_mut(queries * ctx);
+    scratch.resize(at.queries * ctx + at.queries, 0.0);
+    let (scores, sums) = scratch.split_at_mut(at.queries * ctx);
     // Query `t * group + j`: token `t`, head `kv_head * group + j`.
-    let query = |t: usize, j: usize| {
-        let start = ((item.first + t) * heads + item.kv_head * group + j) * d;
-        &inputs.q[start..start + d]
-    };
-    for (key_index, &slot) in slots.iter().enumerate() {
-        let start = slot as usize * row + offset;
+    let query = |t: usize, j: usize| &inputs.q[at.query_start(t, j)..at.query_start(t, j) + d];
+    for key_index in 0..ctx {
+        let start = at.key_start(key_index);
         let key = &inputs.k[start..start + d];
         for (t, &(_, pos)) in tokens.iter().enumerate() {
             if key_index > pos as usize {
@@ -245,12 +295,9 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
     }
     // SAFETY: the item owns the output rows of its tokens' heads in its group; no other item
     // writes them (items differ in token or in key/value head).
-    let out_row = |t: usize, j: usize| unsafe {
-        let start = ((item.first + t) * heads + item.kv_head * group + j) * d;
-        inputs.out.part(start, d)
-    };
-    for (key_index, &slot) in slots.iter().enumerate() {
-        let start = slot as usize * row + offset;
+    let out_row = |t: usize, j: usize| unsafe { inputs.out.part(at.query_start(t, j), d) };
+    for key_index in 0..ctx {
+        let start = at.key_start(key_index);
         let value = &inputs.v[start..start + d];
         for (t, &(_, pos)) in tokens.iter().enumerate() {
             if key_index > pos as usize {
