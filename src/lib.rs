@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod engine;
+pub mod generation;
 pub mod providers;
 pub mod server;
 pub mod store;

@@ -45,13 +45,14 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
             line.trim_end_matches(['\r', '\n']).to_string()
         }
     };
-    let data_dir = config::resolve_data_dir(&args.common)?;
-    let store = enclave::store::Store::open(&data_dir.join("enclave.redb"))?;
+    // The same data directory and token lifetimes as `serve` with the same flags and file.
+    let accounts = config::AccountConfig::resolve(&args.common)?;
+    let store = enclave::store::Store::open(&accounts.database_path())?;
     let auth = enclave::auth::AuthService::new(
         store,
-        std::time::Duration::from_secs(900),
-        std::time::Duration::from_secs(7 * 86400),
-        true,
+        accounts.access_token_ttl,
+        accounts.refresh_token_ttl,
+        accounts.allow_registration,
     )?;
     let user = auth
         .create_user(

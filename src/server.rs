@@ -30,7 +30,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         auth,
         chat: chat.clone(),
-        store: store.clone(),
         config: Arc::new(config),
         metrics,
     };

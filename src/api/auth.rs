@@ -5,48 +5,29 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use enclave_protocol::{ErrorCode, LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Tokens, User};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use super::{rfc3339, AppState};
 use crate::auth::{Registration, TokenPair};
-use crate::store::{UserRecord, UserRole};
+use crate::store::UserRecord;
 
-/// A user as the API shows it (never the password hash).
-#[derive(Serialize)]
-pub struct UserView {
-    id: Uuid,
-    email: String,
-    username: String,
-    role: UserRole,
-    created_at: String,
-}
-
-impl From<UserRecord> for UserView {
-    fn from(u: UserRecord) -> Self {
-        UserView {
-            id: u.id,
-            email: u.email,
-            username: u.username,
-            role: u.role,
-            created_at: rfc3339(u.created_at),
-        }
+/// An account as the API shows it (never the password hash).
+fn user_view(u: UserRecord) -> User {
+    User {
+        id: u.id,
+        email: u.email,
+        username: u.username,
+        role: u.role,
+        created_at: rfc3339(u.created_at),
     }
-}
-
-#[derive(Deserialize)]
-pub struct RegisterBody {
-    email: String,
-    username: String,
-    password: String,
 }
 
 /// `POST /auth/register`
 pub async fn register(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RegisterBody>,
+    ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = state
         .auth
@@ -56,18 +37,7 @@ pub async fn register(
             password: body.password,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(user))))
-}
-
-#[derive(Deserialize)]
-pub struct LoginBody {
-    email: Option<String>,
-    username: Option<String>,
-    password: String,
-    /// Keep the refresh token in an HttpOnly cookie instead of the response body (the web UI:
-    /// scripts never see it).
-    #[serde(default)]
-    cookie: bool,
+    Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
 /// The cookie that carries the web UI's refresh token.
@@ -102,21 +72,21 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// The token response; with `in_cookie` the refresh token goes into the cookie, not the body.
 fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Response {
+    let mut body = Tokens {
+        access_token: tokens.access_token,
+        refresh_token: Some(tokens.refresh_token),
+        token_type: tokens.token_type.to_owned(),
+        expires_in: tokens.expires_in,
+    };
     if !in_cookie {
-        return Json(tokens).into_response();
+        return Json(body).into_response();
     }
-    let cookie = refresh_cookie(Some(&tokens.refresh_token), state.config.refresh_token_ttl);
-    let body = serde_json::json!({
-        "access_token": tokens.access_token,
-        "refresh_token": null,
-        "token_type": tokens.token_type,
-        "expires_in": tokens.expires_in,
-    });
+    let cookie = refresh_cookie(body.refresh_token.take().as_deref(), state.config.refresh_token_ttl);
     ([(SET_COOKIE, cookie)], Json(body)).into_response()
 }
 
 /// `POST /auth/login` with email or username.
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<Response, ApiError> {
+pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Response, ApiError> {
     let login = body
         .email
         .or(body.username)
@@ -126,19 +96,18 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBo
     Ok(token_response(&state, tokens, body.cookie))
 }
 
-#[derive(Deserialize)]
-pub struct RefreshBody {
-    /// The refresh token; absent when the browser's cookie carries it.
-    refresh_token: Option<String>,
-}
-
 /// The refresh token of the body, else of the cookie, and whether it came from the cookie.
-fn presented_token(body: RefreshBody, headers: &HeaderMap) -> Result<(String, bool), ApiError> {
+/// Neither is a 401 `NOT_SIGNED_IN`: there is no session to act on (a browser's first visit).
+fn presented_token(body: RefreshRequest, headers: &HeaderMap) -> Result<(String, bool), ApiError> {
     match body.refresh_token.filter(|t| !t.is_empty()) {
         Some(token) => Ok((token, false)),
-        None => cookie_token(headers)
-            .map(|token| (token, true))
-            .ok_or_else(|| ApiError::validation("send \"refresh_token\" (or sign in again)")),
+        None => cookie_token(headers).map(|token| (token, true)).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::NotSignedIn,
+                "no session: send \"refresh_token\" or sign in",
+            )
+        }),
     }
 }
 
@@ -146,7 +115,7 @@ fn presented_token(body: RefreshBody, headers: &HeaderMap) -> Result<(String, bo
 pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<RefreshBody>,
+    ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, from_cookie) = presented_token(body, &headers)?;
     let tokens = state.auth.refresh(&token)?;
@@ -157,7 +126,7 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<RefreshBody>,
+    ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, _) = presented_token(body, &headers)?;
     state.auth.logout(&token)?;
@@ -165,17 +134,11 @@ pub async fn logout(
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct PasswordBody {
-    current_password: String,
-    new_password: String,
-}
-
 /// `PUT /auth/password/change`: ends every session of the user.
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Authenticated,
-    ApiJson(body): ApiJson<PasswordBody>,
+    ApiJson(body): ApiJson<PasswordChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     state
         .auth
@@ -186,5 +149,5 @@ pub async fn change_password(
 
 /// `GET /auth/me`
 pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(UserView::from(state.auth.user(caller.0.user_id)?)))
+    Ok(Json(user_view(state.auth.user(caller.0.user_id)?)))
 }

@@ -1,12 +1,13 @@
-//! The one error type of the HTTP layer: `{"error": "...", "code": "SNAKE_CASE"}` with a status.
+//! The one error type of the HTTP layer: `{"error": "...", "code": "SNAKE_CASE"}` with a status,
+//! and the mapping of every room's errors onto it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use enclave_protocol::{ErrorBody, ErrorCode};
 
 use crate::auth::AuthError;
 use crate::chat::ChatError;
-use crate::store::StoreError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -14,14 +15,14 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -31,12 +32,12 @@ impl ApiError {
 
     /// 422 with a field problem.
     pub fn validation(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", message)
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ValidationError, message)
     }
 
     /// 404 for something that does not exist or is not the caller's.
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} not found"))
     }
 
     /// 500 without details (they go to the log, not the client).
@@ -44,45 +45,41 @@ impl ApiError {
         tracing::error!(error = %error, "{context}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
+            ErrorCode::InternalError,
             "internal error; see the server log",
         )
+    }
+
+    /// The body every error answer and every `error` stream event carries.
+    pub fn body(code: ErrorCode, message: &str) -> ErrorBody {
+        ErrorBody {
+            error: message.to_owned(),
+            code,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = super::messages::ErrorData {
-            error: &self.message,
-            code: self.code,
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ApiError::not_found("resource"),
-            other => ApiError::internal("store failure", &other),
-        }
+        (self.status, Json(ApiError::body(self.code, &self.message))).into_response()
     }
 }
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
+        use ErrorCode as C;
         use StatusCode as S;
         let (status, code) = match &e {
-            AuthError::InvalidCredentials => (S::UNAUTHORIZED, "INVALID_CREDENTIALS"),
-            AuthError::RegistrationClosed => (S::FORBIDDEN, "REGISTRATION_CLOSED"),
-            AuthError::EmailTaken => (S::CONFLICT, "EMAIL_TAKEN"),
-            AuthError::UsernameTaken => (S::CONFLICT, "USERNAME_TAKEN"),
-            AuthError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-            AuthError::WeakPassword(_) => (S::UNPROCESSABLE_ENTITY, "WEAK_PASSWORD"),
-            AuthError::InvalidToken => (S::UNAUTHORIZED, "INVALID_TOKEN"),
-            AuthError::TokenExpired => (S::UNAUTHORIZED, "TOKEN_EXPIRED"),
-            AuthError::TokenReused => (S::UNAUTHORIZED, "TOKEN_REUSED"),
-            AuthError::AccountDisabled => (S::FORBIDDEN, "ACCOUNT_DISABLED"),
+            AuthError::InvalidCredentials => (S::UNAUTHORIZED, C::InvalidCredentials),
+            AuthError::RegistrationClosed => (S::FORBIDDEN, C::RegistrationClosed),
+            AuthError::EmailTaken => (S::CONFLICT, C::EmailTaken),
+            AuthError::UsernameTaken => (S::CONFLICT, C::UsernameTaken),
+            AuthError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, C::ValidationError),
+            AuthError::WeakPassword(_) => (S::UNPROCESSABLE_ENTITY, C::WeakPassword),
+            AuthError::InvalidToken => (S::UNAUTHORIZED, C::InvalidToken),
+            AuthError::TokenExpired => (S::UNAUTHORIZED, C::TokenExpired),
+            AuthError::TokenReused => (S::UNAUTHORIZED, C::TokenReused),
+            AuthError::AccountDisabled => (S::FORBIDDEN, C::AccountDisabled),
             AuthError::Store(inner) => return ApiError::internal("store failure", inner),
             AuthError::Hashing => return ApiError::internal("hashing failure", &e),
         };
@@ -92,16 +89,17 @@ impl From<AuthError> for ApiError {
 
 impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
+        use ErrorCode as C;
         use StatusCode as S;
         let (status, code) = match &e {
-            ChatError::ConversationNotFound => (S::NOT_FOUND, "NOT_FOUND"),
-            ChatError::MessageNotFound => (S::NOT_FOUND, "MESSAGE_NOT_FOUND"),
-            ChatError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-            ChatError::Busy => (S::CONFLICT, "GENERATION_IN_PROGRESS"),
-            ChatError::NothingToRegenerate => (S::CONFLICT, "NOTHING_TO_REGENERATE"),
-            ChatError::PromptTooLong { .. } => (S::UNPROCESSABLE_ENTITY, "PROMPT_TOO_LONG"),
-            ChatError::UnknownModel(_) => (S::UNPROCESSABLE_ENTITY, "MODEL_NOT_FOUND"),
-            ChatError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
+            ChatError::ConversationNotFound => (S::NOT_FOUND, C::NotFound),
+            ChatError::MessageNotFound => (S::NOT_FOUND, C::MessageNotFound),
+            ChatError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, C::ValidationError),
+            ChatError::Busy => (S::CONFLICT, C::GenerationInProgress),
+            ChatError::NothingToRegenerate => (S::CONFLICT, C::NothingToRegenerate),
+            ChatError::PromptTooLong { .. } => (S::UNPROCESSABLE_ENTITY, C::PromptTooLong),
+            ChatError::UnknownModel(_) => (S::UNPROCESSABLE_ENTITY, C::ModelNotFound),
+            ChatError::ShuttingDown => (S::SERVICE_UNAVAILABLE, C::ShuttingDown),
             ChatError::Store(inner) => return ApiError::internal("store failure", inner),
         };
         ApiError::new(status, code, e.to_string())

@@ -1,10 +1,11 @@
 //! Extractors that turn every bad input into an [`ApiError`] instead of axum's plain-text
-//! rejections: JSON bodies, path ids, and the bearer token.
+//! rejections: JSON bodies, query strings, path ids, and the bearer token.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use enclave_protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -32,20 +33,35 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => ApiError::validation(format!("invalid request body: {}", e.body_text())),
         JsonRejection::JsonSyntaxError(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "MALFORMED_JSON",
+            ErrorCode::MalformedJson,
             "the request body is not valid JSON",
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             "the request body is too large",
         ),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", other.body_text()),
+        other => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, other.body_text()),
+    }
+}
+
+/// A query string (`?limit=50&cursor=...`); a value of the wrong type is a 422 JSON error
+/// naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::validation(format!("invalid query string: {}", rejection.body_text())))
     }
 }
 
@@ -79,7 +95,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "UNAUTHENTICATED",
+                    ErrorCode::Unauthenticated,
                     "send Authorization: Bearer <access token>",
                 )
             })?;
@@ -91,7 +107,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "INVALID_TOKEN",
+                    ErrorCode::InvalidToken,
                     "the Authorization header is not a bearer token",
                 )
             })?;
@@ -107,7 +123,7 @@ impl Authenticated {
         } else {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 "your role does not allow this",
             ))
         }

@@ -1,9 +1,10 @@
-//! `/health` (the process answers) and `/ready` (stores open, default model loaded).
+//! `/health` (the process answers), `/ready` (stores open, default model loaded), `/metrics`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use enclave_protocol::ErrorCode;
 
 use super::AppState;
 
@@ -20,27 +21,27 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
             handle.render(),
         )
             .into_response(),
-        None => super::ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled").into_response(),
+        None => {
+            super::ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "metrics are not enabled").into_response()
+        }
     }
 }
 
 /// `GET /ready`: 200 when the database answers and the default model can serve, else 503.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.store.ping().is_ok();
-    let registry = state.chat.registry();
-    let model_ok = registry.default_ready();
-    let status = if store_ok && model_ok {
+    let readiness = state.chat.readiness();
+    let ready = readiness.store_ok && readiness.default_model_ready;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let model = registry.status(registry.default_model()).ok();
     (
         status,
         Json(serde_json::json!({
-            "ready": store_ok && model_ok,
-            "store": if store_ok { "ok" } else { "unavailable" },
-            "default_model": model,
+            "ready": ready,
+            "store": if readiness.store_ok { "ok" } else { "unavailable" },
+            "default_model": readiness.default_model,
         })),
     )
 }

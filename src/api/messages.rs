@@ -1,5 +1,6 @@
 //! Streaming turns: send a message, regenerate, stop. Answers stream as SSE in exactly the
-//! format of DESIGN.md (`token`, `done`, `error`; `citation` is reserved for documents).
+//! format of docs/ARCHITECTURE.md (`token`, `done`, `error`; `citation` is reserved for
+//! documents).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -9,50 +10,29 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use enclave_protocol::{DoneEvent, ErrorCode, SendMessage, TokenEvent};
 use futures::Stream;
-use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, IdPath};
 use super::AppState;
 use crate::auth::roles::Permission;
 use crate::chat::{Placement, StartedTurn, StreamEvent};
-use crate::providers::{FinishReason, Usage};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendBody {
-    content: String,
-    /// Answer under this message instead of after the current leaf.
-    parent_message_id: Option<Uuid>,
-    /// Send as a new version of this earlier user message (edit and resend: a new branch).
-    edit_message_id: Option<Uuid>,
-    /// Reserved for image attachments (vision issue).
-    #[serde(default)]
-    attachments: Vec<serde_json::Value>,
-    /// Reserved for documents (RAG issue).
-    #[serde(default)]
-    document_ids: Vec<Uuid>,
-    /// Reserved for documents (RAG issue).
-    #[serde(default)]
-    use_documents: bool,
-}
 
 /// `POST /conversations/{id}/messages`: stores the message and streams the answer.
 pub async fn send(
     State(state): State<AppState>,
     caller: Authenticated,
     IdPath(id): IdPath,
-    ApiJson(body): ApiJson<SendBody>,
+    ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::Chat)?;
     if !body.attachments.is_empty() || !body.document_ids.is_empty() || body.use_documents {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_IMPLEMENTED,
-            "NOT_SUPPORTED_YET",
+            ErrorCode::NotSupportedYet,
             "attachments and documents are not supported by this server yet",
         ));
     }
@@ -121,47 +101,20 @@ fn sse(
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// `token` event data.
-#[derive(Serialize)]
-struct TokenData<'a> {
-    content: &'a str,
-    finish_reason: Option<FinishReason>,
-}
-
-/// `done` event data.
-#[derive(Serialize)]
-struct DoneData {
-    finish_reason: FinishReason,
-    usage: Usage,
-}
-
-/// `error` event data (the same shape as every JSON error of the API).
-#[derive(Serialize)]
-pub struct ErrorData<'a> {
-    /// For people.
-    pub error: &'a str,
-    /// Stable machine-readable code.
-    pub code: &'a str,
-}
-
-/// One chat event as an SSE event; the fields keep the order DESIGN.md shows.
+/// One chat event as an SSE event; the fields keep the order docs/ARCHITECTURE.md shows.
 pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
-    let (name, data) = match &event {
+    let (name, data) = match event {
         StreamEvent::Token(content) => (
             "token",
-            serde_json::to_string(&TokenData {
+            serde_json::to_string(&TokenEvent {
                 content,
                 finish_reason: None,
             }),
         ),
-        StreamEvent::Done { finish_reason, usage } => (
-            "done",
-            serde_json::to_string(&DoneData {
-                finish_reason: *finish_reason,
-                usage: *usage,
-            }),
-        ),
-        StreamEvent::Error { code, message } => ("error", serde_json::to_string(&ErrorData { error: message, code })),
+        StreamEvent::Done { finish_reason, usage } => {
+            ("done", serde_json::to_string(&DoneEvent { finish_reason, usage }))
+        }
+        StreamEvent::Error { code, message } => ("error", serde_json::to_string(&ApiError::body(code, &message))),
     };
     // These structs always serialize.
     let data = data.unwrap_or_default();

@@ -18,13 +18,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
+use enclave_protocol::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::AuthService;
 use crate::chat::ChatService;
 use crate::config::Config;
-use crate::store::Store;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -32,10 +32,8 @@ pub use error::ApiError;
 pub struct AppState {
     /// Accounts and tokens.
     pub auth: AuthService,
-    /// Conversations and streaming answers.
+    /// Conversations, streaming answers, chat preferences, models.
     pub chat: ChatService,
-    /// Records (for simple reads that need no service rules).
-    pub store: Store,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Renders the Prometheus scrape text (absent when another recorder owns the process).
@@ -83,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
+                ErrorCode::InternalError,
                 "internal error; see the server log",
             )
             .into_response_boxed()
@@ -113,7 +111,7 @@ async fn add_security_headers(mut response: axum::response::Response) -> axum::r
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use enclave_protocol::{ErrorCode, ModelList};
 
 use super::error::ApiError;
 use super::extract::Authenticated;
@@ -12,7 +13,10 @@ use super::AppState;
 /// `GET /models`
 pub async fn list(State(state): State<AppState>, _caller: Authenticated) -> impl IntoResponse {
     let registry = state.chat.registry();
-    Json(serde_json::json!({ "models": registry.statuses(), "default": registry.default_model() }))
+    Json(ModelList {
+        models: registry.statuses(),
+        default: registry.default_model().to_owned(),
+    })
 }
 
 /// `GET /models/{id}/status`
@@ -24,7 +28,7 @@ pub async fn status(
     state.chat.registry().status(&id).map(Json).map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "MODEL_NOT_FOUND",
+            ErrorCode::ModelNotFound,
             format!("unknown model {id:?}"),
         )
     })

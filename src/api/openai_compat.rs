@@ -103,31 +103,11 @@ fn to_request(body: CompletionBody, model: String, user: String) -> Result<(Chat
         };
         messages.push(ChatMessage { role, content });
     }
-    if body.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        return Err(ApiError::validation("temperature must be between 0 and 2"));
-    }
     let stop = match body.stop {
         None => Vec::new(),
         Some(StopField::One(s)) => vec![s],
         Some(StopField::Many(v)) => v,
     };
-    for (name, value) in [
-        ("presence_penalty", body.presence_penalty),
-        ("frequency_penalty", body.frequency_penalty),
-    ] {
-        if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
-            return Err(ApiError::validation(format!("{name} must be between -2 and 2")));
-        }
-    }
-    if body.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-        return Err(ApiError::validation("top_p must be in (0, 1]"));
-    }
-    if body.min_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-        return Err(ApiError::validation("min_p must be between 0 and 1"));
-    }
-    if body.repetition_penalty.is_some_and(|p| !(p > 0.0 && p <= 10.0)) {
-        return Err(ApiError::validation("repetition_penalty must be in (0, 10]"));
-    }
     let params = GenerationParams {
         temperature: body.temperature,
         top_p: body.top_p,
@@ -141,6 +121,7 @@ fn to_request(body: CompletionBody, model: String, user: String) -> Result<(Chat
         seed: body.seed,
         ignore_eos: body.ignore_eos,
     };
+    params.validate().map_err(|e| ApiError::validation(e.to_string()))?;
     let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
     Ok((
         ChatRequest {

@@ -83,7 +83,12 @@ pub(crate) async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Re
     let path = uri.path();
     let api = path.starts_with("/api/") || path.starts_with("/v1/");
     if api || !(method == Method::GET || method == Method::HEAD) {
-        return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint").into_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            enclave_protocol::ErrorCode::NotFound,
+            "no such endpoint",
+        )
+        .into_response();
     }
     if let Some(asset) = find(path) {
         return serve(asset, &headers);
@@ -104,7 +109,12 @@ pub(crate) async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Re
                 .into_response(),
         };
     }
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such file").into_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        enclave_protocol::ErrorCode::NotFound,
+        "no such file",
+    )
+    .into_response()
 }
 
 /// The response for `asset`: the smallest encoding the client accepts.

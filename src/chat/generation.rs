@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use super::{title, ChatService, StreamEvent, Turn};
 use crate::providers::registry::RegistryError;
 use crate::providers::{ChatEvent, FinishReason, Usage};
-use crate::store::{MessageRecord, MessageRole, MessageStatus, MessageUsage};
+use crate::store::{MessageRecord, MessageRole, MessageStatus};
+use enclave_protocol::ErrorCode;
 
 /// How the stream loop ended.
 enum Ending {
@@ -50,7 +51,7 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
                         Some(Ok(ChatEvent::Done { finish_reason, usage })) => break Ending::Finished(finish_reason, usage),
                         Some(Err(e)) => break Ending::Failed(StreamEvent::from(RegistryError::Provider(e))),
                         None => break Ending::Failed(StreamEvent::Error {
-                            code: "PROVIDER_ERROR",
+                            code: ErrorCode::ProviderError,
                             message: "the model's stream ended without finishing".into(),
                         }),
                     }
@@ -95,16 +96,16 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
             MessageStatus::Stopped,
             FinishReason::Stopped,
             estimated(),
-            Some("SHUTTING_DOWN"),
+            Some(ErrorCode::ShuttingDown),
             StreamEvent::Error {
-                code: "SHUTTING_DOWN",
+                code: ErrorCode::ShuttingDown,
                 message: "the server is shutting down".into(),
             },
         ),
         Ending::Failed(event) => {
             let code = match &event {
                 StreamEvent::Error { code, .. } => *code,
-                _ => "PROVIDER_ERROR",
+                _ => ErrorCode::ProviderError,
             };
             (
                 MessageStatus::Error,
@@ -120,17 +121,9 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     answer.id = turn.assistant_id;
     answer.status = status;
     answer.model = Some(served_by.clone());
-    answer.usage = Some(MessageUsage {
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-    });
-    answer.error_code = error_code.map(str::to_string);
-    answer.finish_reason = Some(
-        serde_json::to_value(finish_reason)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-    );
+    answer.usage = Some(usage);
+    answer.error_code = error_code;
+    answer.finish_reason = Some(finish_reason);
     let stored = inner.store.append_message(turn.owner, &answer);
     let status_label = match status {
         MessageStatus::Complete => "complete",
@@ -157,7 +150,7 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
         Err(e) => {
             tracing::error!(conversation = %turn.conversation.id, error = %e, "could not store the answer");
             StreamEvent::Error {
-                code: "STORAGE_ERROR",
+                code: ErrorCode::StorageError,
                 message: "the answer could not be saved".into(),
             }
         }

@@ -1,10 +1,14 @@
-//! The chat service: the rules of a turn. Stores the user's message, builds the prompt within
-//! the model's context, streams the provider's answer to the client and stores it (also when
-//! the client stops, disconnects or the server shuts down), and names new conversations.
+//! The chat service: the rules of conversations and of a turn. Stores the user's message,
+//! builds the prompt within the model's context, streams the provider's answer to the client
+//! and stores it (also when the client stops, disconnects or the server shuts down), names new
+//! conversations; lists, creates, edits and deletes conversations; keeps the user's chat
+//! preferences.
 
 mod active;
+mod conversations;
 mod generation;
 mod prompt;
+mod settings;
 mod title;
 
 use std::sync::Arc;
@@ -14,16 +18,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use enclave_protocol::{ErrorCode, ModelStatus};
+
 use crate::providers::registry::{ModelRegistry, RegistryError};
-use crate::providers::{FinishReason, GenerationParams, Usage};
+use crate::providers::{FinishReason, Usage};
 use crate::store::{ConversationRecord, MessageRecord, MessageRole, Store, StoreError};
 pub use active::ActiveGenerations;
+pub use conversations::BranchMessage;
 pub use prompt::path_to;
 
 /// Longest accepted user message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
-/// Answer length when neither the request nor the conversation sets one.
-const DEFAULT_MAX_TOKENS: usize = 1024;
 /// Title of a conversation before its first exchange.
 pub const DEFAULT_TITLE: &str = "New chat";
 
@@ -42,7 +47,7 @@ pub enum StreamEvent {
     /// The answer failed; what was generated so far is stored.
     Error {
         /// Stable code (`RATE_LIMITED`, `MODEL_UNAVAILABLE`...).
-        code: &'static str,
+        code: ErrorCode,
         /// For people.
         message: String,
     },
@@ -75,7 +80,7 @@ pub enum ChatError {
         budget: usize,
     },
     /// Unknown model id.
-    #[error("unknown model {0:?}")]
+    #[error("unknown chat model {0:?}; see GET /api/v1/models")]
     UnknownModel(String),
     /// The server is shutting down.
     #[error("the server is shutting down")]
@@ -103,6 +108,16 @@ pub enum Placement {
     Under(Uuid),
     /// As a new version of this user message: same parent, a new branch.
     EditOf(Uuid),
+}
+
+/// Whether the service can answer (for `/ready`).
+pub struct Readiness {
+    /// The database answers a read.
+    pub store_ok: bool,
+    /// The default model can answer.
+    pub default_model_ready: bool,
+    /// The default model's status.
+    pub default_model: Option<ModelStatus>,
 }
 
 /// A turn that has started: ids for the client and the event stream.
@@ -162,6 +177,17 @@ impl ChatService {
     /// The models.
     pub fn registry(&self) -> &Arc<ModelRegistry> {
         &self.inner.registry
+    }
+
+    /// Whether answers can be served: the database answers and the default model is ready;
+    /// with the default model's status.
+    pub fn readiness(&self) -> Readiness {
+        let registry = &self.inner.registry;
+        Readiness {
+            store_ok: self.inner.store.ping().is_ok(),
+            default_model_ready: registry.default_ready(),
+            default_model: registry.status(registry.default_model()).ok(),
+        }
     }
 
     /// Sends a user message where `placement` says and starts the answer.
@@ -304,11 +330,8 @@ impl ChatService {
         let context = registry
             .context_length(&model)
             .map_err(|_| ChatError::UnknownModel(model.clone()))?;
-        let wanted = conversation
-            .settings
-            .max_tokens
-            .map(|t| t as usize)
-            .unwrap_or(DEFAULT_MAX_TOKENS);
+        let mut params = conversations::settings_params(&conversation.settings);
+        let wanted = params.max_tokens_or_default() as usize;
         // Keep at least a quarter of the context for the answer, at most what was asked.
         let reserve = wanted.min(context / 4).max(1);
         let count = |text: &str| registry.count_tokens(&model, text);
@@ -320,13 +343,7 @@ impl ChatService {
             prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
             prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
         };
-        let max_tokens = wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32;
-        let params = GenerationParams {
-            temperature: conversation.settings.temperature,
-            top_p: conversation.settings.top_p,
-            max_tokens: Some(max_tokens),
-            ..GenerationParams::default()
-        };
+        params.max_tokens = Some(wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32);
         Ok(Turn {
             owner,
             first_exchange: first_user_text.is_some(),
@@ -366,15 +383,15 @@ impl From<RegistryError> for StreamEvent {
     fn from(e: RegistryError) -> Self {
         use crate::providers::ProviderError as P;
         let code = match &e {
-            RegistryError::UnknownModel(_) => "MODEL_NOT_FOUND",
-            RegistryError::Unavailable { .. } => "MODEL_UNAVAILABLE",
-            RegistryError::Provider(P::RateLimited { .. }) => "RATE_LIMITED",
-            RegistryError::Provider(P::Overloaded) => "OVERLOADED",
-            RegistryError::Provider(P::Unavailable(_)) => "MODEL_UNAVAILABLE",
-            RegistryError::Provider(P::Rejected(_)) => "PROVIDER_REJECTED",
-            RegistryError::Provider(P::Unauthorized(_)) => "PROVIDER_UNAUTHORIZED",
-            RegistryError::Provider(P::Unsupported(_)) => "UNSUPPORTED",
-            RegistryError::Provider(P::Other(_)) => "PROVIDER_ERROR",
+            RegistryError::UnknownModel(_) => ErrorCode::ModelNotFound,
+            RegistryError::Unavailable { .. } => ErrorCode::ModelUnavailable,
+            RegistryError::Provider(P::RateLimited { .. }) => ErrorCode::RateLimited,
+            RegistryError::Provider(P::Overloaded) => ErrorCode::Overloaded,
+            RegistryError::Provider(P::Unavailable(_)) => ErrorCode::ModelUnavailable,
+            RegistryError::Provider(P::Rejected(_)) => ErrorCode::ProviderRejected,
+            RegistryError::Provider(P::Unauthorized(_)) => ErrorCode::ProviderUnauthorized,
+            RegistryError::Provider(P::Unsupported(_)) => ErrorCode::Unsupported,
+            RegistryError::Provider(P::Other(_)) => ErrorCode::ProviderError,
         };
         StreamEvent::Error {
             code,

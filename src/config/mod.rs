@@ -122,14 +122,55 @@ fn read_file_config(common: &CommonArgs) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e| ConfigError::new(format!("{} is not valid: {e}", path.display())))
 }
 
-/// The data directory chosen by flags, variables or the file (for commands other than serve).
-pub fn resolve_data_dir(common: &CommonArgs) -> Result<PathBuf, ConfigError> {
-    let file = read_file_config(common)?;
-    Ok(common
-        .data_dir
-        .clone()
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from("data")))
+/// What every command that opens the account database needs (`serve`, `user add`), resolved
+/// by the same rules for both.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Database, uploads and downloaded models live here.
+    pub data_dir: PathBuf,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl: Duration,
+    /// Whether anyone may register (the first account always can).
+    pub allow_registration: bool,
+}
+
+impl AccountConfig {
+    /// The database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("enclave.redb")
+    }
+
+    /// The data directory and token lifetimes chosen by flags, variables or the file.
+    pub fn resolve(common: &CommonArgs) -> Result<AccountConfig, ConfigError> {
+        AccountConfig::from_parts(common, &read_file_config(common)?, None)
+    }
+
+    fn from_parts(
+        common: &CommonArgs,
+        file: &FileConfig,
+        allow_registration: Option<bool>,
+    ) -> Result<AccountConfig, ConfigError> {
+        let data_dir = common
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let access = file.access_token_ttl_secs.unwrap_or(15 * 60);
+        let refresh = file.refresh_token_ttl_secs.unwrap_or(7 * 24 * 3600);
+        if access == 0 || refresh <= access {
+            return Err(ConfigError::new(
+                "access_token_ttl_secs must be positive and shorter than refresh_token_ttl_secs",
+            ));
+        }
+        Ok(AccountConfig {
+            data_dir,
+            access_token_ttl: Duration::from_secs(access),
+            refresh_token_ttl: Duration::from_secs(refresh),
+            allow_registration: allow_registration.or(file.allow_registration).unwrap_or(true),
+        })
+    }
 }
 
 impl Config {
@@ -137,6 +178,7 @@ impl Config {
     /// then checks the result.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = read_file_config(&args.common)?;
+        let accounts = AccountConfig::from_parts(&args.common, &file, args.allow_registration)?;
         let addr_text = args
             .addr
             .clone()
@@ -145,12 +187,7 @@ impl Config {
         let addr: SocketAddr = addr_text
             .parse()
             .map_err(|_| ConfigError::new(format!("addr {addr_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))?;
-        let data_dir = args
-            .common
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir = accounts.data_dir;
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| ConfigError::new(format!("cannot create the data directory {}: {e}", data_dir.display())))?;
         let models_path = args
@@ -172,13 +209,6 @@ impl Config {
         let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20);
         if max_body_bytes < 1024 {
             return Err(ConfigError::new("max_body_bytes must be at least 1024"));
-        }
-        let access = file.access_token_ttl_secs.unwrap_or(15 * 60);
-        let refresh = file.refresh_token_ttl_secs.unwrap_or(7 * 24 * 3600);
-        if access == 0 || refresh <= access {
-            return Err(ConfigError::new(
-                "access_token_ttl_secs must be positive and shorter than refresh_token_ttl_secs",
-            ));
         }
         let queue = file.model_queue_capacity.unwrap_or(64);
         if queue == 0 {
@@ -204,12 +234,12 @@ impl Config {
             data_dir: absolute(&data_dir),
             catalogue,
             default_model,
-            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(true),
+            allow_registration: accounts.allow_registration,
             offline: args.offline.or(file.offline).unwrap_or(false),
             max_body_bytes,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
-            access_token_ttl: Duration::from_secs(access),
-            refresh_token_ttl: Duration::from_secs(refresh),
+            access_token_ttl: accounts.access_token_ttl,
+            refresh_token_ttl: accounts.refresh_token_ttl,
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
             max_batch_tokens,

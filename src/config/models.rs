@@ -7,19 +7,8 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-/// What a model is used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelRole {
-    /// Chat completion.
-    Chat,
-    /// Image + text chat.
-    Vision,
-    /// Text embeddings.
-    Embed,
-    /// Reranking.
-    Rerank,
-}
+/// What a model is used for (`role` in models.toml, as the API shows it).
+pub use enclave_protocol::ModelRole;
 
 /// The kinds of provider a catalogue can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

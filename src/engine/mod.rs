@@ -1,36 +1,24 @@
 //! The local inference engine: loads GGUF chat models and generates tokens with candle; knows
 //! nothing of users or HTTP.
 //!
-//! [`load`] resolves the model file (a path, or Hugging Face through hf-hub), reads the
-//! weights, builds the tokenizer and chat template from the GGUF metadata, and starts the
-//! model's [`scheduler`] thread, which owns the KV cache and runs every request in continuous
-//! batches through the batched [`forward`]. [`LocalEngine`] is the cheap, cloneable handle on
-//! it: render a chat, encode it, [`LocalEngine::submit`] it, and read [`GenerateEvent`]s from
-//! the returned channel; dropping the receiver cancels the generation within one step.
+//! Split by lifetime: [`load`] holds what runs once per model (resolve the file, a path or
+//! Hugging Face through hf-hub; read the weights; build the tokenizer and chat template), and
+//! [`run`] what runs for as long as it is loaded (the [`run::scheduler`] thread, which owns
+//! the KV cache and runs every request in continuous batches through the batched
+//! [`run::forward`]). [`load()`] does the first and starts the second. [`LocalEngine`] is the
+//! cheap, cloneable handle on a loaded model: render a chat, encode it,
+//! [`LocalEngine::submit`] it, and read [`GenerateEvent`]s from the returned channel; dropping
+//! the receiver cancels the generation within one step.
 
-mod config;
-mod detokenize;
 mod error;
-pub mod forward;
 /// The CPU kernels (quantized matmul, paged attention), a crate of their own.
 pub use enclave_kernels as kernels;
-mod gguf;
-mod hf;
-pub mod kv;
-mod loader;
+pub mod load;
 mod model;
-mod progress;
 #[cfg(test)]
 mod reference;
-mod request;
-mod sampling;
-pub mod scheduler;
-mod source;
-mod stats;
-mod stop;
-mod template;
+pub mod run;
 pub mod tiny;
-mod tokenizer;
 
 #[cfg(test)]
 mod test_support;
@@ -43,20 +31,21 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-pub use config::{LocalModelConfig, ModelSource};
 pub use error::EngineError;
-pub use progress::{LoadProgress, LoadState};
-pub use request::{GenerateEvent, GenerateRequest, StopReason};
-pub use sampling::{SamplingParams, DEFAULT_SEED};
-pub use scheduler::SchedulerConfig;
-pub use stats::EngineStats;
-pub use template::{TemplateMessage, CHATML_TEMPLATE};
+pub use load::config::{LocalModelConfig, ModelSource};
+pub use load::progress::{LoadProgress, LoadState};
+pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
+pub use run::request::{GenerateEvent, GenerateRequest, StopReason};
+pub use run::sampling::DEFAULT_SEED;
+pub use run::scheduler::SchedulerConfig;
+pub use run::stats::EngineStats;
 
-use loader::LoadedModel;
-use scheduler::{Scheduler, SchedulerHandle, Submission};
-use stats::StatsCounters;
-use template::ChatTemplate;
-use tokenizer::TextTokenizer;
+use load::loader::{self, LoadedModel};
+use load::source;
+use load::template::ChatTemplate;
+use load::tokenizer::TextTokenizer;
+use run::scheduler::{Scheduler, SchedulerHandle, Submission};
+use run::stats::StatsCounters;
 
 /// What a loaded model is.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -213,7 +202,10 @@ impl LocalEngine {
                 "token id {bad} is outside the vocabulary of {vocab}"
             )));
         }
-        request.sampling.validate()?;
+        request
+            .sampling
+            .validate()
+            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let submission = Submission {
             request,

@@ -1,6 +1,6 @@
 //! The model families the engine runs.
 
-use super::error::EngineError;
+use crate::engine::error::EngineError;
 
 /// The model families this engine runs, by `general.architecture`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
-use super::error::EngineError;
-use super::model::Architecture;
+use crate::engine::error::EngineError;
+use crate::engine::model::Architecture;
 
 /// candle-transformers' model with its KV cache for one sequence (the reference).
 pub(crate) enum Model {

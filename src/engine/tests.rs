@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::test_support::{collect, wait_for_stats};
 use super::*;
+use crate::engine::run::{detokenize, forward, kv};
+use crate::engine::test_support::{collect, wait_for_stats};
+use crate::generation::GenerationParams;
 
 /// Writes the tiny model into a fresh directory.
 fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
@@ -26,10 +28,10 @@ fn tiny_engine(queue_capacity: usize) -> (tempfile::TempDir, LocalEngine) {
     (dir, engine)
 }
 
-fn greedy(max_tokens: usize) -> SamplingParams {
-    SamplingParams {
-        max_tokens,
-        ..SamplingParams::default()
+fn greedy(max_tokens: usize) -> GenerationParams {
+    GenerationParams {
+        max_tokens: Some(max_tokens as u32),
+        ..GenerationParams::default()
     }
 }
 
@@ -38,7 +40,7 @@ fn prompt(engine: &LocalEngine, text: &str) -> Vec<u32> {
     engine.encode(&rendered).unwrap()
 }
 
-fn generate(engine: &LocalEngine, text: &str, sampling: SamplingParams) -> (String, GenerateEvent) {
+fn generate(engine: &LocalEngine, text: &str, sampling: GenerationParams) -> (String, GenerateEvent) {
     let request = GenerateRequest {
         prompt_tokens: prompt(engine, text),
         sampling,
@@ -168,28 +170,29 @@ fn greedy_generation_is_deterministic_and_respects_max_tokens() {
         "{short:?} vs {first:?}"
     );
 
-    let (none, end) = generate(&engine, "Tell me a story.", greedy(0));
-    assert_eq!(none, "");
-    assert!(matches!(
-        end,
-        GenerateEvent::Finished {
-            reason: StopReason::Length,
-            completion_tokens: 0,
-            ..
-        }
-    ));
+    // No answer at all is not a request: refused by the one parameter check.
+    let request = GenerateRequest {
+        prompt_tokens: prompt(&engine, "Tell me a story."),
+        sampling: greedy(0),
+        fairness_key: String::new(),
+    };
+    let error = engine.submit(request).unwrap_err();
+    assert!(
+        matches!(error, EngineError::InvalidRequest(ref m) if m.starts_with("max_tokens")),
+        "{error}"
+    );
 }
 
 #[test]
 fn sampling_with_a_seed_is_reproducible() {
     let (_dir, engine) = tiny_engine(4);
-    let params = SamplingParams {
+    let params = GenerationParams {
         temperature: Some(0.8),
         top_p: Some(0.9),
         top_k: Some(50),
         seed: Some(7),
-        max_tokens: 16,
-        ..SamplingParams::default()
+        max_tokens: Some(16),
+        ..GenerationParams::default()
     };
     let (a, _) = generate(&engine, "Hi", params.clone());
     let (b, _) = generate(&engine, "Hi", params);
@@ -255,7 +258,7 @@ fn the_eos_token_ends_the_generation() {
     // Benchmarks ask to go on past it.
     let request = GenerateRequest {
         prompt_tokens: ids.clone(),
-        sampling: SamplingParams {
+        sampling: GenerationParams {
             ignore_eos: true,
             ..greedy(10)
         },
@@ -376,7 +379,7 @@ fn bad_requests_are_refused_and_the_engine_goes_on() {
     assert!(error.to_string().contains("vocabulary"), "{error}");
     let request = GenerateRequest {
         prompt_tokens: vec![1, 2],
-        sampling: SamplingParams {
+        sampling: GenerationParams {
             top_p: Some(1.5),
             ..greedy(4)
         },

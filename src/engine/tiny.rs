@@ -14,7 +14,7 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::error::EngineError;
+use crate::engine::error::EngineError;
 
 /// Hidden size.
 pub const DIM: usize = 64;
@@ -282,7 +282,10 @@ pub fn write_tiny_hf(dir: &Path, seed: u64, architecture: TinyArchitecture) -> R
     write_tiny_model(&gguf, seed, architecture)?;
     let mut reader = std::io::BufReader::new(File::open(&gguf)?);
     let content = gguf_file::Content::read(&mut reader)?;
-    let tokenizer = super::tokenizer::TextTokenizer::load(&super::gguf::Metadata(&content.metadata), &gguf)?;
+    let tokenizer = crate::engine::load::tokenizer::TextTokenizer::load(
+        &crate::engine::load::gguf::Metadata(&content.metadata),
+        &gguf,
+    )?;
     tokenizer
         .inner()
         .save(dir.join("tokenizer.json"), false)

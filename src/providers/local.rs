@@ -1,12 +1,7 @@
 //! The local provider: chat completions from the in-process engine.
 
 use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
-use crate::engine::{
-    EngineError, GenerateEvent, GenerateRequest, LocalEngine, SamplingParams, StopReason, TemplateMessage,
-};
-
-/// The most tokens generated when the request does not say.
-const DEFAULT_MAX_TOKENS: usize = 1024;
+use crate::engine::{EngineError, GenerateEvent, GenerateRequest, LocalEngine, StopReason, TemplateMessage};
 
 /// Serves chat completions from a [`LocalEngine`].
 pub struct LocalProvider {
@@ -41,34 +36,11 @@ impl LocalProvider {
             .engine
             .encode(&text)
             .map_err(|e| ProviderError::Other(e.to_string()))?;
-        let context = self.engine.max_sequence_tokens();
-        if prompt_tokens.len() >= context {
-            return Err(ProviderError::Rejected(format!(
-                "the prompt is {} tokens but the model's context window is {context} tokens",
-                prompt_tokens.len()
-            )));
-        }
-        let room = context - prompt_tokens.len();
-        let max_tokens = match request.params.max_tokens {
-            Some(wanted) => (wanted as usize).min(room),
-            None => DEFAULT_MAX_TOKENS.min(room),
-        };
-        let params = &request.params;
+        // The engine checks the parameters and that the prompt leaves room for an answer, and
+        // ends the answer where the context window does.
         Ok(GenerateRequest {
             prompt_tokens,
-            sampling: SamplingParams {
-                temperature: params.temperature,
-                top_p: params.top_p,
-                top_k: params.top_k.map(|k| k as usize),
-                min_p: params.min_p,
-                repetition_penalty: params.repetition_penalty,
-                presence_penalty: params.presence_penalty,
-                frequency_penalty: params.frequency_penalty,
-                seed: params.seed,
-                max_tokens,
-                stop: params.stop.clone(),
-                ignore_eos: params.ignore_eos,
-            },
+            sampling: request.params.clone(),
             fairness_key: request.user.clone().unwrap_or_default(),
         })
     }

@@ -15,6 +15,10 @@ use std::pin::Pin;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+use crate::generation::estimate_tokens;
+pub use crate::generation::GenerationParams;
+pub use enclave_protocol::{FinishReason, Usage};
+
 /// Who said a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,35 +51,6 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// Sampling settings for one generation; `None` means the provider's default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GenerationParams {
-    /// Softmax temperature; 0 means greedy.
-    pub temperature: Option<f32>,
-    /// Nucleus sampling mass.
-    pub top_p: Option<f32>,
-    /// Keep only the k most likely tokens (local models and Gemini).
-    pub top_k: Option<u32>,
-    /// Keep only tokens at least this fraction as likely as the most likely one (local
-    /// models and OpenAI-compatible servers that take it).
-    pub min_p: Option<f32>,
-    /// Penalty on tokens already in the prompt or answer, 1 for none (local models).
-    pub repetition_penalty: Option<f32>,
-    /// OpenAI's presence penalty, -2 to 2.
-    pub presence_penalty: Option<f32>,
-    /// OpenAI's frequency penalty, -2 to 2.
-    pub frequency_penalty: Option<f32>,
-    /// Upper bound on generated tokens.
-    pub max_tokens: Option<u32>,
-    /// Strings that end generation when produced (not included in the output).
-    pub stop: Vec<String>,
-    /// Seed for reproducible sampling.
-    pub seed: Option<u64>,
-    /// Generate `max_tokens` whatever end-of-sequence tokens come (benchmarks; local models
-    /// and OpenAI-compatible servers such as vLLM and llama.cpp).
-    pub ignore_eos: bool,
-}
-
 /// A request for one streamed chat completion.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -88,29 +63,6 @@ pub struct ChatRequest {
     /// Who asks (the user id), so that the local engine shares its time fairly; never sent
     /// to remote providers.
     pub user: Option<String>,
-}
-
-/// Why a generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// The model ended its answer (end-of-sequence token or a stop string).
-    Stop,
-    /// `max_tokens` or the context window was reached.
-    Length,
-    /// The client stopped it or went away.
-    Stopped,
-    /// The provider filtered the answer.
-    ContentFilter,
-}
-
-/// Token counts of one generation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Tokens in the prompt.
-    pub prompt_tokens: u32,
-    /// Tokens generated.
-    pub completion_tokens: u32,
 }
 
 /// One event of a streamed chat completion.
@@ -187,12 +139,4 @@ pub trait ChatProvider: Send + Sync {
         let _ = model;
         estimate_tokens(text)
     }
-}
-
-/// A rough token count for providers that do not expose their tokenizer: about four
-/// characters per token for English text, never less than one token per word.
-pub fn estimate_tokens(text: &str) -> usize {
-    let by_chars = text.chars().count().div_ceil(4);
-    let by_words = text.split_whitespace().count();
-    by_chars.max(by_words)
 }

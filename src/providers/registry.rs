@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use enclave_protocol::{ModelState, ModelStatus};
 
 use super::gemini::GeminiProvider;
 use super::local::LocalProvider;
@@ -51,33 +51,6 @@ enum LocalSlot {
 struct Slot {
     entry: ModelEntry,
     backend: Backend,
-}
-
-/// A model's state as `/api/v1/models` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelStatus {
-    /// Model id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Role (chat, vision, embed, rerank).
-    pub role: ModelRole,
-    /// `local` or the provider's name.
-    pub provider: String,
-    /// Whether this is the server's default chat model.
-    pub default: bool,
-    /// Context window in tokens.
-    pub context_length: usize,
-    /// Quantization, when known.
-    pub quantization: Option<String>,
-    /// Fallback model ids.
-    pub fallback: Vec<String>,
-    /// `ready`, `loading`, `downloading`, `pending`, `failed` or `unavailable`.
-    pub status: &'static str,
-    /// Download or load progress, 0..1, while not ready.
-    pub progress: Option<f32>,
-    /// Why it is failed or unavailable.
-    pub error: Option<String>,
 }
 
 /// The set of models this server can use.
@@ -169,34 +142,39 @@ impl ModelRegistry {
 
     /// Whether the default model can answer now (for `/ready`).
     pub fn default_ready(&self) -> bool {
-        self.status(&self.default_model).is_ok_and(|s| s.status == "ready")
+        self.status(&self.default_model)
+            .is_ok_and(|s| s.status == ModelState::Ready)
     }
 
     fn status_of(&self, slot: &Slot) -> ModelStatus {
         let (status, progress, error) = match &slot.backend {
             Backend::Remote {
                 missing_key: Some(var), ..
-            } => ("unavailable", None, Some(format!("set {var} to use this model"))),
-            Backend::Remote { .. } => ("ready", None, None),
+            } => (
+                ModelState::Unavailable,
+                None,
+                Some(format!("set {var} to use this model")),
+            ),
+            Backend::Remote { .. } => (ModelState::Ready, None, None),
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
-                LocalSlot::Ready(_) => ("ready", None, None),
-                LocalSlot::Failed(e) => ("failed", None, Some(e.clone())),
+                LocalSlot::Ready(_) => (ModelState::Ready, None, None),
+                LocalSlot::Failed(e) => (ModelState::Failed, None, Some(e.clone())),
                 LocalSlot::Loading(progress) => match progress.snapshot() {
-                    LoadState::Pending => ("pending", None, None),
+                    LoadState::Pending => (ModelState::Pending, None, None),
                     LoadState::Downloading {
                         downloaded_bytes,
                         total_bytes,
                     } => (
-                        "downloading",
+                        ModelState::Downloading,
                         total_bytes
                             .filter(|t| *t > 0)
                             .map(|t| downloaded_bytes as f32 / t as f32),
                         None,
                     ),
-                    LoadState::Loading => ("loading", None, None),
+                    LoadState::Loading => (ModelState::Loading, None, None),
                     // The slot is switched right after; report it as still loading until then.
-                    LoadState::Ready => ("loading", Some(1.0), None),
-                    LoadState::Failed { error } => ("failed", None, Some(error)),
+                    LoadState::Ready => (ModelState::Loading, Some(1.0), None),
+                    LoadState::Failed { error } => (ModelState::Failed, None, Some(error)),
                 },
             },
         };
@@ -254,7 +232,7 @@ impl ModelRegistry {
     pub fn count_tokens(&self, model: &str, text: &str) -> usize {
         match self.slot(model).and_then(|s| self.provider(s)) {
             Ok((provider, name)) => provider.count_tokens(&name, text),
-            Err(_) => super::estimate_tokens(text),
+            Err(_) => crate::generation::estimate_tokens(text),
         }
     }
 

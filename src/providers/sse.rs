@@ -12,7 +12,8 @@ use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::{estimate_tokens, ChatRequest, ProviderError, Usage};
+use super::{ChatRequest, ProviderError, Usage};
+use crate::generation::estimate_tokens;
 
 /// How long a streamed answer may stay silent before it is treated as lost.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -7,17 +7,9 @@ use uuid::Uuid;
 use super::schema::*;
 use super::{decode, encode, new_id, now_ms, Store, StoreError, StoreResult};
 
-/// Sampling settings saved with a conversation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConversationSettings {
-    /// Softmax temperature.
-    pub temperature: Option<f32>,
-    /// Nucleus sampling mass.
-    pub top_p: Option<f32>,
-    /// Upper bound on tokens per answer.
-    pub max_tokens: Option<u32>,
-}
+/// Sampling settings are stored as the API shows them (the type only ever gains defaulted
+/// fields, so older records still read).
+pub use enclave_protocol::ConversationSettings;
 
 /// A stored conversation.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,36 +8,8 @@ use super::conversations::{load_owned, save_conversation};
 use super::schema::*;
 use super::{decode, encode, new_id, now_ms, Store, StoreError, StoreResult};
 
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageRole {
-    /// The person.
-    User,
-    /// The model.
-    Assistant,
-}
-
-/// How an assistant message ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageStatus {
-    /// Finished normally (or a user message).
-    Complete,
-    /// Stopped by the user, a disconnect or a shutdown; the text is partial.
-    Stopped,
-    /// The provider failed; the text (if any) is partial and `error` says why.
-    Error,
-}
-
-/// Token counts of an answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageUsage {
-    /// Prompt tokens.
-    pub prompt_tokens: u32,
-    /// Generated tokens.
-    pub completion_tokens: u32,
-}
+use enclave_protocol::ErrorCode;
+pub use enclave_protocol::{FinishReason, MessageRole, MessageStatus, Usage};
 
 /// A stored message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,11 +29,11 @@ pub struct MessageRecord {
     /// Model id that wrote it (assistant messages).
     pub model: Option<String>,
     /// Token counts (assistant messages).
-    pub usage: Option<MessageUsage>,
-    /// Why it failed (status `error`), as a stable code.
-    pub error_code: Option<String>,
-    /// Why generation ended (`stop`, `length`, `stopped`...).
-    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    /// Why it failed (status `error`, or stopped by a shutdown).
+    pub error_code: Option<ErrorCode>,
+    /// Why generation ended (assistant messages).
+    pub finish_reason: Option<FinishReason>,
     /// Creation time (ms).
     pub created_at: i64,
 }

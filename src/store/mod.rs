@@ -20,7 +20,7 @@ use redb::{Database, ReadableDatabase};
 use uuid::Uuid;
 
 pub use conversations::{ConversationPage, ConversationRecord, ConversationSettings, ListCursor};
-pub use messages::{MessageRecord, MessageRole, MessageStatus, MessageUsage};
+pub use messages::{MessageRecord, MessageRole, MessageStatus};
 pub use settings::UserSettings;
 pub use tokens::{RefreshOutcome, RefreshTokenHash};
 pub use users::{NewUser, UserRecord, UserRole};

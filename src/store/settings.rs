@@ -2,23 +2,14 @@
 
 use rand::RngCore;
 use redb::{ReadableDatabase, ReadableTable};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::schema::*;
 use super::{decode, encode, Store, StoreResult};
 
-/// A user's preferences, as the settings page edits them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UserSettings {
-    /// `dark`, `light` or `system`.
-    pub theme: Option<String>,
-    /// Model id for new conversations.
-    pub default_model: Option<String>,
-    /// System prompt for new conversations.
-    pub default_system_prompt: Option<String>,
-}
+/// Preferences are stored as the API shows them (the type only ever gains defaulted fields,
+/// so older records still read).
+pub use enclave_protocol::UserSettings;
 
 const JWT_SECRET_KEY: &str = "jwt_secret";
 

@@ -7,32 +7,8 @@ use uuid::Uuid;
 use super::schema::*;
 use super::{decode, encode, new_id, now_ms, Store, StoreError, StoreResult};
 
-/// What a user may do; checked in one place (`auth::roles`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserRole {
-    /// Reads conversations shared with them; cannot chat.
-    Viewer,
-    /// A regular user.
-    User,
-    /// Manages users and models.
-    Admin,
-    /// Owns the instance (the first account).
-    SuperAdmin,
-}
-
-impl std::str::FromStr for UserRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "viewer" => Ok(UserRole::Viewer),
-            "user" => Ok(UserRole::User),
-            "admin" => Ok(UserRole::Admin),
-            "super_admin" => Ok(UserRole::SuperAdmin),
-            other => Err(format!("unknown role {other:?} (viewer, user, admin, super_admin)")),
-        }
-    }
-}
+/// Roles are stored as the API shows them.
+pub use enclave_protocol::UserRole;
 
 /// A stored account.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -350,7 +350,9 @@ async fn the_browser_session_keeps_its_refresh_token_in_a_cookie() {
     assert_eq!(logout.status, 204);
     assert!(set_cookie(&logout).contains("Max-Age=0"));
     assert_eq!(refresh(pair).await.status, 401);
-    // No token anywhere: a clear error.
+    // No token anywhere (a browser's first visit): 401 NOT_SIGNED_IN, for logout too.
     let none = c.post("/api/v1/auth/refresh", json!({})).await;
-    assert_eq!((none.status, none.code()), (422, "VALIDATION_ERROR"));
+    assert_eq!((none.status, none.code()), (401, "NOT_SIGNED_IN"));
+    let none = c.post("/api/v1/auth/logout", json!({})).await;
+    assert_eq!((none.status, none.code()), (401, "NOT_SIGNED_IN"));
 }

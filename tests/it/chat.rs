@@ -75,7 +75,7 @@ async fn local_model_streams_an_answer_event_by_event() {
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 5);
     let completion = usage["completion_tokens"].as_u64().unwrap();
     assert!((1..=24).contains(&completion), "max_tokens respected: {completion}");
-    // The exact wire format of DESIGN.md.
+    // The exact wire format of docs/ARCHITECTURE.md.
     assert!(
         stream.raw.starts_with("event: token\ndata: {"),
         "{:?}",
@@ -167,7 +167,7 @@ async fn remote_providers_stream_and_receive_the_history() {
         done.data,
         json!({"finish_reason": "stop", "usage": {"prompt_tokens": FAKE_PROMPT_TOKENS, "completion_tokens": 3}})
     );
-    // Field order as DESIGN.md shows it.
+    // Field order as docs/ARCHITECTURE.md shows it.
     let exact =
         "event: done\ndata: {\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":3}}\n\n";
     assert!(s.raw.ends_with(exact), "{}", s.raw);

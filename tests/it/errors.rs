@@ -59,6 +59,16 @@ async fn bad_requests_get_json_errors() {
         .post("/api/v1/conversations", json!({"settings": {"max_tokens": 0}}))
         .await;
     assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"));
+    // Query strings of the wrong type are JSON errors too, naming the field.
+    for query in ["limit=abc", "limit=-1", "limit=1.5"] {
+        let r = c.get(&format!("/api/v1/conversations?{query}")).await;
+        assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"), "{query}");
+        assert!(
+            r.body["error"].as_str().unwrap().contains("limit"),
+            "{query}: {}",
+            r.body
+        );
+    }
     // Unknown ids, malformed ids, unknown routes and methods.
     let r = c.get(&format!("/api/v1/conversations/{}", uuid::Uuid::now_v7())).await;
     assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));

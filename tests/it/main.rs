@@ -9,6 +9,7 @@ mod downloads;
 mod errors;
 mod fake_hub;
 mod fakes;
+mod house_rules;
 mod lifecycle;
 mod openai_compat;
 mod providers;

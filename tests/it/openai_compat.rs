@@ -84,4 +84,22 @@ async fn chat_completions_whole_and_streamed() {
         )
         .await;
     assert_eq!(image.status, 422);
+    // Sampling values are checked by the same rules as the native API's settings.
+    for (field, value) in [
+        ("temperature", json!(2.5)),
+        ("top_p", json!(0)),
+        ("min_p", json!(1.5)),
+        ("presence_penalty", json!(-3)),
+        ("max_tokens", json!(0)),
+    ] {
+        let mut body = json!({"messages": [{"role": "user", "content": "Hi"}]});
+        body[field] = value;
+        let r = c.post("/v1/chat/completions", body).await;
+        assert_eq!((r.status, r.code()), (422, "VALIDATION_ERROR"), "{field}");
+        assert!(
+            r.body["error"].as_str().unwrap().starts_with(field),
+            "{field}: {}",
+            r.body
+        );
+    }
 }

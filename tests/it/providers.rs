@@ -157,7 +157,7 @@ async fn openai_usage_is_estimated_when_the_server_sends_none() {
     let expected_prompt: usize = request
         .messages
         .iter()
-        .map(|m| enclave::providers::estimate_tokens(&m.content))
+        .map(|m| enclave::generation::estimate_tokens(&m.content))
         .sum();
     let (tokens, finish, usage) = answer(&provider, request).await;
     assert_eq!(tokens.concat(), "one two three");
@@ -166,7 +166,7 @@ async fn openai_usage_is_estimated_when_the_server_sends_none() {
         usage,
         Usage {
             prompt_tokens: expected_prompt as u32,
-            completion_tokens: enclave::providers::estimate_tokens("one two three") as u32,
+            completion_tokens: enclave::generation::estimate_tokens("one two three") as u32,
         }
     );
 }
@@ -463,7 +463,7 @@ async fn gemini_usage_is_estimated_when_the_server_sends_none() {
     let (_, _, usage) = answer(&gemini(&fake.base_url, None), request("g")).await;
     assert_eq!(
         usage.completion_tokens,
-        enclave::providers::estimate_tokens("un deux trois") as u32
+        enclave::generation::estimate_tokens("un deux trois") as u32
     );
     assert!(usage.prompt_tokens > 0);
 }

@@ -1,7 +1,5 @@
-//! The app: routes, the session (restored on load through the refresh cookie, kept fresh
-//! before the access token expires), the theme, global keyboard shortcuts.
-
-use std::time::Duration;
+//! The app: routes, the session restored on load (through the refresh cookie, when this
+//! browser signed in before), the theme, global keyboard shortcuts.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -9,58 +7,11 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::hooks::use_navigate;
 use leptos_router::path;
 
-use crate::api::{self, Tokens};
+use crate::api;
 use crate::pages::auth::{Login, Register};
 use crate::pages::chat::ChatPage;
 use crate::pages::settings::SettingsPage;
 use crate::state::{AppState, Session};
-
-/// Seconds before expiry at which the access token is renewed.
-const REFRESH_MARGIN_SECS: u64 = 60;
-
-/// Renews the access token shortly before it expires, for as long as the session lasts.
-pub fn keep_fresh(state: AppState, tokens: &Tokens) {
-    let wait = tokens.expires_in.saturating_sub(REFRESH_MARGIN_SECS).max(5);
-    set_timeout(
-        move || {
-            if state.session.get_untracked() != Session::SignedIn {
-                return;
-            }
-            spawn_local(async move {
-                match api::refresh().await {
-                    Ok(tokens) => keep_fresh(state, &tokens),
-                    Err(error) if error.status == 0 => {
-                        // Offline for now: try again soon, the token may still be valid.
-                        keep_fresh(
-                            state,
-                            &Tokens {
-                                access_token: String::new(),
-                                expires_in: REFRESH_MARGIN_SECS + 15,
-                            },
-                        );
-                    }
-                    Err(_) => end_session(state, Some("Your session has ended. Please sign in again.")),
-                }
-            });
-        },
-        Duration::from_secs(wait),
-    );
-}
-
-/// Signs in the page's state after a login or refresh.
-pub fn start_session(state: AppState, tokens: &Tokens) {
-    state.session.set(Session::SignedIn);
-    state.load_after_sign_in();
-    keep_fresh(state, tokens);
-}
-
-/// Ends the session on this page (the server side is ended by the caller when it should be).
-pub fn end_session(state: AppState, notice: Option<&str>) {
-    api::set_access_token(None);
-    state.clear();
-    state.notice.set(notice.map(str::to_owned));
-    state.session.set(Session::SignedOut);
-}
 
 /// The root component.
 #[component]
@@ -68,14 +19,19 @@ pub fn App() -> impl IntoView {
     let state = AppState::new();
     provide_context(state);
     crate::interop::apply_theme(&state.theme.get_untracked());
-    api::on_signed_out(move || end_session(state, Some("Your session has ended. Please sign in again.")));
-    // A reload: the HttpOnly cookie may still hold a session.
-    spawn_local(async move {
-        match api::refresh().await {
-            Ok(tokens) => start_session(state, &tokens),
-            Err(_) => state.session.set(Session::SignedOut),
-        }
-    });
+    api::on_signed_out(move || state.end_session(Some("Your session has ended. Please sign in again.")));
+    // A reload: the HttpOnly cookie may still hold a session. A first visit has none to ask
+    // about.
+    if api::may_have_session() {
+        spawn_local(async move {
+            match api::refresh().await {
+                Ok(tokens) => state.start_session(&tokens),
+                Err(_) => state.session.set(Session::SignedOut),
+            }
+        });
+    } else {
+        state.session.set(Session::SignedOut);
+    }
     view! {
         <Router>
             <Shortcuts/>

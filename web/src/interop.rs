@@ -63,6 +63,13 @@ pub fn store(key: &str, value: &str) {
     }
 }
 
+/// Removes `key` from local storage.
+pub fn forget(key: &str) {
+    if let Some(Ok(Some(storage))) = web_sys::window().map(|w| w.local_storage()) {
+        let _ = storage.remove_item(key);
+    }
+}
+
 /// Whether the system prefers a dark colour scheme.
 pub fn system_prefers_dark() -> bool {
     web_sys::window()

@@ -6,6 +6,7 @@ mod app;
 mod components;
 #[cfg(test)]
 mod contrast;
+mod errors;
 mod icons;
 mod interop;
 mod markdown;

@@ -1,9 +1,14 @@
-//! What the pages share: the session, the conversation list, the models, the preferences.
+//! What the pages share: the session (started, kept fresh before the access token expires,
+//! ended), the conversation list, the models, the preferences.
+
+use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, ApiError, Conversation, ConversationPage, ModelStatus, Models, User, UserSettings};
+use crate::api::{
+    self, ApiError, Conversation, ConversationPage, ModelList, ModelRole, ModelStatus, Tokens, User, UserSettings, Uuid,
+};
 
 /// Where the session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,11 +50,14 @@ pub struct AppState {
     pub notice: RwSignal<Option<String>>,
     /// The conversation whose title is being edited in the list, and the title typed so far
     /// (kept here so that a list refresh does not lose it).
-    pub renaming: RwSignal<Option<(String, String)>>,
+    pub renaming: RwSignal<Option<(Uuid, String)>>,
 }
 
 /// Conversations per page of the list.
 const PAGE: usize = 60;
+
+/// Seconds before expiry at which the access token is renewed.
+const REFRESH_MARGIN_SECS: u64 = 60;
 
 impl AppState {
     /// A fresh state.
@@ -69,6 +77,44 @@ impl AppState {
             notice: RwSignal::new(None),
             renaming: RwSignal::new(None),
         }
+    }
+
+    /// Signs in the page's state after a login or refresh.
+    pub fn start_session(self, tokens: &Tokens) {
+        self.session.set(Session::SignedIn);
+        self.load_after_sign_in();
+        self.keep_fresh(tokens.expires_in);
+    }
+
+    /// Ends the session on this page (the server side is ended by the caller when it should
+    /// be); `notice` tells the sign-in page why.
+    pub fn end_session(self, notice: Option<&str>) {
+        api::set_access_token(None);
+        self.clear();
+        self.notice.set(notice.map(str::to_owned));
+        self.session.set(Session::SignedOut);
+    }
+
+    /// Renews the access token shortly before it expires (in `expires_in` seconds), for as
+    /// long as the session lasts.
+    fn keep_fresh(self, expires_in: u64) {
+        let wait = expires_in.saturating_sub(REFRESH_MARGIN_SECS).max(5);
+        set_timeout(
+            move || {
+                if self.session.get_untracked() != Session::SignedIn {
+                    return;
+                }
+                spawn_local(async move {
+                    match api::refresh().await {
+                        Ok(tokens) => self.keep_fresh(tokens.expires_in),
+                        // Offline for now: try again soon, the token may still be valid.
+                        Err(error) if error.status == 0 => self.keep_fresh(REFRESH_MARGIN_SECS + 15),
+                        Err(_) => self.end_session(Some("Your session has ended. Please sign in again.")),
+                    }
+                });
+            },
+            Duration::from_secs(wait),
+        );
     }
 
     /// Loads what a signed-in user needs: who they are, the first page of conversations, the
@@ -163,14 +209,14 @@ impl AppState {
     }
 
     /// Removes a conversation from the list.
-    pub fn remove_conversation(self, id: &str) {
+    pub fn remove_conversation(self, id: Uuid) {
         self.conversations.update(|list| list.retain(|c| c.id != id));
     }
 
     /// The models and their status.
     pub fn reload_models(self) {
         spawn_local(async move {
-            if let Ok(models) = api::request::<Models>("GET", "/api/v1/models", None).await {
+            if let Ok(models) = api::request::<ModelList>("GET", "/api/v1/models", None).await {
                 self.default_model.set(models.default);
                 self.models.set(models.models);
             }
@@ -179,6 +225,10 @@ impl AppState {
 
     /// The chat models, for pickers.
     pub fn chat_models(self) -> Vec<ModelStatus> {
-        self.models.get().into_iter().filter(|m| m.role == "chat").collect()
+        self.models
+            .get()
+            .into_iter()
+            .filter(|m| m.role == ModelRole::Chat)
+            .collect()
     }
 }

@@ -2,7 +2,6 @@
 //! refresh on an expired token, and the answer stream (SSE read from a fetch body).
 
 mod stream;
-pub mod types;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,16 +12,18 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestCredentials, RequestInit, Response};
 
+/// The server's JSON shapes: the wire types of `crates/protocol`, the same ones the server
+/// writes.
+pub use enclave_protocol::*;
 pub use stream::{stream, AnswerEvent, StreamControl};
-pub use types::*;
 
 /// An API failure as the UI shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
     /// HTTP status (0 when the server could not be reached).
     pub status: u16,
-    /// The server's stable code (`RATE_LIMITED`, `NETWORK` for no connection...).
-    pub code: String,
+    /// The server's stable code ([`ErrorCode::Network`] for no connection).
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
 }
@@ -32,21 +33,34 @@ impl ApiError {
     pub fn network() -> Self {
         Self {
             status: 0,
-            code: "NETWORK".into(),
+            code: ErrorCode::Network,
             message: "Cannot reach the server. Check your connection and try again.".into(),
         }
     }
 
-    /// The error of a non-2xx response with a JSON error body.
+    /// The error of a non-2xx response: its JSON error body, or a generic one when the body is
+    /// not ours (a proxy's page).
     fn from_body(status: u16, body: &str) -> Self {
-        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        match serde_json::from_str::<ErrorBody>(body) {
+            Ok(body) => Self {
+                status,
+                code: body.code,
+                message: body.error,
+            },
+            Err(_) => Self {
+                status,
+                code: ErrorCode::Unknown,
+                message: format!("The server answered {status}."),
+            },
+        }
+    }
+
+    /// An answer that came back but could not be read.
+    fn bad_response(status: u16, detail: impl std::fmt::Display) -> Self {
         Self {
             status,
-            code: value["code"].as_str().unwrap_or("HTTP_ERROR").to_owned(),
-            message: value["error"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("The server answered {status}.")),
+            code: ErrorCode::BadResponse,
+            message: format!("The server's answer was not understood: {detail}"),
         }
     }
 }
@@ -125,7 +139,7 @@ pub(crate) async fn text(response: &Response) -> Result<String, ApiError> {
 
 /// Whether a 401 means "get a new access token" (not "wrong password").
 fn token_problem(error: &ApiError) -> bool {
-    error.status == 401 && matches!(error.code.as_str(), "TOKEN_EXPIRED" | "INVALID_TOKEN" | "UNAUTHORIZED")
+    error.status == 401 && error.code.is_token_problem()
 }
 
 /// Sends a request and returns the raw body; refreshes the access token once on 401.
@@ -154,11 +168,7 @@ async fn send(method: &str, path: &str, body: Option<&Value>) -> Result<String, 
 /// A JSON request whose answer is read as `T`.
 pub async fn request<T: DeserializeOwned>(method: &str, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
     let text = send(method, path, body).await?;
-    serde_json::from_str(&text).map_err(|e| ApiError {
-        status: 200,
-        code: "BAD_RESPONSE".into(),
-        message: format!("The server's answer was not understood: {e}"),
-    })
+    serde_json::from_str(&text).map_err(|e| ApiError::bad_response(200, e))
 }
 
 /// A request whose answer body is not needed.
@@ -168,8 +178,14 @@ pub async fn request_empty(method: &str, path: &str, body: Option<&Value>) -> Re
 
 /// Signs in; the refresh token goes into the HttpOnly cookie.
 pub async fn login(login: &str, password: &str) -> Result<Tokens, ApiError> {
-    let body = serde_json::json!({ "username": login, "password": password, "cookie": true });
-    let tokens: Tokens = request("POST", "/api/v1/auth/login", Some(&body)).await?;
+    let body = LoginRequest {
+        email: None,
+        username: Some(login.to_owned()),
+        password: password.to_owned(),
+        cookie: true,
+    };
+    let tokens: Tokens = request("POST", "/api/v1/auth/login", Some(&to_json(&body))).await?;
+    remember_session(true);
     set_access_token(Some(tokens.access_token.clone()));
     Ok(tokens)
 }
@@ -177,22 +193,58 @@ pub async fn login(login: &str, password: &str) -> Result<Tokens, ApiError> {
 /// Gets a new access token through the refresh cookie.
 pub async fn refresh() -> Result<Tokens, ApiError> {
     // Straight to fetch: `send` itself refreshes on a 401.
-    let request = build_request("POST", "/api/v1/auth/refresh", Some(&serde_json::json!({})), None)?;
+    let body = to_json(&RefreshRequest::default());
+    let request = build_request("POST", "/api/v1/auth/refresh", Some(&body), None)?;
     let response = fetch(&request).await?;
     let status = response.status();
     let body = text(&response).await?;
     if !(200..300).contains(&status) {
-        return Err(ApiError::from_body(status, &body));
+        let error = ApiError::from_body(status, &body);
+        if status == 401 {
+            // The session is over (or never was): no need to ask on the next visit.
+            remember_session(false);
+        }
+        return Err(error);
     }
-    let tokens: Tokens = serde_json::from_str(&body).map_err(|_| ApiError::from_body(status, &body))?;
+    let tokens: Tokens = serde_json::from_str(&body).map_err(|e| ApiError::bad_response(status, e))?;
     set_access_token(Some(tokens.access_token.clone()));
     Ok(tokens)
 }
 
 /// Ends the session (and clears the cookie).
 pub async fn logout() {
-    let _ = request_empty("POST", "/api/v1/auth/logout", Some(&serde_json::json!({}))).await;
+    let _ = request_empty(
+        "POST",
+        "/api/v1/auth/logout",
+        Some(&to_json(&RefreshRequest::default())),
+    )
+    .await;
     set_access_token(None);
+    remember_session(false);
+}
+
+/// Key of the flag that says whether this browser signed in (the refresh cookie itself is
+/// HttpOnly, so the page cannot look for it).
+const SESSION_FLAG: &str = "enclave.signed_in";
+
+/// Remembers whether this browser holds a session.
+pub fn remember_session(signed_in: bool) {
+    if signed_in {
+        crate::interop::store(SESSION_FLAG, "1");
+    } else {
+        crate::interop::forget(SESSION_FLAG);
+    }
+}
+
+/// Whether this browser may hold a session worth refreshing: false on a first visit and after
+/// signing out, so that the page does not ask the server for a session that cannot exist.
+pub fn may_have_session() -> bool {
+    crate::interop::stored(SESSION_FLAG).is_some()
+}
+
+/// A request body as JSON (the wire types always serialize).
+pub fn to_json(body: &impl serde::Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 /// Percent-encodes a query value.

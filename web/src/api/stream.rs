@@ -2,6 +2,7 @@
 //! cut into `token` / `done` / `error` events as they arrive (no EventSource: it cannot POST
 //! nor send the bearer token).
 
+use enclave_protocol::{DoneEvent, ErrorBody, TokenEvent};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -14,16 +15,9 @@ use super::{build_request, fetch, refresh, text, ApiError};
 pub enum AnswerEvent {
     /// More text.
     Token(String),
-    /// The answer ended.
-    Done {
-        /// `stop`, `length`, `stopped`...
-        finish_reason: String,
-        /// Prompt tokens.
-        prompt_tokens: u32,
-        /// Generated tokens.
-        completion_tokens: u32,
-    },
-    /// The answer failed.
+    /// The answer ended and is stored.
+    Done(DoneEvent),
+    /// The answer failed (what was written so far is stored).
     Error(ApiError),
 }
 
@@ -62,19 +56,18 @@ fn parse_event(block: &str) -> Option<AnswerEvent> {
             data.push_str(value.strip_prefix(' ').unwrap_or(value));
         }
     }
-    let value: Value = serde_json::from_str(&data).ok()?;
     match name {
-        "token" => Some(AnswerEvent::Token(value["content"].as_str()?.to_owned())),
-        "done" => Some(AnswerEvent::Done {
-            finish_reason: value["finish_reason"].as_str().unwrap_or("stop").to_owned(),
-            prompt_tokens: value["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32,
-            completion_tokens: value["usage"]["completion_tokens"].as_u64().unwrap_or(0) as u32,
+        "token" => serde_json::from_str::<TokenEvent>(&data)
+            .ok()
+            .map(|t| AnswerEvent::Token(t.content)),
+        "done" => serde_json::from_str(&data).ok().map(AnswerEvent::Done),
+        "error" => serde_json::from_str::<ErrorBody>(&data).ok().map(|e| {
+            AnswerEvent::Error(ApiError {
+                status: 200,
+                code: e.code,
+                message: e.error,
+            })
         }),
-        "error" => Some(AnswerEvent::Error(ApiError {
-            status: 200,
-            code: value["code"].as_str().unwrap_or("ERROR").to_owned(),
-            message: value["error"].as_str().unwrap_or("The answer failed.").to_owned(),
-        })),
         _ => None,
     }
 }
@@ -155,6 +148,8 @@ pub async fn stream(
 mod tests {
     use super::*;
 
+    use enclave_protocol::{ErrorCode, FinishReason, Usage};
+
     #[test]
     fn events_are_parsed() {
         assert_eq!(
@@ -163,14 +158,16 @@ mod tests {
         );
         assert_eq!(
             parse_event("event: done\ndata: {\"finish_reason\": \"length\", \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 4}}"),
-            Some(AnswerEvent::Done {
-                finish_reason: "length".into(),
-                prompt_tokens: 3,
-                completion_tokens: 4
-            })
+            Some(AnswerEvent::Done(DoneEvent {
+                finish_reason: FinishReason::Length,
+                usage: Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 4
+                }
+            }))
         );
         let error = parse_event("event: error\ndata: {\"error\": \"slow down\", \"code\": \"RATE_LIMITED\"}");
-        assert!(matches!(error, Some(AnswerEvent::Error(e)) if e.code == "RATE_LIMITED"));
+        assert!(matches!(error, Some(AnswerEvent::Error(e)) if e.code == ErrorCode::RateLimited));
         assert_eq!(parse_event(": comment"), None);
     }
 }

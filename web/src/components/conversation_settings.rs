@@ -4,19 +4,18 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, Conversation, ConversationSettings};
+use crate::api::{self, Conversation, ConversationSettings, ModelState, UpdateConversation};
 use crate::icons::{Icon, Svg};
 use crate::state::AppState;
 
 /// How a model's status reads in the picker.
-pub fn status_label(status: &str, progress: Option<f32>) -> String {
-    match status {
-        "ready" => String::new(),
-        "downloading" | "loading" => match progress {
-            Some(p) => format!(" ({status} {:.0}%)", p * 100.0),
-            None => format!(" ({status}…)"),
-        },
-        other => format!(" ({other})"),
+pub fn status_label(status: ModelState, progress: Option<f32>) -> String {
+    let name = status.as_str();
+    match (status, progress) {
+        (ModelState::Ready, _) => String::new(),
+        (ModelState::Downloading | ModelState::Loading, Some(p)) => format!(" ({name} {:.0}%)", p * 100.0),
+        (ModelState::Downloading | ModelState::Loading, None) => format!(" ({name}…)"),
+        _ => format!(" ({name})"),
     }
 }
 
@@ -34,9 +33,9 @@ pub fn ModelSelect(
             <option value="" selected=move || model.get().is_empty()>
                 {move || format!("Server default ({})", state.default_model.get())}
             </option>
-            <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status.clone()) let:m>
+            <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status) let:m>
                 <option value=m.id.clone() selected={let id = m.id.clone(); move || model.get() == id}>
-                    {format!("{}{}", m.name, status_label(&m.status, m.progress))}
+                    {format!("{}{}", m.name, status_label(m.status, m.progress))}
                 </option>
             </For>
         </select>
@@ -69,7 +68,7 @@ pub fn ConversationSettingsPanel(
     );
     let error = RwSignal::new(None::<String>);
     let saving = RwSignal::new(false);
-    let id = conversation.id.clone();
+    let id = conversation.id;
     let top_p = conversation.settings.top_p;
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -98,17 +97,15 @@ pub fn ConversationSettingsPanel(
             top_p,
             max_tokens,
         };
-        let mut body = serde_json::json!({
-            "system_prompt": system_prompt.get_untracked(),
-            "settings": settings,
-        });
         let chosen = model.get_untracked();
-        if !chosen.is_empty() {
-            body["model"] = serde_json::Value::String(chosen);
-        }
+        let body = api::to_json(&UpdateConversation {
+            system_prompt: Some(system_prompt.get_untracked()),
+            settings: Some(settings),
+            model: Some(chosen).filter(|m| !m.is_empty()),
+            ..UpdateConversation::default()
+        });
         error.set(None);
         saving.set(true);
-        let id = id.clone();
         spawn_local(async move {
             match api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await {
                 Ok(updated) => {

@@ -5,7 +5,8 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::api::Message;
+use crate::api::{Message, MessageRole, MessageStatus, Uuid};
+use crate::errors::describe_code;
 use crate::icons::{Icon, Svg};
 use crate::{interop, markdown};
 
@@ -15,9 +16,9 @@ pub struct MessageActions {
     /// Regenerate the last answer.
     pub regenerate: Callback<()>,
     /// Resend an edited user message: (message id, new text).
-    pub edit: Callback<(String, String)>,
+    pub edit: Callback<(Uuid, String)>,
     /// Show another version: the sibling's id.
-    pub switch_to: Callback<String>,
+    pub switch_to: Callback<Uuid>,
 }
 
 /// Copies the code of a code block whose copy button was clicked (event delegation: the
@@ -69,7 +70,7 @@ pub fn MessageView(
     busy: Signal<bool>,
     actions: MessageActions,
 ) -> impl IntoView {
-    let is_user = message.role == "user";
+    let is_user = message.role == MessageRole::User;
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(message.content.clone());
     let body_ref = NodeRef::<leptos::html::Div>::new();
@@ -86,22 +87,19 @@ pub fn MessageView(
     let position = message.sibling_ids.iter().position(|id| *id == message.id).unwrap_or(0);
     let siblings = message.sibling_ids.clone();
     let count = siblings.len();
-    let previous = siblings.get(position.wrapping_sub(1)).cloned();
-    let next = siblings.get(position + 1).cloned();
+    let previous = siblings.get(position.wrapping_sub(1)).copied();
+    let next = siblings.get(position + 1).copied();
     let content = message.content.clone();
-    let id = message.id.clone();
+    let id = message.id;
     let title = usage_title(&message);
-    let failed = message.status == "error";
-    let stopped = message.status == "stopped";
-    let error_code = message.error_code.clone().unwrap_or_default();
-    let save = {
-        let id = id.clone();
-        move |_| {
-            let text = draft.get_untracked();
-            if !text.trim().is_empty() {
-                editing.set(false);
-                actions.edit.run((id.clone(), text));
-            }
+    let failed = message.status == MessageStatus::Error;
+    let stopped = message.status == MessageStatus::Stopped;
+    let error_code = message.error_code.unwrap_or(crate::api::ErrorCode::Unknown);
+    let save = move |_| {
+        let text = draft.get_untracked();
+        if !text.trim().is_empty() {
+            editing.set(false);
+            actions.edit.run((id, text));
         }
     };
     view! {
@@ -126,33 +124,29 @@ pub fn MessageView(
                         on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
                     <div class="edit-actions">
                         <button type="button" class="ghost" on:click=move |_| editing.set(false)>"Cancel"</button>
-                        <button type="button" class="primary" on:click=save.clone()>"Save & submit"</button>
+                        <button type="button" class="primary" on:click=save>"Save & submit"</button>
                     </div>
                 </div>
             </Show>
             {(stopped && !is_user).then(|| view! { <p class="status-note">"Stopped"</p> })}
             {(failed && !is_user).then(|| view! {
                 <div class="inline-error" role="alert">
-                    <span>{crate::pages::chat::describe_code(&error_code)}</span>
+                    <span>{describe_code(error_code)}</span>
                     <button type="button" class="ghost" disabled=move || busy.get()
                         on:click=move |_| actions.regenerate.run(())>"Retry"</button>
                 </div>
             })}
             <div class="message-tools">
-                {(count > 1).then(|| {
-                    let previous = previous.clone();
-                    let next = next.clone();
-                    view! {
-                        <span class="versions">
-                            <button type="button" class="icon" aria-label="Previous version"
-                                disabled={let previous = previous.clone(); move || previous.is_none() || busy.get()}
-                                on:click={let previous = previous.clone(); move |_| if let Some(p) = previous.clone() { actions.switch_to.run(p) }}><Svg icon=Icon::Left/></button>
-                            <span aria-label="Version">{format!("{}/{}", position + 1, count)}</span>
-                            <button type="button" class="icon" aria-label="Next version"
-                                disabled={let next = next.clone(); move || next.is_none() || busy.get()}
-                                on:click={let next = next.clone(); move |_| if let Some(n) = next.clone() { actions.switch_to.run(n) }}><Svg icon=Icon::Right/></button>
-                        </span>
-                    }
+                {(count > 1).then(|| view! {
+                    <span class="versions">
+                        <button type="button" class="icon" aria-label="Previous version"
+                            disabled=move || previous.is_none() || busy.get()
+                            on:click=move |_| if let Some(p) = previous { actions.switch_to.run(p) }><Svg icon=Icon::Left/></button>
+                        <span aria-label="Version">{format!("{}/{}", position + 1, count)}</span>
+                        <button type="button" class="icon" aria-label="Next version"
+                            disabled=move || next.is_none() || busy.get()
+                            on:click=move |_| if let Some(n) = next { actions.switch_to.run(n) }><Svg icon=Icon::Right/></button>
+                    </span>
                 })}
                 <button type="button" class="icon" title="Copy" aria-label="Copy message"
                     on:click={let content = message.content.clone(); move |_| interop::copy(&content)}><Svg icon=Icon::Copy/></button>

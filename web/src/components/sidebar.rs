@@ -7,7 +7,7 @@ use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::api::{self, Conversation};
+use crate::api::{self, Conversation, UpdateConversation, Uuid};
 use crate::icons::{Icon, Svg};
 use crate::interop;
 use crate::state::AppState;
@@ -140,7 +140,7 @@ pub fn Sidebar() -> impl IntoView {
     let state = expect_context::<AppState>();
     let navigate = use_navigate();
     let params = use_params_map();
-    let active = move || params.with(|p| p.get("id"));
+    let active = move || params.with(|p| p.get("id")).and_then(|id| id.parse::<Uuid>().ok());
     // The filter is applied after a short pause in typing.
     let typed = RwSignal::new(state.filter.get_untracked());
     let filter_timer = StoredValue::new(None::<TimeoutHandle>);
@@ -223,7 +223,7 @@ pub fn Sidebar() -> impl IntoView {
         move |_| {
             spawn_local(async move {
                 api::logout().await;
-                crate::app::end_session(state, Some("You have signed out."));
+                state.end_session(Some("You have signed out."));
             });
             navigate("/login", Default::default());
         }
@@ -281,18 +281,12 @@ pub fn Sidebar() -> impl IntoView {
 
 /// One conversation in the list, with its actions.
 #[component]
-fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -> impl IntoView {
+fn ConversationRow(conversation: Conversation, active: Signal<Option<Uuid>>) -> impl IntoView {
     let state = expect_context::<AppState>();
     let navigate = use_navigate();
-    let id = conversation.id.clone();
-    let is_active = {
-        let id = id.clone();
-        Memo::new(move |_| active.get().as_deref() == Some(id.as_str()))
-    };
-    let renaming = {
-        let id = id.clone();
-        Memo::new(move |_| state.renaming.with(|r| r.as_ref().is_some_and(|(rid, _)| *rid == id)))
-    };
+    let id = conversation.id;
+    let is_active = Memo::new(move |_| active.get() == Some(id));
+    let renaming = Memo::new(move |_| state.renaming.with(|r| r.as_ref().is_some_and(|(rid, _)| *rid == id)));
     let confirming = RwSignal::new(false);
     let rename_input = NodeRef::<leptos::html::Input>::new();
     Effect::new(move |_| {
@@ -304,12 +298,10 @@ fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -
     let pinned = conversation.pinned;
     let title = conversation.title.clone();
     let start_rename = {
-        let id = id.clone();
         let title = title.clone();
-        move || state.renaming.set(Some((id.clone(), title.clone())))
+        move || state.renaming.set(Some((id, title.clone())))
     };
     let save_title = {
-        let id = id.clone();
         let original = title.clone();
         move || {
             let Some((rid, typed)) = state.renaming.get_untracked() else {
@@ -323,9 +315,11 @@ fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -
             if new_title.is_empty() || new_title == original {
                 return;
             }
-            let id = id.clone();
             spawn_local(async move {
-                let body = serde_json::json!({ "title": new_title });
+                let body = api::to_json(&UpdateConversation {
+                    title: Some(new_title),
+                    ..UpdateConversation::default()
+                });
                 if let Ok(updated) =
                     api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await
                 {
@@ -334,34 +328,31 @@ fn ConversationRow(conversation: Conversation, active: Signal<Option<String>>) -
             });
         }
     };
-    let toggle_pin = {
-        let id = id.clone();
-        move |_| {
-            let id = id.clone();
-            spawn_local(async move {
-                let body = serde_json::json!({ "pinned": !pinned });
-                if let Ok(updated) =
-                    api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await
-                {
-                    state.upsert_conversation(updated);
-                }
+    let toggle_pin = move |_| {
+        spawn_local(async move {
+            let body = api::to_json(&UpdateConversation {
+                pinned: Some(!pinned),
+                ..UpdateConversation::default()
             });
-        }
+            if let Ok(updated) =
+                api::request::<Conversation>("PATCH", &format!("/api/v1/conversations/{id}"), Some(&body)).await
+            {
+                state.upsert_conversation(updated);
+            }
+        });
     };
     let delete = {
-        let id = id.clone();
         let navigate = navigate.clone();
         move |_| {
             confirming.set(false);
-            let id = id.clone();
-            let was_active = active.get_untracked().as_deref() == Some(id.as_str());
+            let was_active = active.get_untracked() == Some(id);
             let navigate = navigate.clone();
             spawn_local(async move {
                 if api::request_empty("DELETE", &format!("/api/v1/conversations/{id}"), None)
                     .await
                     .is_ok()
                 {
-                    state.remove_conversation(&id);
+                    state.remove_conversation(id);
                     if was_active {
                         navigate("/c", Default::default());
                     }

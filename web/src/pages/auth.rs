@@ -5,8 +5,8 @@ use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::{self, ApiError};
-use crate::app::start_session;
+use crate::api::{self, RegisterRequest};
+use crate::errors::describe_sign_in_error;
 use crate::state::{AppState, Session};
 
 /// The frame of both pages: logo, title, the form.
@@ -20,15 +20,6 @@ fn AuthFrame(title: &'static str, children: Children) -> impl IntoView {
                 {children()}
             </div>
         </main>
-    }
-}
-
-/// The message for a failed sign-in or sign-up.
-fn describe(error: &ApiError) -> String {
-    match error.code.as_str() {
-        "INVALID_CREDENTIALS" => "Wrong email, username or password.".into(),
-        "NETWORK" => error.message.clone(),
-        _ => error.message.clone(),
     }
 }
 
@@ -67,9 +58,9 @@ pub fn Login() -> impl IntoView {
             match api::login(who.trim(), &secret).await {
                 Ok(tokens) => {
                     state.notice.set(None);
-                    start_session(state, &tokens);
+                    state.start_session(&tokens);
                 }
-                Err(e) => error.set(Some(describe(&e))),
+                Err(e) => error.set(Some(describe_sign_in_error(&e))),
             }
             busy.set(false);
         });
@@ -134,15 +125,19 @@ pub fn Register() -> impl IntoView {
         busy.set(true);
         error.set(None);
         spawn_local(async move {
-            let body = serde_json::json!({ "email": mail, "username": name, "password": secret });
-            let created = api::request_empty("POST", "/api/v1/auth/register", Some(&body)).await;
+            let body = RegisterRequest {
+                email: mail,
+                username: name.clone(),
+                password: secret.clone(),
+            };
+            let created = api::request_empty("POST", "/api/v1/auth/register", Some(&api::to_json(&body))).await;
             let result = match created {
                 Ok(()) => api::login(&name, &secret).await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(tokens) => start_session(state, &tokens),
-                Err(e) => error.set(Some(describe(&e))),
+                Ok(tokens) => state.start_session(&tokens),
+                Err(e) => error.set(Some(describe_sign_in_error(&e))),
             }
             busy.set(false);
         });

@@ -5,7 +5,7 @@ use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::{self, UserSettings};
+use crate::api::{self, ErrorCode, PasswordChangeRequest, UserSettings};
 use crate::components::conversation_settings::ModelSelect;
 use crate::state::AppState;
 
@@ -34,7 +34,7 @@ pub fn SettingsPage() -> impl IntoView {
         saved.set(None);
         error.set(None);
         spawn_local(async move {
-            let body = serde_json::to_value(&settings).unwrap_or_default();
+            let body = api::to_json(&settings);
             match api::request::<UserSettings>("PUT", "/api/v1/settings", Some(&body)).await {
                 Ok(s) => {
                     state.settings.set(s);
@@ -49,7 +49,7 @@ pub fn SettingsPage() -> impl IntoView {
         let mut settings = state.settings.get_untracked();
         settings.theme = Some(theme.to_owned());
         spawn_local(async move {
-            let body = serde_json::to_value(&settings).unwrap_or_default();
+            let body = api::to_json(&settings);
             if let Ok(s) = api::request::<UserSettings>("PUT", "/api/v1/settings", Some(&body)).await {
                 state.settings.set(s);
             }
@@ -121,13 +121,16 @@ fn PasswordForm() -> impl IntoView {
         busy.set(true);
         let navigate = navigate.clone();
         spawn_local(async move {
-            let body = serde_json::json!({ "current_password": old, "new_password": fresh });
+            let body = api::to_json(&PasswordChangeRequest {
+                current_password: old,
+                new_password: fresh,
+            });
             match api::request_empty("PUT", "/api/v1/auth/password/change", Some(&body)).await {
                 Ok(()) => {
-                    crate::app::end_session(state, Some("Password changed. Sign in with the new one."));
+                    state.end_session(Some("Password changed. Sign in with the new one."));
                     navigate("/login", Default::default());
                 }
-                Err(e) => error.set(Some(if e.code == "INVALID_CREDENTIALS" {
+                Err(e) => error.set(Some(if e.code == ErrorCode::InvalidCredentials {
                     "The current password is wrong.".into()
                 } else {
                     e.message

@@ -1,0 +1,25 @@
+//! Enclave's wire types, shared by the server (`src/api/`) and the web UI (`web/`): request and
+//! response bodies of `/api/v1`, the payloads of the answer stream's SSE events, and the error
+//! codes as one enum. A change here changes both sides at once; the JSON they produce is the
+//! API that other clients rely on, so fields are only ever added (with defaults), never
+//! renamed.
+//!
+//! Plain data only: no validation (that is the server's services' job) and nothing that needs
+//! a platform, so that it builds for wasm32 as well as for the host.
+
+mod auth;
+mod conversations;
+mod error;
+mod models;
+mod stream;
+
+pub use auth::{LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Tokens, User, UserRole};
+pub use conversations::{
+    Conversation, ConversationDetail, ConversationPage, ConversationSettings, CreateConversation, ListQuery, Message,
+    MessageRole, MessageStatus, SendMessage, UpdateConversation, UserSettings,
+};
+pub use error::{ErrorBody, ErrorCode};
+pub use models::{ModelList, ModelRole, ModelState, ModelStatus};
+pub use stream::{DoneEvent, FinishReason, TokenEvent, Usage};
+/// Ids on the wire are UUIDs (time-ordered v7 ones from the server).
+pub use uuid::Uuid;

@@ -1,0 +1,218 @@
+//! Reads a model (a GGUF file or a Hugging Face safetensors directory) into everything the
+//! engine needs: weights, tokenizer, template, end-of-sequence tokens, limits.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Device;
+
+use crate::engine::error::EngineError;
+use crate::engine::load::config::LocalModelConfig;
+use crate::engine::load::gguf::Metadata;
+use crate::engine::load::hf;
+use crate::engine::load::template::{ChatTemplate, CHATML_TEMPLATE};
+use crate::engine::load::tokenizer::TextTokenizer;
+use crate::engine::model::Architecture;
+use crate::engine::run::forward::{LlamaBatchModel, MatmulBackend};
+use crate::engine::ModelInfo;
+
+/// Tokens that end a turn in common chat vocabularies, besides the declared EOS.
+const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>"];
+
+/// A model read from disk, not yet running.
+pub(crate) struct LoadedModel {
+    /// What the model is.
+    pub(crate) info: ModelInfo,
+    /// The weights and the batched forward.
+    pub(crate) model: LlamaBatchModel,
+    /// The tokenizer.
+    pub(crate) tokenizer: Arc<TextTokenizer>,
+    /// The chat template.
+    pub(crate) template: ChatTemplate,
+    /// Token ids that end a sequence.
+    pub(crate) eos_ids: Vec<u32>,
+}
+
+/// Reads the model at `file` as `config` asks: a GGUF file, or a Hugging Face directory
+/// (`config.json` + safetensors) named by the directory or a file in it.
+pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<LoadedModel, EngineError> {
+    let started = Instant::now();
+    let device = select_device()?;
+    let parts = if hf::is_hf_model(file) {
+        read_hf(file, &device)?
+    } else {
+        read_gguf(file, &device)?
+    };
+    let Parts {
+        architecture,
+        model,
+        tokenizer,
+        template,
+        mut eos_ids,
+        declared_context,
+    } = parts;
+    let template_source = match (&config.chat_template, template) {
+        (Some(source), _) => source.clone(),
+        (None, Some(source)) => source,
+        (None, None) => {
+            tracing::info!(model = %config.id, "the model has no chat template, using ChatML");
+            CHATML_TEMPLATE.to_owned()
+        }
+    };
+    let text_of = |token: Option<&crate::engine::load::tokenizer::SpecialToken>| {
+        token.map(|t| t.text.clone()).unwrap_or_default()
+    };
+    let template = ChatTemplate::new(&template_source, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
+
+    eos_ids.extend(tokenizer.eos().map(|t| t.id));
+    eos_ids.extend(END_OF_TURN_TOKENS.iter().filter_map(|t| tokenizer.token_id(t)));
+    eos_ids.sort_unstable();
+    eos_ids.dedup();
+    if eos_ids.is_empty() {
+        tracing::warn!(model = %config.id, "the model declares no end-of-sequence token");
+    }
+    let context_length = context_length(config, declared_context, model.config().max_positions)?;
+    let (own_kernels, matrices) = model.own_kernel_matrices();
+    tracing::info!(
+        model = %config.id,
+        file = %file.display(),
+        architecture = architecture.name(),
+        device = ?device,
+        context_length,
+        vocab = tokenizer.vocab_size(),
+        own_kernel_matrices = format_args!("{own_kernels}/{matrices}"),
+        load_ms = started.elapsed().as_millis() as u64,
+        "model loaded"
+    );
+    Ok(LoadedModel {
+        info: ModelInfo {
+            id: config.id.clone(),
+            architecture: architecture.name().to_owned(),
+            context_length,
+            vocab_size: model.config().vocab_size,
+            file: file.to_owned(),
+        },
+        model,
+        tokenizer: Arc::new(tokenizer),
+        template,
+        eos_ids,
+    })
+}
+
+/// What a model file provides, before the parts are put together.
+struct Parts {
+    /// The family.
+    architecture: Architecture,
+    /// The weights.
+    model: LlamaBatchModel,
+    /// The tokenizer.
+    tokenizer: TextTokenizer,
+    /// The model's own chat template.
+    template: Option<String>,
+    /// End-of-sequence ids besides the tokenizer's EOS.
+    eos_ids: Vec<u32>,
+    /// The context length the file declares.
+    declared_context: Option<usize>,
+}
+
+/// The weights' loading error, with the file named.
+fn weights_error(file: &Path) -> impl Fn(EngineError) -> EngineError + '_ {
+    move |e| match e {
+        EngineError::Candle(e) => {
+            EngineError::InvalidModel(format!("cannot load the weights of {}: {e}", file.display()))
+        }
+        other => other,
+    }
+}
+
+/// A GGUF file: weights, and tokenizer and template from its metadata.
+fn read_gguf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
+    let mut reader = BufReader::new(File::open(file)?);
+    let content = Content::read(&mut reader)
+        .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", file.display())))?;
+    let md = Metadata(&content.metadata);
+    let architecture = Architecture::from_gguf(
+        md.str("general.architecture")
+            .ok_or_else(|| EngineError::InvalidModel("no general.architecture".into()))?,
+    )?;
+    let tokenizer = TextTokenizer::load(&md, file)?;
+    let model = LlamaBatchModel::from_gguf(&content, &mut reader, device, MatmulBackend::Fastest)
+        .map_err(weights_error(file))?;
+    Ok(Parts {
+        architecture,
+        model,
+        tokenizer,
+        template: md.str("tokenizer.chat_template").map(str::to_owned),
+        eos_ids: md.token_id("tokenizer.ggml.eot_token_id").into_iter().collect(),
+        declared_context: md
+            .u64(&format!("{}.context_length", architecture.name()))
+            .map(|v| v as usize),
+    })
+}
+
+/// A Hugging Face directory: `config.json`, safetensors, `tokenizer.json` and its settings.
+fn read_hf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
+    let dir = hf::hf_dir(file);
+    let (config, tied) = hf::read_config(&dir)?;
+    let settings = hf::TokenizerSettings::read(&dir)?;
+    let tokenizer = TextTokenizer::from_hf(&dir, &settings)?;
+    let architecture = config.architecture;
+    let declared_context = Some(config.max_positions);
+    let mut weights = hf::SafetensorsWeights::open(&dir, tied)?;
+    let model = LlamaBatchModel::from_source(config, &mut weights, device, MatmulBackend::Fastest)
+        .map_err(weights_error(file))?;
+    Ok(Parts {
+        architecture,
+        model,
+        tokenizer,
+        template: settings.chat_template.clone(),
+        eos_ids: settings.eos_ids.clone(),
+        declared_context,
+    })
+}
+
+/// The device the model runs on: the first CUDA GPU in a `--features cuda` build when one
+/// is there, the CPU otherwise.
+fn select_device() -> Result<Device, EngineError> {
+    #[cfg(feature = "cuda")]
+    {
+        match Device::new_cuda(0) {
+            Ok(device) => return Ok(device),
+            Err(error) => {
+                // candle's error carries a backtrace when RUST_BACKTRACE is set: the first
+                // line says what is wrong.
+                let error = error.to_string();
+                let error = error.lines().next().unwrap_or_default();
+                tracing::warn!(error, "no usable CUDA device, running on the CPU");
+            }
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+/// The context length to serve: the override or what the file declares, capped at the
+/// positions the model's rotary tables cover.
+fn context_length(
+    config: &LocalModelConfig,
+    declared: Option<usize>,
+    max_positions: usize,
+) -> Result<usize, EngineError> {
+    let wanted = config.context_length.or(declared).unwrap_or(max_positions);
+    if wanted == 0 {
+        return Err(EngineError::InvalidModel("the context length is 0".into()));
+    }
+    if wanted > max_positions {
+        tracing::warn!(
+            model = %config.id,
+            wanted,
+            max_positions,
+            "context length capped to the positions the model supports"
+        );
+        return Ok(max_positions);
+    }
+    Ok(wanted)
+}

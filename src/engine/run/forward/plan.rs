@@ -1,0 +1,202 @@
+//! A batch turned into index tensors, once per forward (shared by every layer): token ids,
+//! rotary tables at each token's position, the KV slots to write, and per sequence the slots
+//! to read and the causal mask.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+
+use crate::engine::error::EngineError;
+use crate::engine::run::kv::{write_slot_ids, KvCache};
+use enclave_kernels::PagedAttention;
+
+use super::attention::AttentionBackend;
+use super::{Batch, BatchModelConfig};
+
+/// One sequence's attention inputs for [`AttentionBackend::CandleOps`].
+pub(crate) struct SeqPlan {
+    /// Its first row in the flattened batch.
+    pub(crate) offset: usize,
+    /// Its new tokens (rows).
+    pub(crate) len: usize,
+    /// Positions it attends to: `start_pos + len`.
+    pub(crate) ctx_len: usize,
+    /// Rows of the cache viewed as `[slots * kv_heads, d]` holding, for each query head in
+    /// turn, the keys (and values) of positions `0..ctx_len`: u32 `[heads * ctx_len]`.
+    pub(crate) head_rows: Option<Tensor>,
+    /// Additive causal mask `[len, ctx_len]` (0 or -inf); `None` for a single token, which
+    /// sees the whole context.
+    pub(crate) mask: Option<Tensor>,
+}
+
+/// Everything about a batch that does not depend on the layer.
+pub(crate) struct Plan {
+    /// Token ids, u32 `[total_tokens]`.
+    pub(crate) tokens: Tensor,
+    /// Rotary cosines at each token's position, `[total_tokens, 1, head_dim / 2]`.
+    pub(crate) cos: Tensor,
+    /// Rotary sines, same shape.
+    pub(crate) sin: Tensor,
+    /// The slot of each new token, repeated `kv_dim` times: u32 `[total_tokens, kv_dim]`.
+    pub(crate) write_slots: Tensor,
+    /// Per sequence, in batch order (candle-ops attention).
+    pub(crate) seqs: Vec<SeqPlan>,
+    /// The attention op for the whole batch (CPU kernel).
+    pub(crate) kernel: Option<PagedAttention>,
+    /// The rows whose logits are wanted, u32 `[num_logits]`; `None` when none is.
+    pub(crate) logit_rows: Option<Tensor>,
+}
+
+/// Checks `batch` against the model and the cache, then builds its [`Plan`].
+pub(crate) fn build(
+    batch: &Batch<'_>,
+    config: &BatchModelConfig,
+    kv: &KvCache,
+    backend: AttentionBackend,
+    cos_table: &Tensor,
+    sin_table: &Tensor,
+    device: &Device,
+) -> Result<Plan, EngineError> {
+    let invalid = |msg: String| Err(EngineError::InvalidRequest(msg));
+    if batch.entries.is_empty() {
+        return invalid("empty batch".into());
+    }
+    let kv_config = kv.config();
+    if kv_config.num_layers != config.num_layers
+        || kv_config.num_kv_heads != config.num_kv_heads
+        || kv_config.head_dim != config.head_dim
+    {
+        return invalid(format!("the KV cache {kv_config:?} does not fit the model"));
+    }
+    if backend == AttentionBackend::CpuKernel && kv_config.dtype != candle_core::DType::F32 {
+        return invalid("the CPU attention kernel reads an f32 KV cache".into());
+    }
+    let kernel = backend == AttentionBackend::CpuKernel;
+    let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
+    let group = heads / kv_heads;
+    let mut kernel_tokens = Vec::new();
+    let mut kernel_slots = Vec::new();
+    let allocator = kv.allocator();
+    let total = batch.num_tokens();
+    let mut tokens = Vec::with_capacity(total);
+    let mut positions = Vec::with_capacity(total);
+    let mut write_slots = Vec::with_capacity(total);
+    let mut seqs = Vec::with_capacity(batch.entries.len());
+    let mut logit_rows = Vec::new();
+    let mut written_blocks = std::collections::HashSet::new();
+    for (i, entry) in batch.entries.iter().enumerate() {
+        let len = entry.tokens.len();
+        let start = entry.start_pos;
+        let end = start + len;
+        let table = entry.block_table;
+        if len == 0 {
+            return invalid(format!("sequence {i} of the batch has no new token"));
+        }
+        if end > config.max_positions {
+            return invalid(format!(
+                "sequence {i} reaches position {end}, the model holds {}",
+                config.max_positions
+            ));
+        }
+        if table.block_size() != kv_config.block_size {
+            return invalid(format!(
+                "sequence {i} has blocks of {} tokens, the cache {}",
+                table.block_size(),
+                kv_config.block_size
+            ));
+        }
+        if table.capacity() < end {
+            return invalid(format!(
+                "sequence {i} needs room for {end} positions, its blocks hold {}",
+                table.capacity()
+            ));
+        }
+        if let Some(&bad) = entry.tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
+            return invalid(format!("token id {bad} is outside the vocabulary"));
+        }
+        // Every block read must be allocated; every block written must be this sequence's
+        // alone (shared prefix blocks are full and never written again).
+        let bs = kv_config.block_size;
+        let blocks = &table.blocks()[..end.div_ceil(bs)];
+        for (b, &block) in blocks.iter().enumerate() {
+            let holders = allocator.ref_count(block);
+            let written = (b + 1) * bs > start;
+            if written && !written_blocks.insert(block) {
+                return invalid(format!("sequence {i}: block {block} is written by two sequences"));
+            }
+            if holders == 0 || (written && holders > 1) {
+                return invalid(format!(
+                    "sequence {i}: block {block} has {holders} holders and is {}",
+                    if written { "written" } else { "read" }
+                ));
+            }
+        }
+
+        let offset = tokens.len();
+        tokens.extend_from_slice(entry.tokens);
+        positions.extend((start..end).map(|p| p as u32));
+        let ctx_slots: Vec<u32> = (0..end).map(|p| slot(table, p)).collect();
+        write_slots.extend_from_slice(&ctx_slots[start..]);
+        if kernel {
+            let seq = kernel_slots.len() as u32;
+            kernel_tokens.extend((start..end).map(|p| (seq, p as u32)));
+            kernel_slots.push(Arc::new(ctx_slots));
+        } else {
+            let head_rows: Vec<u32> = (0..heads)
+                .flat_map(|head| {
+                    let kv_head = (head / group) as u32;
+                    ctx_slots.iter().map(move |&s| s * kv_heads as u32 + kv_head)
+                })
+                .collect();
+            let mask = if len > 1 {
+                let mask: Vec<f32> = (0..len)
+                    .flat_map(|q| (0..end).map(move |k| if k <= start + q { 0.0 } else { f32::NEG_INFINITY }))
+                    .collect();
+                Some(Tensor::from_vec(mask, (len, end), device)?)
+            } else {
+                None
+            };
+            seqs.push(SeqPlan {
+                offset,
+                len,
+                ctx_len: end,
+                head_rows: Some(Tensor::from_vec(head_rows, heads * end, device)?),
+                mask,
+            });
+        }
+        if entry.wants_logits {
+            logit_rows.push((offset + len - 1) as u32);
+        }
+    }
+    let positions = Tensor::from_vec(positions, total, device)?;
+    let half = config.head_dim / 2;
+    let cos = cos_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
+    let sin = sin_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
+    let logit_rows = if logit_rows.is_empty() {
+        None
+    } else {
+        let n = logit_rows.len();
+        Some(Tensor::from_vec(logit_rows, n, device)?)
+    };
+    Ok(Plan {
+        tokens: Tensor::from_vec(tokens, total, device)?,
+        cos,
+        sin,
+        write_slots: write_slot_ids(&write_slots, kv_config.kv_dim(), device)?,
+        seqs,
+        kernel: kernel.then(|| PagedAttention {
+            heads,
+            kv_heads,
+            head_dim: config.head_dim,
+            scale: (1.0 / (config.head_dim as f64).sqrt()) as f32,
+            tokens: kernel_tokens,
+            slots: kernel_slots,
+        }),
+        logit_rows,
+    })
+}
+
+/// The slot of `position` in a table already checked to hold it.
+fn slot(table: &crate::engine::run::kv::BlockTable, position: usize) -> u32 {
+    table.slot(position).expect("capacity checked") as u32
+}
