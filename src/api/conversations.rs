@@ -47,6 +47,7 @@ fn message_view(entry: BranchMessage) -> Message {
         error_code: m.error_code,
         created_at: rfc3339(m.created_at),
         sibling_ids: entry.sibling_ids,
+        citations: m.citations,
     }
 }
 

@@ -8,6 +8,7 @@ use enclave_protocol::{ErrorBody, ErrorCode};
 
 use crate::auth::AuthError;
 use crate::chat::ChatError;
+use crate::documents::DocumentError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -100,7 +101,29 @@ impl From<ChatError> for ApiError {
             ChatError::PromptTooLong { .. } => (S::UNPROCESSABLE_ENTITY, C::PromptTooLong),
             ChatError::UnknownModel(_) => (S::UNPROCESSABLE_ENTITY, C::ModelNotFound),
             ChatError::ShuttingDown => (S::SERVICE_UNAVAILABLE, C::ShuttingDown),
+            ChatError::DocumentNotFound => (S::NOT_FOUND, C::NotFound),
+            ChatError::DocumentsUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::EmbeddingUnavailable),
             ChatError::Store(inner) => return ApiError::internal("store failure", inner),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<DocumentError> for ApiError {
+    fn from(e: DocumentError) -> Self {
+        use ErrorCode as C;
+        use StatusCode as S;
+        let (status, code) = match &e {
+            DocumentError::NotFound => (S::NOT_FOUND, C::NotFound),
+            DocumentError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, C::ValidationError),
+            DocumentError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
+            DocumentError::UnsupportedType => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedFileType),
+            DocumentError::Empty => (S::UNPROCESSABLE_ENTITY, C::EmptyFile),
+            DocumentError::Busy => (S::CONFLICT, C::DocumentBusy),
+            DocumentError::EmbeddingUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::EmbeddingUnavailable),
+            DocumentError::Store(inner) => return ApiError::internal("store failure", inner),
+            DocumentError::Vectors(inner) => return ApiError::internal("vector store failure", inner),
+            DocumentError::Io(inner) => return ApiError::internal("file storage failure", inner),
         };
         ApiError::new(status, code, e.to_string())
     }

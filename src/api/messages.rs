@@ -1,6 +1,6 @@
 //! Streaming turns: send a message, regenerate, stop. Answers stream as SSE in exactly the
-//! format of docs/ARCHITECTURE.md (`token`, `done`, `error`; `citation` is reserved for
-//! documents).
+//! format of docs/ARCHITECTURE.md (`citation` events first when the answer uses documents,
+//! then `token`, and `done` or `error`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, IdPath};
 use super::AppState;
 use crate::auth::roles::Permission;
-use crate::chat::{Placement, StartedTurn, StreamEvent};
+use crate::chat::{DocumentChoice, Placement, StartedTurn, StreamEvent};
 
 /// `POST /conversations/{id}/messages`: stores the message and streams the answer.
 pub async fn send(
@@ -29,11 +29,11 @@ pub async fn send(
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    if !body.attachments.is_empty() || !body.document_ids.is_empty() || body.use_documents {
+    if !body.attachments.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_IMPLEMENTED,
             ErrorCode::NotSupportedYet,
-            "attachments and documents are not supported by this server yet",
+            "attachments are not supported by this server yet",
         ));
     }
     let placement = match (body.parent_message_id, body.edit_message_id) {
@@ -46,9 +46,13 @@ pub async fn send(
         (None, Some(edited)) => Placement::EditOf(edited),
         (None, None) => Placement::AfterLeaf,
     };
+    let documents = DocumentChoice {
+        use_documents: body.use_documents,
+        document_ids: body.document_ids,
+    };
     let turn = state
         .chat
-        .send_message(user.user_id, id, body.content, placement)
+        .send_message(user.user_id, id, body.content, placement, documents)
         .await?;
     Ok(stream_response(turn))
 }
@@ -104,6 +108,7 @@ fn sse(
 /// One chat event as an SSE event; the fields keep the order docs/ARCHITECTURE.md shows.
 pub fn to_sse(event: StreamEvent) -> Result<Event, Infallible> {
     let (name, data) = match event {
+        StreamEvent::Citation(citation) => ("citation", serde_json::to_string(&citation)),
         StreamEvent::Token(content) => (
             "token",
             serde_json::to_string(&TokenEvent {

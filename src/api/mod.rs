@@ -3,6 +3,7 @@
 
 mod auth;
 mod conversations;
+mod documents;
 mod error;
 mod extract;
 mod health;
@@ -25,6 +26,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::auth::AuthService;
 use crate::chat::ChatService;
 use crate::config::Config;
+use crate::documents::DocumentService;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -34,6 +36,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Conversations, streaming answers, chat preferences, models.
     pub chat: ChatService,
+    /// Uploaded documents, their ingestion and search.
+    pub documents: DocumentService,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Renders the Prometheus scrape text (absent when another recorder owns the process).
@@ -65,6 +69,17 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/messages", post(messages::send))
         .route("/conversations/{id}/regenerate", post(messages::regenerate))
         .route("/conversations/{id}/stop", post(messages::stop))
+        .route(
+            "/documents/upload",
+            post(documents::upload).layer(DefaultBodyLimit::max(upload_body_limit(&state.config))),
+        )
+        .route("/documents", get(documents::list))
+        .route("/documents/search", post(documents::search))
+        .route("/documents/{id}", get(documents::get).delete(documents::delete))
+        .route("/documents/{id}/status", get(documents::get))
+        .route("/documents/{id}/file", get(documents::file))
+        .route("/documents/{id}/sections/{index}", get(documents::section))
+        .route("/documents/{id}/retry", post(documents::retry))
         .route("/models", get(models::list))
         .route("/models/{id}/status", get(models::status))
         .route("/settings", get(settings::get).put(settings::put));
@@ -75,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/v1/chat/completions", post(openai_compat::chat_completions))
         .route("/v1/models", get(openai_compat::models))
+        .route("/v1/embeddings", post(openai_compat::embeddings))
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -91,6 +107,12 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .layer(axum::middleware::map_response(add_security_headers))
         .with_state(state)
+}
+
+/// The body limit of an upload: many files of up to the per-file limit each (each file is
+/// checked on its own as it streams in).
+fn upload_body_limit(config: &Config) -> usize {
+    usize::try_from(config.max_upload_bytes.saturating_mul(128)).unwrap_or(usize::MAX)
 }
 
 impl ApiError {

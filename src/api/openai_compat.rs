@@ -256,3 +256,102 @@ pub async fn models(State(state): State<AppState>, _caller: Authenticated) -> im
         .collect();
     Json(json!({"object": "list", "data": data}))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsBody {
+    model: Option<String>,
+    input: EmbeddingInput,
+    encoding_format: Option<String>,
+    dimensions: Option<usize>,
+    /// Accepted and ignored, as OpenAI does for its own purposes.
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// `input`: one text or several (token arrays are refused by name).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+    /// Token arrays: recognised only to be refused by name.
+    Tokens(#[allow(dead_code)] Vec<Value>),
+}
+
+/// The most texts one embeddings request may carry (OpenAI's limit).
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// `POST /v1/embeddings`: `encoding_format` `float` or `base64` (little-endian f32, what the
+/// openai SDK asks for by default), `dimensions` for models that allow shorter vectors.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<EmbeddingsBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::Chat)?;
+    let registry = state.chat.registry().clone();
+    let Some(model) = body.model.or_else(|| registry.default_embed_model().map(str::to_owned)) else {
+        return Ok(compat_error(RegistryError::UnknownModel(
+            "(no embedding model configured)".into(),
+        )));
+    };
+    if !registry.is_embed_model(&model) {
+        return Ok(compat_error(RegistryError::UnknownModel(model)));
+    }
+    let inputs = match body.input {
+        EmbeddingInput::One(text) => vec![text],
+        EmbeddingInput::Many(texts) => texts,
+        EmbeddingInput::Tokens(_) => {
+            return Err(ApiError::validation(
+                "input as token arrays is not supported; send text",
+            ));
+        }
+    };
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::validation(format!(
+            "input must hold 1 to {MAX_EMBEDDING_INPUTS} texts"
+        )));
+    }
+    let base64 = match body.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "encoding_format {other:?} is not supported (float, base64)"
+            )))
+        }
+    };
+    if body.dimensions == Some(0) {
+        return Err(ApiError::validation("dimensions must be at least 1"));
+    }
+    let tokens: usize = inputs.iter().map(|t| registry.count_embedding_tokens(&model, t)).sum();
+    let vectors = match registry.embed(&model, inputs, body.dimensions).await {
+        Ok(vectors) => vectors,
+        Err(RegistryError::Provider(ProviderError::Rejected(message))) => return Err(ApiError::validation(message)),
+        Err(e) => return Ok(compat_error(e)),
+    };
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bytes
+                ))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response())
+}

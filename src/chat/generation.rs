@@ -27,6 +27,12 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     let started = std::time::Instant::now();
     let mut text = String::new();
     let mut served_by = turn.model.clone();
+    // The sources first, most relevant first: the client shows them while the answer streams.
+    for citation in &turn.citations {
+        if tx.send(StreamEvent::Citation(citation.clone())).await.is_err() {
+            break;
+        }
+    }
     let ending = match inner.registry.chat_stream(&turn.model, turn.request.clone()).await {
         Err(e) => Ending::Failed(StreamEvent::from(e)),
         Ok((mut stream, model)) => {
@@ -124,6 +130,7 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     answer.usage = Some(usage);
     answer.error_code = error_code;
     answer.finish_reason = Some(finish_reason);
+    answer.citations = turn.citations.clone();
     let stored = inner.store.append_message(turn.owner, &answer);
     let status_label = match status {
         MessageStatus::Complete => "complete",

@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use enclave_protocol::{ErrorCode, ModelStatus};
+use enclave_protocol::{Citation, ErrorCode, ModelStatus};
 
+use crate::documents::{DocumentError, DocumentScope, DocumentService};
 use crate::providers::registry::{ModelRegistry, RegistryError};
 use crate::providers::{FinishReason, Usage};
 use crate::store::{ConversationRecord, MessageRecord, MessageRole, Store, StoreError};
@@ -35,6 +36,8 @@ pub const DEFAULT_TITLE: &str = "New chat";
 /// What goes to the client while an answer streams (the API turns it into SSE).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
+    /// A source the answer draws on (all of them come before the first token).
+    Citation(Citation),
     /// A piece of text.
     Token(String),
     /// The answer is complete and stored.
@@ -82,6 +85,12 @@ pub enum ChatError {
     /// Unknown model id.
     #[error("unknown chat model {0:?}; see GET /api/v1/models")]
     UnknownModel(String),
+    /// A document named for the answer does not exist (or is not the caller's).
+    #[error("document not found")]
+    DocumentNotFound,
+    /// The documents cannot be searched now (no embedding model ready).
+    #[error("{0}")]
+    DocumentsUnavailable(String),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -97,6 +106,16 @@ impl From<StoreError> for ChatError {
             other => ChatError::Store(other),
         }
     }
+}
+
+/// What a message says about answering from documents (each `None`: the conversation's
+/// setting).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocumentChoice {
+    /// Answer from documents.
+    pub use_documents: Option<bool>,
+    /// From these documents (implies `use_documents`).
+    pub document_ids: Option<Vec<Uuid>>,
 }
 
 /// Where a new user message goes in the conversation's tree.
@@ -139,6 +158,7 @@ pub struct ChatService {
 struct Inner {
     store: Store,
     registry: Arc<ModelRegistry>,
+    documents: DocumentService,
     active: ActiveGenerations,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -156,16 +176,23 @@ struct Turn {
     prompt_tokens: usize,
     first_exchange: bool,
     first_user_text: Option<String>,
+    citations: Vec<Citation>,
 }
 
 impl ChatService {
-    /// A service over these stores and models; `default_system_prompt` is used for
+    /// A service over these stores, models and documents; `default_system_prompt` is used for
     /// conversations without one (empty for none).
-    pub fn new(store: Store, registry: Arc<ModelRegistry>, default_system_prompt: String) -> ChatService {
+    pub fn new(
+        store: Store,
+        registry: Arc<ModelRegistry>,
+        documents: DocumentService,
+        default_system_prompt: String,
+    ) -> ChatService {
         ChatService {
             inner: Arc::new(Inner {
                 store,
                 registry,
+                documents,
                 active: ActiveGenerations::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -190,13 +217,15 @@ impl ChatService {
         }
     }
 
-    /// Sends a user message where `placement` says and starts the answer.
+    /// Sends a user message where `placement` says and starts the answer (from documents when
+    /// `documents` or the conversation's settings say so).
     pub async fn send_message(
         &self,
         owner: Uuid,
         conversation_id: Uuid,
         content: String,
         placement: Placement,
+        documents: DocumentChoice,
     ) -> Result<StartedTurn, ChatError> {
         let content = content.trim().to_string();
         if content.is_empty() {
@@ -230,13 +259,16 @@ impl ChatService {
             None => Vec::new(),
         };
         path.push(&user);
-        let turn = self.prepare(
-            owner,
-            conversation,
-            &path,
-            user.id,
-            first_exchange.then(|| content.clone()),
-        )?;
+        let turn = self
+            .prepare(
+                owner,
+                conversation,
+                &path,
+                user.id,
+                first_exchange.then(|| content.clone()),
+                &documents,
+            )
+            .await?;
         // Store the user's message before anything can fail on the provider side.
         self.inner.store.append_message(owner, &user).map_err(|e| match e {
             StoreError::NotFound => ChatError::MessageNotFound,
@@ -269,7 +301,16 @@ impl ChatService {
         let token = self.inner.shutdown.child_token();
         let guard = self.begin(conversation_id, &token)?;
         let user_id = path[last_user].id;
-        let turn = self.prepare(owner, conversation, &path[..=last_user], user_id, None)?;
+        let turn = self
+            .prepare(
+                owner,
+                conversation,
+                &path[..=last_user],
+                user_id,
+                None,
+                &DocumentChoice::default(),
+            )
+            .await?;
         let (assistant_message_id, events) = self.spawn(turn, token, guard);
         Ok(StartedTurn {
             user_message_id: None,
@@ -313,14 +354,16 @@ impl ChatService {
             .ok_or(ChatError::Busy)
     }
 
-    /// Chooses the model, fits the history and sampling settings into its context.
-    fn prepare(
+    /// Chooses the model, gathers the documents' sources when the turn uses them, and fits the
+    /// history and sampling settings into the model's context.
+    async fn prepare(
         &self,
         owner: Uuid,
         conversation: ConversationRecord,
         path: &[&MessageRecord],
         parent_id: Uuid,
         first_user_text: Option<String>,
+        documents: &DocumentChoice,
     ) -> Result<Turn, ChatError> {
         let registry = &self.inner.registry;
         let model = conversation
@@ -335,14 +378,31 @@ impl ChatService {
         // Keep at least a quarter of the context for the answer, at most what was asked.
         let reserve = wanted.min(context / 4).max(1);
         let count = |text: &str| registry.count_tokens(&model, text);
-        let system_prompt = conversation
+        let base_prompt = conversation
             .system_prompt
             .as_deref()
             .or(self.inner.default_system_prompt.as_deref());
-        let (messages, prompt_tokens) = match prompt::fit(system_prompt, path, context.saturating_sub(reserve), count) {
-            prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
-            prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
+        let (sources, citations) = self
+            .sources(
+                owner,
+                &conversation,
+                path,
+                documents,
+                context.saturating_sub(reserve),
+                base_prompt,
+                &count,
+            )
+            .await?;
+        let system_prompt = match (base_prompt, sources) {
+            (Some(base), Some(sources)) => Some(format!("{base}\n\n{sources}")),
+            (None, Some(sources)) => Some(sources),
+            (base, None) => base.map(str::to_owned),
         };
+        let (messages, prompt_tokens) =
+            match prompt::fit(system_prompt.as_deref(), path, context.saturating_sub(reserve), count) {
+                prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
+                prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
+            };
         params.max_tokens = Some(wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32);
         Ok(Turn {
             owner,
@@ -359,7 +419,52 @@ impl ChatService {
             model,
             prompt_tokens,
             conversation,
+            citations,
         })
+    }
+
+    /// The documents' sources for this turn, if it uses documents: the message's choice, else
+    /// the conversation's. They may take what the system prompt and the newest message leave
+    /// of `available` tokens (older history is dropped first).
+    #[allow(clippy::too_many_arguments)]
+    async fn sources(
+        &self,
+        owner: Uuid,
+        conversation: &ConversationRecord,
+        path: &[&MessageRecord],
+        choice: &DocumentChoice,
+        available: usize,
+        base_prompt: Option<&str>,
+        count: &(dyn Fn(&str) -> usize + Sync),
+    ) -> Result<(Option<String>, Vec<Citation>), ChatError> {
+        let settings = &conversation.settings;
+        let ids = choice.document_ids.clone().or_else(|| settings.document_ids.clone());
+        let enabled = choice
+            .use_documents
+            .or(choice.document_ids.as_ref().map(|_| true))
+            .or(settings.use_documents)
+            .unwrap_or(false);
+        if !enabled {
+            return Ok((None, Vec::new()));
+        }
+        let scope = match ids {
+            Some(ids) => DocumentScope::Only(ids),
+            None => DocumentScope::All,
+        };
+        let question = path.last().map(|m| m.content.as_str()).unwrap_or_default();
+        let taken = base_prompt.map_or(0, count) + count(question) + 64;
+        let budget = available.saturating_sub(taken) * 9 / 10;
+        let context = self
+            .inner
+            .documents
+            .context(owner, question, &scope, budget, count)
+            .await
+            .map_err(|e| match e {
+                DocumentError::NotFound => ChatError::DocumentNotFound,
+                DocumentError::EmbeddingUnavailable(reason) => ChatError::DocumentsUnavailable(reason),
+                other => ChatError::DocumentsUnavailable(other.to_string()),
+            })?;
+        Ok((Some(context.prompt), context.citations))
     }
 
     fn spawn(

@@ -21,6 +21,23 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     User(UserCommand),
+    /// Read a document's text and print it as JSON (the server runs this in a child process,
+    /// with time and memory limits, to isolate its parsers).
+    #[command(hide = true)]
+    Extract(ExtractArgs),
+}
+
+/// `enclave extract` options (internal).
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The document kind (`pdf`, `docx`...).
+    #[arg(long)]
+    pub kind: String,
+    /// The limits, as JSON.
+    #[arg(long)]
+    pub limits: String,
+    /// The file.
+    pub file: PathBuf,
 }
 
 /// Account commands.
@@ -64,9 +81,19 @@ pub struct ServeArgs {
     /// Never download models; use only local files and the hf-hub cache [default: false].
     #[arg(long, env = "ENCLAVE_OFFLINE", value_name = "BOOL")]
     pub offline: Option<bool>,
-    /// Largest accepted request body in bytes [default: 1048576].
+    /// Largest accepted request body in bytes [default: 1048576]. Document uploads have
+    /// their own limit (--max-upload-bytes).
     #[arg(long, env = "ENCLAVE_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest accepted document, per file, in bytes [default: 52428800 (50 MB)].
+    #[arg(long, env = "ENCLAVE_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Tokens per document chunk [default: the embedding model's window].
+    #[arg(long, env = "ENCLAVE_CHUNK_TOKENS", value_name = "TOKENS")]
+    pub chunk_tokens: Option<usize>,
+    /// Tokens shared by neighbouring chunks [default: an eighth of the chunk].
+    #[arg(long, env = "ENCLAVE_CHUNK_OVERLAP", value_name = "TOKENS")]
+    pub chunk_overlap: Option<usize>,
     /// System prompt for conversations that set none; "" for none
     /// [default: "You are a helpful assistant."].
     #[arg(long, env = "ENCLAVE_DEFAULT_SYSTEM_PROMPT", value_name = "TEXT")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use cli::{Cli, Command, CommonArgs, ServeArgs, UserAddArgs, UserCommand};
+pub use cli::{Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand};
 pub use models::{ModelCatalogue, ModelEntry, ModelRole, ProviderEntry, ProviderKind};
 
 /// A configuration problem, with a message meant for the person starting the server.
@@ -40,6 +40,12 @@ struct FileConfig {
     allow_registration: Option<bool>,
     offline: Option<bool>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<u64>,
+    chunk_tokens: Option<usize>,
+    chunk_overlap: Option<usize>,
+    embed_batch_tokens: Option<usize>,
+    extract_timeout_secs: Option<u64>,
+    extract_memory_mb: Option<u64>,
     log: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
@@ -67,8 +73,20 @@ pub struct Config {
     pub allow_registration: bool,
     /// Never touch the network for models.
     pub offline: bool,
-    /// Largest request body.
+    /// Largest request body (JSON routes).
     pub max_body_bytes: usize,
+    /// Largest uploaded document, per file.
+    pub max_upload_bytes: u64,
+    /// Tokens per document chunk (the embedding model's window when `None`).
+    pub chunk_tokens: Option<usize>,
+    /// Tokens shared by neighbouring chunks (an eighth when `None`).
+    pub chunk_overlap: Option<usize>,
+    /// The most tokens (padding included) of one embedding batch.
+    pub embed_batch_tokens: usize,
+    /// Time limit for reading one document.
+    pub extract_timeout: Duration,
+    /// Memory limit of the process that reads a document.
+    pub extract_memory_bytes: u64,
     /// Log filter.
     pub log: String,
     /// Lifetime of access tokens.
@@ -100,6 +118,16 @@ impl Config {
     /// Where hf-hub downloads go.
     pub fn model_cache_dir(&self) -> PathBuf {
         self.data_dir.join("models")
+    }
+
+    /// Where uploaded documents are stored (named by id).
+    pub fn documents_dir(&self) -> PathBuf {
+        self.data_dir.join("documents")
+    }
+
+    /// Where the document chunks and their vectors live (LanceDB).
+    pub fn vectors_dir(&self) -> PathBuf {
+        self.data_dir.join("lance")
     }
 }
 
@@ -210,6 +238,23 @@ impl Config {
         if max_body_bytes < 1024 {
             return Err(ConfigError::new("max_body_bytes must be at least 1024"));
         }
+        let max_upload_bytes = args
+            .max_upload_bytes
+            .or(file.max_upload_bytes)
+            .unwrap_or(50 * 1024 * 1024);
+        if max_upload_bytes == 0 {
+            return Err(ConfigError::new("max_upload_bytes must be at least 1"));
+        }
+        let chunk_tokens = args.chunk_tokens.or(file.chunk_tokens);
+        if chunk_tokens.is_some_and(|t| t < 16) {
+            return Err(ConfigError::new("chunk_tokens must be at least 16"));
+        }
+        let chunk_overlap = args.chunk_overlap.or(file.chunk_overlap);
+        if let (Some(overlap), Some(tokens)) = (chunk_overlap, chunk_tokens) {
+            if overlap * 2 > tokens {
+                return Err(ConfigError::new("chunk_overlap must be at most half of chunk_tokens"));
+            }
+        }
         let queue = file.model_queue_capacity.unwrap_or(64);
         if queue == 0 {
             return Err(ConfigError::new("model_queue_capacity must be at least 1"));
@@ -237,6 +282,12 @@ impl Config {
             allow_registration: accounts.allow_registration,
             offline: args.offline.or(file.offline).unwrap_or(false),
             max_body_bytes,
+            max_upload_bytes,
+            chunk_tokens,
+            chunk_overlap,
+            embed_batch_tokens: file.embed_batch_tokens.unwrap_or(8192).max(256),
+            extract_timeout: Duration::from_secs(file.extract_timeout_secs.unwrap_or(300).max(1)),
+            extract_memory_bytes: file.extract_memory_mb.unwrap_or(2048).max(256) << 20,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
             access_token_ttl: accounts.access_token_ttl,
             refresh_token_ttl: accounts.refresh_token_ttl,

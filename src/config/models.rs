@@ -63,6 +63,15 @@ pub struct ModelEntry {
     /// Model ids to try, in order, when this one is rate-limited or unavailable.
     #[serde(default)]
     pub fallback: Vec<String>,
+    /// Embedding models: the most tokens of one text (default: the model's own window; 512
+    /// for nomic).
+    pub max_tokens: Option<usize>,
+    /// Embedding models: put before documents (nomic default `search_document: `).
+    pub document_prefix: Option<String>,
+    /// Embedding models: put before queries (nomic default `search_query: `).
+    pub query_prefix: Option<String>,
+    /// Embedding models: whether shortened vectors (`dimensions`) are meaningful (nomic: yes).
+    pub matryoshka: Option<bool>,
 }
 
 impl ModelEntry {
@@ -78,6 +87,8 @@ impl ModelEntry {
 pub struct ModelCatalogue {
     /// The chat model used when nothing else is named.
     pub default_chat: Option<String>,
+    /// The embedding model documents are indexed with (default: the first embedding model).
+    pub default_embed: Option<String>,
     /// Remote providers by name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderEntry>,
@@ -148,6 +159,21 @@ impl ModelCatalogue {
         if let Some(default) = &self.default_chat {
             self.check_chat_model(default)?;
         }
+        if let Some(default) = &self.default_embed {
+            match self.models.iter().find(|m| &m.id == default) {
+                Some(m) if m.role == ModelRole::Embed => {}
+                Some(_) => {
+                    return Err(ConfigError::new(format!(
+                        "default_embed {default:?} is not an embedding model"
+                    )))
+                }
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "default_embed {default:?} is not in the model catalogue"
+                    )))
+                }
+            }
+        }
         Ok(())
     }
 
@@ -160,6 +186,17 @@ impl ModelCatalogue {
                 "default model {id:?} is not in the model catalogue"
             ))),
         }
+    }
+
+    /// The embedding model documents are indexed with: `default_embed`, else the first
+    /// embedding model.
+    pub fn default_embed_model(&self) -> Option<&str> {
+        self.default_embed.as_deref().or_else(|| {
+            self.models
+                .iter()
+                .find(|m| m.role == ModelRole::Embed)
+                .map(|m| m.id.as_str())
+        })
     }
 
     /// The model used when nothing else is named: `default_chat`, else the first chat model.

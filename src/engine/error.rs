@@ -33,6 +33,9 @@ pub enum EngineError {
     /// The request itself is unusable (for example an empty prompt).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The model failed while computing (a panic or a tensor error in a batch).
+    #[error("the model failed: {0}")]
+    Failed(String),
     /// The runner thread is gone; no request can be served any more.
     #[error("the engine has stopped")]
     Stopped,

@@ -33,8 +33,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use error::EngineError;
 pub use load::config::{LocalModelConfig, ModelSource};
+pub use load::embedding::{load_embedding, EmbeddingModelConfig};
 pub use load::progress::{LoadProgress, LoadState};
 pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
+pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo};
+pub use run::priority::Priority;
 pub use run::request::{GenerateEvent, GenerateRequest, StopReason};
 pub use run::sampling::DEFAULT_SEED;
 pub use run::scheduler::SchedulerConfig;

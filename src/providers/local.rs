@@ -46,6 +46,18 @@ impl LocalProvider {
     }
 }
 
+/// What an engine refusal means to a caller: a full queue is `Overloaded`, a bad request is
+/// `Rejected`, anything else leaves the model unavailable.
+pub(crate) fn provider_error(error: EngineError) -> ProviderError {
+    match error {
+        EngineError::Overloaded => ProviderError::Overloaded,
+        EngineError::PromptTooLong { .. } | EngineError::InvalidRequest(_) => {
+            ProviderError::Rejected(error.to_string())
+        }
+        other => ProviderError::Unavailable(other.to_string()),
+    }
+}
+
 /// The chat event for an engine event.
 fn chat_event(event: GenerateEvent) -> Result<ChatEvent, ProviderError> {
     match event {
@@ -77,13 +89,7 @@ impl ChatProvider for LocalProvider {
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, ProviderError> {
         let generate = self.prepare(&request)?;
-        let events = self.engine.submit(generate).map_err(|e| match e {
-            EngineError::Overloaded => ProviderError::Overloaded,
-            EngineError::PromptTooLong { .. } | EngineError::InvalidRequest(_) => {
-                ProviderError::Rejected(e.to_string())
-            }
-            other => ProviderError::Unavailable(other.to_string()),
-        })?;
+        let events = self.engine.submit(generate).map_err(provider_error)?;
         // The stream owns the receiver: dropping the stream cancels the generation. It ends
         // right after the final event; a runner that vanished without one is an error.
         let stream = futures::stream::unfold(Some(events), |events| async move {

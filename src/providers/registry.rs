@@ -10,7 +10,10 @@ use super::local::LocalProvider;
 use super::openai::OpenAiProvider;
 use super::{ChatProvider, ChatRequest, ChatStream, ProviderError};
 use crate::config::{Config, ModelEntry, ModelRole, ProviderKind};
-use crate::engine::{self, LoadProgress, LoadState, LocalModelConfig, ModelSource, SchedulerConfig};
+use crate::engine::{
+    self, EmbedPurpose, Embedder, EmbeddingModelConfig, LoadProgress, LoadState, LocalModelConfig, ModelSource,
+    Priority, SchedulerConfig,
+};
 
 /// Why a model cannot serve a request.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +47,17 @@ enum Backend {
 
 enum LocalSlot {
     Loading(LoadProgress),
-    Ready(Arc<LocalProvider>),
+    Ready(Loaded),
     Failed(String),
+}
+
+/// A local model once loaded.
+#[derive(Clone)]
+enum Loaded {
+    /// A chat model behind its provider.
+    Chat(Arc<LocalProvider>),
+    /// An embedding model.
+    Embed(Embedder),
 }
 
 struct Slot {
@@ -57,6 +69,7 @@ struct Slot {
 pub struct ModelRegistry {
     slots: Vec<Slot>,
     default_model: String,
+    default_embed: Option<String>,
 }
 
 /// Remote models without a declared context length are assumed to take this many tokens.
@@ -110,6 +123,7 @@ impl ModelRegistry {
         Arc::new(ModelRegistry {
             slots,
             default_model: config.default_model.clone(),
+            default_embed: config.catalogue.default_embed_model().map(str::to_owned),
         })
     }
 
@@ -123,6 +137,74 @@ impl ModelRegistry {
             .iter()
             .find(|s| s.entry.id == id)
             .ok_or_else(|| RegistryError::UnknownModel(id.to_string()))
+    }
+
+    /// The embedding model documents are indexed with, if the catalogue has one.
+    pub fn default_embed_model(&self) -> Option<&str> {
+        self.default_embed.as_deref()
+    }
+
+    /// The loaded local embedding model `id`.
+    pub fn embedder(&self, id: &str) -> Result<Embedder, RegistryError> {
+        let slot = self.slot(id)?;
+        if slot.entry.role != ModelRole::Embed {
+            return Err(RegistryError::UnknownModel(id.to_owned()));
+        }
+        let unavailable = |reason: String| RegistryError::Unavailable {
+            id: id.to_owned(),
+            reason,
+        };
+        match &slot.backend {
+            Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                LocalSlot::Ready(Loaded::Embed(embedder)) => Ok(embedder.clone()),
+                LocalSlot::Ready(Loaded::Chat(_)) => Err(RegistryError::UnknownModel(id.to_owned())),
+                LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
+                LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
+            },
+            Backend::Remote { .. } => Err(unavailable("documents are embedded by local models only".into())),
+        }
+    }
+
+    /// Tokens of `text` for the embedding model `id` (estimated when it is remote or not
+    /// loaded).
+    pub fn count_embedding_tokens(&self, id: &str, text: &str) -> usize {
+        match self.embedder(id) {
+            Ok(embedder) => embedder.count_tokens(text),
+            Err(_) => crate::generation::estimate_tokens(text),
+        }
+    }
+
+    /// Whether `id` is an embedding model of the catalogue.
+    pub fn is_embed_model(&self, id: &str) -> bool {
+        self.slot(id).is_ok_and(|s| s.entry.role == ModelRole::Embed)
+    }
+
+    /// Embeds `inputs` with `model` (local or remote), for a caller who waits: `dimensions`
+    /// shortens the vectors where the model allows it.
+    pub async fn embed(
+        &self,
+        model: &str,
+        inputs: Vec<String>,
+        dimensions: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>, RegistryError> {
+        let slot = self.slot(model)?;
+        if slot.entry.role != ModelRole::Embed {
+            return Err(RegistryError::UnknownModel(model.to_owned()));
+        }
+        if let Backend::Local(_) = &slot.backend {
+            let embedder = self.embedder(model)?;
+            return embedder
+                .embed(&inputs, EmbedPurpose::Plain, Priority::Interactive, dimensions)
+                .await
+                .map_err(|e| RegistryError::Provider(super::local::provider_error(e)));
+        }
+        if dimensions.is_some() {
+            return Err(RegistryError::Provider(ProviderError::Unsupported(format!(
+                "dimensions for the remote model {model}"
+            ))));
+        }
+        let (provider, name) = self.provider(slot)?;
+        Ok(provider.embed(&name, inputs).await?)
     }
 
     /// Whether `id` is a chat model of the catalogue.
@@ -195,8 +277,10 @@ impl ModelRegistry {
 
     fn context_length_of(&self, slot: &Slot) -> usize {
         if let Backend::Local(state) = &slot.backend {
-            if let LocalSlot::Ready(p) = &*state.read().unwrap_or_else(|p| p.into_inner()) {
-                return p.engine().info().context_length;
+            match &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                LocalSlot::Ready(Loaded::Chat(p)) => return p.engine().info().context_length,
+                LocalSlot::Ready(Loaded::Embed(e)) => return e.info().window,
+                _ => {}
             }
         }
         slot.entry.context_length.unwrap_or(REMOTE_CONTEXT_DEFAULT)
@@ -221,7 +305,8 @@ impl ModelRegistry {
                 slot.entry.remote_name.clone().unwrap_or_else(|| slot.entry.id.clone()),
             )),
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
-                LocalSlot::Ready(p) => Ok((p.clone() as Arc<dyn ChatProvider>, slot.entry.id.clone())),
+                LocalSlot::Ready(Loaded::Chat(p)) => Ok((p.clone() as Arc<dyn ChatProvider>, slot.entry.id.clone())),
+                LocalSlot::Ready(Loaded::Embed(_)) => Err(unavailable("it is an embedding model".into())),
                 LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
                 LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
             },
@@ -288,35 +373,55 @@ impl ModelRegistry {
 fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
     let progress = LoadProgress::new();
     let slot = Arc::new(RwLock::new(LocalSlot::Loading(progress.clone())));
-    let local = LocalModelConfig {
-        id: entry.id.clone(),
-        source: ModelSource {
-            path: entry.path.clone(),
-            hf_repo: entry.hf_repo.clone(),
-            hf_file: entry.hf_file.clone(),
-            hf_revision: entry.hf_revision.clone(),
-        },
-        context_length: entry.context_length,
-        chat_template: entry.chat_template.clone(),
-        scheduler: SchedulerConfig {
-            queue_capacity: config.model_queue_capacity,
-            kv_cache_bytes: config.kv_cache_bytes,
-            max_batch_tokens: config.max_batch_tokens,
-            max_prefill_while_decoding: config.max_prefill_while_decoding,
-            max_running: config.max_running,
-            ..SchedulerConfig::default()
-        },
-        cache_dir: config.model_cache_dir(),
-        offline: config.offline,
+    let source = ModelSource {
+        path: entry.path.clone(),
+        hf_repo: entry.hf_repo.clone(),
+        hf_file: entry.hf_file.clone(),
+        hf_revision: entry.hf_revision.clone(),
+    };
+    let load: Box<dyn FnOnce() -> Result<Loaded, engine::EngineError> + Send> = if entry.role == ModelRole::Embed {
+        let embedding = EmbeddingModelConfig {
+            id: entry.id.clone(),
+            source,
+            max_tokens: entry.max_tokens,
+            document_prefix: entry.document_prefix.clone(),
+            query_prefix: entry.query_prefix.clone(),
+            matryoshka: entry.matryoshka,
+            batch_tokens: config.embed_batch_tokens,
+            queue_capacity: 65_536,
+            cache_dir: config.model_cache_dir(),
+            offline: config.offline,
+        };
+        let progress = progress.clone();
+        Box::new(move || engine::load_embedding(&embedding, &progress).map(Loaded::Embed))
+    } else {
+        let local = LocalModelConfig {
+            id: entry.id.clone(),
+            source,
+            context_length: entry.context_length,
+            chat_template: entry.chat_template.clone(),
+            scheduler: SchedulerConfig {
+                queue_capacity: config.model_queue_capacity,
+                kv_cache_bytes: config.kv_cache_bytes,
+                max_batch_tokens: config.max_batch_tokens,
+                max_prefill_while_decoding: config.max_prefill_while_decoding,
+                max_running: config.max_running,
+                ..SchedulerConfig::default()
+            },
+            cache_dir: config.model_cache_dir(),
+            offline: config.offline,
+        };
+        let progress = progress.clone();
+        Box::new(move || engine::load(&local, &progress).map(|e| Loaded::Chat(Arc::new(LocalProvider::new(e)))))
     };
     let target = slot.clone();
     let id = entry.id.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let next = match engine::load(&local, &progress) {
-            Ok(engine) => {
+        let next = match load() {
+            Ok(loaded) => {
                 tracing::info!(model = %id, seconds = started.elapsed().as_secs_f32(), "model loaded");
-                LocalSlot::Ready(Arc::new(LocalProvider::new(engine)))
+                LocalSlot::Ready(loaded)
             }
             Err(e) => {
                 tracing::error!(model = %id, error = %e, "model failed to load");

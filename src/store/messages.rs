@@ -8,7 +8,7 @@ use super::conversations::{load_owned, save_conversation};
 use super::schema::*;
 use super::{decode, encode, new_id, now_ms, Store, StoreError, StoreResult};
 
-use enclave_protocol::ErrorCode;
+use enclave_protocol::{Citation, ErrorCode};
 pub use enclave_protocol::{FinishReason, MessageRole, MessageStatus, Usage};
 
 /// A stored message.
@@ -34,6 +34,9 @@ pub struct MessageRecord {
     pub error_code: Option<ErrorCode>,
     /// Why generation ended (assistant messages).
     pub finish_reason: Option<FinishReason>,
+    /// The sources an answer drew on, most relevant first.
+    #[serde(default)]
+    pub citations: Vec<Citation>,
     /// Creation time (ms).
     pub created_at: i64,
 }
@@ -52,6 +55,7 @@ impl MessageRecord {
             usage: None,
             error_code: None,
             finish_reason: None,
+            citations: Vec::new(),
             created_at: now_ms(),
         }
     }

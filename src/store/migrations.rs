@@ -9,7 +9,7 @@ const VERSION_KEY: &str = "schema_version";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 type Migration = fn(&WriteTransaction) -> StoreResult<()>;
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_tables, index_usernames];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_tables, index_usernames, create_document_tables];
 
 /// Runs every migration the file has not seen yet.
 pub fn migrate(db: &Database) -> StoreResult<()> {
@@ -92,6 +92,16 @@ fn index_usernames(txn: &WriteTransaction) -> StoreResult<()> {
         let user: UserV1 = decode(value.value())?;
         by_name.insert(user.username.to_lowercase().as_str(), user.id.as_u128())?;
     }
+    Ok(())
+}
+
+/// Version 2 -> 3: documents, their sections and the ingestion queue.
+fn create_document_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(DOCUMENTS)?;
+    txn.open_table(DOCUMENTS_BY_OWNER)?;
+    txn.open_table(DOCUMENTS_BY_HASH)?;
+    txn.open_table(DOCUMENT_SECTIONS)?;
+    txn.open_table(INGEST_QUEUE)?;
     Ok(())
 }
 

@@ -1,11 +1,14 @@
-//! Records in redb: users, refresh tokens, conversations, messages, settings.
+//! Records in redb: users, refresh tokens, conversations, messages, settings, documents and
+//! their ingestion queue; document chunks with their vectors in LanceDB ([`chunks`]).
 //!
-//! This is the only module that knows redb's tables. Values are JSON-encoded records; keys are
+//! This is the only module that knows redb's tables and LanceDB. Values are JSON-encoded records; keys are
 //! time-ordered UUIDv7 ids stored as `u128`, so ranges come back oldest first. Every write is
 //! one redb transaction, committed before the call returns (redb is crash-safe; there is no
 //! write-behind cache to lose).
 
+pub mod chunks;
 mod conversations;
+mod documents;
 mod messages;
 mod migrations;
 mod schema;
@@ -19,7 +22,11 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase};
 use uuid::Uuid;
 
+pub use chunks::{ChunkFilter, ChunkHit, ChunkIndex, ChunkRow};
 pub use conversations::{ConversationPage, ConversationRecord, ConversationSettings, ListCursor};
+pub use documents::{
+    Created, DocumentCursor, DocumentFilter, DocumentListing, DocumentRecord, NewDocument, SectionRecord,
+};
 pub use messages::{MessageRecord, MessageRole, MessageStatus};
 pub use settings::UserSettings;
 pub use tokens::{RefreshOutcome, RefreshTokenHash};

@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 
 /// Newest schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Server-wide values: schema version, signing secret.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -31,3 +31,13 @@ pub const MESSAGES_BY_CONVERSATION: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("messages_by_conversation");
 /// User id -> that user's settings.
 pub const USER_SETTINGS: TableDefinition<u128, &[u8]> = TableDefinition::new("user_settings");
+/// Documents by id (added in schema version 3, like every table below).
+pub const DOCUMENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("documents");
+/// (owner, document id) -> (): an owner's documents, oldest first.
+pub const DOCUMENTS_BY_OWNER: TableDefinition<(u128, u128), ()> = TableDefinition::new("documents_by_owner");
+/// (owner, SHA-256 hex) -> document id: identical uploads find the first one.
+pub const DOCUMENTS_BY_HASH: TableDefinition<(u128, &[u8]), u128> = TableDefinition::new("documents_by_hash");
+/// (document id, section index from 1) -> the section's text.
+pub const DOCUMENT_SECTIONS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("document_sections");
+/// Job id (time-ordered) -> document id: the ingestion backlog.
+pub const INGEST_QUEUE: TableDefinition<u128, u128> = TableDefinition::new("ingest_queue");

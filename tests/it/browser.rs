@@ -100,6 +100,7 @@ impl Browser {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
+            enclave::server::install_crypto_provider();
             match ClientBuilder::rustls()
                 .expect("rustls client")
                 .capabilities(capabilities.clone())

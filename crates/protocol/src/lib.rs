@@ -9,6 +9,7 @@
 
 mod auth;
 mod conversations;
+mod documents;
 mod error;
 mod models;
 mod stream;
@@ -17,6 +18,10 @@ pub use auth::{LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequ
 pub use conversations::{
     Conversation, ConversationDetail, ConversationPage, ConversationSettings, CreateConversation, ListQuery, Message,
     MessageRole, MessageStatus, SendMessage, UpdateConversation, UserSettings,
+};
+pub use documents::{
+    Citation, Document, DocumentKind, DocumentListQuery, DocumentPage, DocumentPageText, DocumentProgress,
+    DocumentStatus, SearchHit, SearchMode, SearchRequest, SearchResponse, UploadResponse, UploadedPart,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use models::{ModelList, ModelRole, ModelState, ModelStatus};

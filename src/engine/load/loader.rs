@@ -177,7 +177,7 @@ fn read_hf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
 
 /// The device the model runs on: the first CUDA GPU in a `--features cuda` build when one
 /// is there, the CPU otherwise.
-fn select_device() -> Result<Device, EngineError> {
+pub(crate) fn select_device() -> Result<Device, EngineError> {
     #[cfg(feature = "cuda")]
     {
         match Device::new_cuda(0) {

@@ -8,6 +8,7 @@
 //! [`crate::engine::run::forward`]; an embedding or vision model adds its own loader here.
 
 pub(crate) mod config;
+pub mod embedding;
 pub(crate) mod gguf;
 pub(crate) mod hf;
 pub(crate) mod loader;

@@ -8,13 +8,40 @@ use hf_hub::progress::{DownloadEvent, ProgressEvent, ProgressHandler};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::error::EngineError;
-use crate::engine::load::config::LocalModelConfig;
+use crate::engine::load::config::{LocalModelConfig, ModelSource};
 use crate::engine::load::progress::{LoadProgress, LoadState};
+
+/// What finding a model's files needs to know, whatever kind of model it is.
+pub(crate) trait ModelFiles: Sync {
+    /// The model's id, for messages.
+    fn id(&self) -> &str;
+    /// Where the files come from.
+    fn source(&self) -> &ModelSource;
+    /// Where hf-hub caches downloads.
+    fn cache_dir(&self) -> &Path;
+    /// Never touch the network.
+    fn offline(&self) -> bool;
+}
+
+impl ModelFiles for LocalModelConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn source(&self) -> &ModelSource {
+        &self.source
+    }
+    fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+    fn offline(&self) -> bool {
+        self.offline
+    }
+}
 
 /// Resolves the model file of `config`: its path when that file exists, else the hf-hub
 /// download (or, offline, the hf-hub cache). The error names everything that was tried.
-pub(crate) fn resolve_model_file(config: &LocalModelConfig, progress: &LoadProgress) -> Result<PathBuf, EngineError> {
-    let source = &config.source;
+pub(crate) fn resolve_model_file(config: &impl ModelFiles, progress: &LoadProgress) -> Result<PathBuf, EngineError> {
+    let source = config.source();
     let mut tried = Vec::new();
     if let Some(path) = &source.path {
         if path.is_file() || path.join("config.json").is_file() {
@@ -36,21 +63,25 @@ pub(crate) fn resolve_model_file(config: &LocalModelConfig, progress: &LoadProgr
     }
     Err(EngineError::NotFound(format!(
         "model {}: {}",
-        config.id,
+        config.id(),
         tried.join("; ")
     )))
 }
 
 /// Companion files of a safetensors checkpoint: required, then optional.
 const HF_REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
-/// See [`HF_REQUIRED`].
-const HF_OPTIONAL: [&str; 2] = ["tokenizer_config.json", "generation_config.json"];
+/// See [`HF_REQUIRED`] (`sentence_bert_config.json`: an embedding model's window).
+const HF_OPTIONAL: [&str; 3] = [
+    "tokenizer_config.json",
+    "generation_config.json",
+    "sentence_bert_config.json",
+];
 
 /// Fetches a model: `file` itself, and for a safetensors checkpoint (`*.safetensors` or
 /// `model.safetensors.index.json`) its shards and configuration and tokenizer files, all into
 /// the same hf-hub snapshot directory.
 fn download_model(
-    config: &LocalModelConfig,
+    config: &impl ModelFiles,
     repo: &str,
     file: &str,
     revision: Option<&str>,
@@ -85,7 +116,7 @@ fn download_model(
 /// Fetches `repo`/`file` through hf-hub into `config.cache_dir`, reporting progress; with
 /// `config.offline` only the cache is looked at.
 fn download(
-    config: &LocalModelConfig,
+    config: &impl ModelFiles,
     repo: &str,
     file: &str,
     revision: Option<&str>,
@@ -95,14 +126,14 @@ fn download(
         .split_once('/')
         .ok_or_else(|| format!("the repo must be owner/name, got {repo:?}"))?;
     let client = hf_hub::HFClient::builder()
-        .cache_dir(config.cache_dir.clone())
+        .cache_dir(config.cache_dir().to_path_buf())
         .retry_max_attempts(3)
         .build()
         .map_err(|e| e.to_string())?;
     let handler = DownloadProgress::new(progress.clone(), file);
     let bar = handler.bar.clone();
-    if !config.offline {
-        tracing::info!(model = %config.id, repo, file, "downloading the model from Hugging Face");
+    if !config.offline() {
+        tracing::info!(model = %config.id(), repo, file, "downloading the model from Hugging Face");
     }
     // hf-hub is async; run it on a private runtime in a thread of its own so that this works
     // whether or not the caller sits inside a tokio runtime.
@@ -119,13 +150,16 @@ fn download(
                         .download_file()
                         .filename(file)
                         .maybe_revision(revision.map(str::to_owned))
-                        .local_files_only(config.offline)
+                        .local_files_only(config.offline())
                         .progress(handler)
                         .send()
                         .await
                         .map_err(|e| match e {
                             hf_hub::HFError::LocalEntryNotFound { .. } => {
-                                format!("not in the hf-hub cache under {} (offline)", config.cache_dir.display())
+                                format!(
+                                    "not in the hf-hub cache under {} (offline)",
+                                    config.cache_dir().display()
+                                )
                             }
                             other => other.to_string(),
                         })

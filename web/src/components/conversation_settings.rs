@@ -70,6 +70,8 @@ pub fn ConversationSettingsPanel(
     let saving = RwSignal::new(false);
     let id = conversation.id;
     let top_p = conversation.settings.top_p;
+    // Settings this panel does not edit are kept as they are.
+    let kept = conversation.settings.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let temperature = match temperature.get_untracked().trim() {
@@ -96,6 +98,7 @@ pub fn ConversationSettingsPanel(
             temperature,
             top_p,
             max_tokens,
+            ..kept.clone()
         };
         let chosen = model.get_untracked();
         let body = api::to_json(&UpdateConversation {

@@ -112,8 +112,8 @@ impl Layout {
 enum ListRow {
     /// The title of a group.
     Header(usize),
-    /// A conversation.
-    Item(Conversation),
+    /// A conversation (boxed: rows are moved around as the window scrolls).
+    Item(Box<Conversation>),
 }
 
 impl ListRow {
@@ -198,7 +198,7 @@ pub fn Sidebar() -> impl IntoView {
                     .iter()
                     .filter_map(|slot| match *slot {
                         Slot::Header(group) => Some(ListRow::Header(group)),
-                        Slot::Item(index) => list.get(index).cloned().map(ListRow::Item),
+                        Slot::Item(index) => list.get(index).cloned().map(|c| ListRow::Item(Box::new(c))),
                     })
                     .collect();
                 let space_above = layout.tops.get(range.start).copied().unwrap_or(0.0);
@@ -257,7 +257,7 @@ pub fn Sidebar() -> impl IntoView {
                     <For each=move || window.with(|w| w.rows.clone()) key=ListRow::key let:row>
                         {match row {
                             ListRow::Header(group) => view! { <li class="group-title" role="presentation">{GROUPS[group]}</li> }.into_any(),
-                            ListRow::Item(c) => view! { <ConversationRow conversation=c active=Signal::derive(active)/> }.into_any(),
+                            ListRow::Item(c) => view! { <ConversationRow conversation=*c active=Signal::derive(active)/> }.into_any(),
                         }}
                     </For>
                 </ul>

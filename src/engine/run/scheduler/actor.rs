@@ -17,6 +17,7 @@ use crate::engine::error::EngineError;
 use crate::engine::load::tokenizer::TextTokenizer;
 use crate::engine::run::forward::{Batch, LlamaBatchModel};
 use crate::engine::run::kv::KvCache;
+use crate::engine::run::priority::{gate, Priority};
 use crate::engine::run::request::StopReason;
 use crate::engine::run::sampling::Sampler;
 use crate::engine::run::stats::{Ending, StatsCounters};
@@ -216,8 +217,11 @@ impl Scheduler {
             return;
         }
         let decode_tokens = work.iter().filter(|w| self.running[w.index].pending() == 1).count();
+        // Chat computes before background work (document embeddings) on the same cores.
+        let turn = gate().turn(Priority::Interactive);
         let started = Instant::now();
         let result = self.forward(&work);
+        drop(turn);
         let tokens: usize = work.iter().map(|w| w.tokens).sum();
         self.metrics.step(started.elapsed(), tokens, work.len());
         self.stats

@@ -1,0 +1,297 @@
+//! `/api/v1/documents`: upload (multipart, answered at once), list, get, status, the original
+//! file, a section's text, delete, retry, and search. Extract, call the documents service, map
+//! its records to the wire types.
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use enclave_protocol::{
+    Document, DocumentListQuery, DocumentPage, DocumentPageText, ErrorCode, SearchHit, SearchRequest, SearchResponse,
+    UploadResponse, UploadedPart,
+};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Authenticated, IdPath};
+use super::{rfc3339, AppState};
+use crate::auth::roles::Permission;
+use crate::documents::{DocumentError, SearchQuery};
+use crate::store::{DocumentFilter, DocumentRecord};
+
+/// Search hits returned at most.
+const MAX_SEARCH_HITS: usize = 50;
+
+/// A document record as the API shows it.
+pub fn document_view(d: DocumentRecord) -> Document {
+    Document {
+        id: d.id,
+        filename: d.filename,
+        kind: d.kind,
+        size_bytes: d.size_bytes,
+        status: d.status,
+        error: d.error,
+        progress: d.progress,
+        pages: d.pages,
+        pages_without_text: d.pages_without_text,
+        chunks: d.chunks,
+        embedding_model: d.embedding_model,
+        created_at: rfc3339(d.created_at),
+        updated_at: rfc3339(d.updated_at),
+    }
+}
+
+/// `POST /documents/upload`: every part named `file` is stored and queued (or refused on its
+/// own); 202 at once, before any extraction.
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "send the files as multipart/form-data parts named \"file\" ({})",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let limit = state.documents.max_upload_bytes();
+    let mut parts = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().unwrap_or("document").to_owned();
+        if name != "file" {
+            parts.push(refused(
+                &filename,
+                ErrorCode::ValidationError,
+                format!("unexpected form field {name:?}; send files as \"file\""),
+            ));
+            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+            continue;
+        }
+        // Read the part up to the limit; past it, drain it and refuse this part alone.
+        let mut bytes = Vec::new();
+        let mut too_large = false;
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if too_large {
+                continue;
+            }
+            if bytes.len() as u64 + chunk.len() as u64 > limit {
+                too_large = true;
+                bytes = Vec::new();
+                continue;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if too_large {
+            let error = ApiError::from(DocumentError::TooLarge { limit });
+            parts.push(refused(&filename, error.code, error.message));
+            continue;
+        }
+        match state.documents.upload(user.user_id, &filename, bytes).await {
+            Ok(accepted) => parts.push(UploadedPart::Accepted {
+                document: document_view(accepted.record),
+                duplicate: accepted.duplicate,
+            }),
+            Err(error) => {
+                let error = ApiError::from(error);
+                if error.status.is_server_error() {
+                    return Err(error);
+                }
+                parts.push(refused(&filename, error.code, error.message));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(ApiError::validation("send at least one file as a part named \"file\""));
+    }
+    Ok((StatusCode::ACCEPTED, Json(UploadResponse { documents: parts })).into_response())
+}
+
+fn refused(filename: &str, code: ErrorCode, error: String) -> UploadedPart {
+    UploadedPart::Refused {
+        filename: crate::documents::display_name(filename),
+        error,
+        code,
+    }
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "the upload is too large",
+        );
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::BadRequest,
+        format!("malformed multipart body: {}", error.body_text()),
+    )
+}
+
+/// `GET /documents?limit=&cursor=&q=&kind=&status=`: newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiQuery(query): ApiQuery<DocumentListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Read)?;
+    let filter = DocumentFilter {
+        name: query.q,
+        kind: query.kind,
+        status: query.status,
+    };
+    let page = state
+        .documents
+        .list(user.user_id, query.limit, query.cursor.as_deref(), filter)?;
+    Ok(Json(DocumentPage {
+        items: page.items.into_iter().map(document_view).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// `GET /documents/{id}` (also `/documents/{id}/status`).
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Read)?;
+    Ok(Json(document_view(state.documents.get(user.user_id, id)?)))
+}
+
+/// `GET /documents/{id}/file`: the original, to its owner only, as a download that the
+/// browser never renders in the page (HTML comes as plain text, and sandboxed).
+pub async fn file(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let user = caller.require(Permission::Read)?;
+    let (record, bytes) = state.documents.original(user.user_id, id).await?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(record.kind.media_type()));
+    let ascii: String = record
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(response)
+}
+
+/// `GET /documents/{id}/sections/{index}`: the text of one section (a page, a sheet...), for
+/// the citation viewer.
+pub async fn section(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Read)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("document"))?;
+    let index: u32 = index.parse().map_err(|_| ApiError::not_found("section"))?;
+    let section = state.documents.section(user.user_id, id, index)?;
+    Ok(Json(DocumentPageText {
+        document_id: id,
+        index,
+        page: section.page,
+        member: section.member,
+        text: section.text,
+        has_text: section.has_text,
+    }))
+}
+
+/// `DELETE /documents/{id}`: the file, the record, the chunks and vectors all go.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    state.documents.delete(user.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /documents/{id}/retry`: queue a failed (or indexed) document again.
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Chat)?;
+    let record = state.documents.retry(user.user_id, id)?;
+    Ok((StatusCode::ACCEPTED, Json(document_view(record))))
+}
+
+/// `POST /documents/search`: hybrid search over the caller's documents.
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<SearchRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.require(Permission::Read)?;
+    let limit = body.limit.unwrap_or(10);
+    if !(1..=MAX_SEARCH_HITS).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit must be between 1 and {MAX_SEARCH_HITS}"
+        )));
+    }
+    let time = |field: &str, value: Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .map(|v| {
+                humantime::parse_rfc3339_weak(&v)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64)
+                    .ok_or_else(|| ApiError::validation(format!("{field} must be an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let query = SearchQuery {
+        text: body.query,
+        document_ids: body.document_ids,
+        kinds: body.kinds,
+        uploaded_after: time("uploaded_after", body.uploaded_after)?,
+        uploaded_before: time("uploaded_before", body.uploaded_before)?,
+        limit,
+        mode: body.mode.unwrap_or_default(),
+    };
+    let found = state.documents.search(user.user_id, query).await?;
+    Ok(Json(SearchResponse {
+        hits: found
+            .into_iter()
+            .map(|f| SearchHit {
+                chunk_id: f.chunk.chunk_id,
+                document_id: f.chunk.document_id,
+                source: f.source,
+                section: f.chunk.section,
+                page: f.chunk.page,
+                page_end: f.chunk.page_end.filter(|end| Some(*end) != f.chunk.page),
+                heading_path: f.chunk.heading_path,
+                text: f.chunk.text,
+                relevance: f.relevance,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,169 @@
+//! Runs extraction where a bad file cannot hurt the server: in a child process (the same
+//! binary, `enclave extract`) with a wall-clock limit and an address-space limit, answering
+//! with JSON on its standard output. A crash, a timeout or the memory limit becomes
+//! [`ExtractError::Crashed`] for that one document.
+//!
+//! Without an executable (unit tests, where the current executable is the test harness) the
+//! extraction runs on a blocking thread with panics caught and the same time limit on the
+//! wait.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use enclave_protocol::DocumentKind;
+use tokio::io::AsyncReadExt;
+
+use super::{extract, ExtractError, Extracted, Limits};
+
+/// How extraction is isolated.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// The `enclave` executable to run as the child (`None`: in-process, panics caught).
+    pub executable: Option<PathBuf>,
+    /// Wall-clock limit of one document.
+    pub timeout: Duration,
+    /// Address-space limit of the child.
+    pub memory_bytes: u64,
+    /// What one document may unpack to.
+    pub limits: Limits,
+}
+
+impl Isolation {
+    /// In-process extraction (tests).
+    pub fn in_process(limits: Limits) -> Self {
+        Self {
+            executable: None,
+            timeout: Duration::from_secs(120),
+            memory_bytes: 0,
+            limits,
+        }
+    }
+}
+
+/// The child's answer on its standard output.
+type Answer = Result<Extracted, ExtractError>;
+
+/// Extracts the file at `path` as `kind`, isolated as `isolation` says.
+pub async fn extract_file(path: &Path, kind: DocumentKind, isolation: &Isolation) -> Result<Extracted, ExtractError> {
+    match &isolation.executable {
+        Some(executable) => in_child(executable, path, kind, isolation).await,
+        None => {
+            let path = path.to_path_buf();
+            let limits = isolation.limits;
+            let work = tokio::task::spawn_blocking(move || {
+                let bytes =
+                    std::fs::read(&path).map_err(|e| ExtractError::Corrupt(format!("cannot read the file: {e}")))?;
+                std::panic::catch_unwind(|| extract(&bytes, kind, limits))
+                    .unwrap_or_else(|_| Err(ExtractError::Crashed("the parser crashed".into())))
+            });
+            match tokio::time::timeout(isolation.timeout, work).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(ExtractError::Crashed("the parser crashed".into())),
+                Err(_) => Err(timed_out(isolation.timeout)),
+            }
+        }
+    }
+}
+
+fn timed_out(limit: Duration) -> ExtractError {
+    ExtractError::Crashed(format!(
+        "reading the file took longer than {} s; the file may be damaged or built to stall parsers",
+        limit.as_secs()
+    ))
+}
+
+async fn in_child(executable: &Path, path: &Path, kind: DocumentKind, isolation: &Isolation) -> Answer {
+    let limits = serde_json::to_string(&isolation.limits).map_err(|e| ExtractError::Crashed(e.to_string()))?;
+    let mut command = tokio::process::Command::new(executable);
+    command
+        .arg("extract")
+        .arg("--kind")
+        .arg(kind.as_str())
+        .arg("--limits")
+        .arg(limits)
+        .arg(path)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    {
+        let memory = isolation.memory_bytes;
+        // Safety: only async-signal-safe calls between fork and exec (setrlimit).
+        unsafe {
+            command.pre_exec(move || {
+                if memory > 0 {
+                    let limit = libc::rlimit {
+                        rlim_cur: memory as libc::rlim_t,
+                        rlim_max: memory as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| ExtractError::Crashed(format!("cannot start the extraction process: {e}")))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ExtractError::Crashed("the extraction process has no output".into()))?;
+    let run = async {
+        let mut output = Vec::new();
+        stdout.read_to_end(&mut output).await?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((output, status))
+    };
+    let (output, status) = match tokio::time::timeout(isolation.timeout, run).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(ExtractError::Crashed(format!("the extraction process failed: {e}"))),
+        // Dropping the child kills it (kill_on_drop).
+        Err(_) => return Err(timed_out(isolation.timeout)),
+    };
+    match serde_json::from_slice::<Answer>(&output) {
+        Ok(answer) => answer,
+        Err(_) if !status.success() => Err(ExtractError::Crashed(format!(
+            "the parser stopped ({}); the file may be damaged or need more memory than allowed",
+            describe_status(status)
+        ))),
+        Err(e) => Err(ExtractError::Crashed(format!("unreadable answer from the parser: {e}"))),
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    status.to_string()
+}
+
+/// The child's side (`enclave extract --kind K --limits JSON FILE`): extracts and writes the
+/// answer as JSON on standard output. A panic aborts the process (the parent reports it).
+pub fn run_child(kind: &str, limits: &str, file: &Path) -> std::process::ExitCode {
+    let answer: Answer = (|| {
+        let kind: DocumentKind = serde_json::from_value(serde_json::Value::String(kind.to_owned()))
+            .map_err(|_| ExtractError::Corrupt(format!("unknown kind {kind:?}")))?;
+        let limits: Limits = serde_json::from_str(limits).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        let bytes = std::fs::read(file).map_err(|e| ExtractError::Corrupt(format!("cannot read the file: {e}")))?;
+        extract(&bytes, kind, limits)
+    })();
+    let Ok(json) = serde_json::to_vec(&answer) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(&json).and_then(|()| stdout.flush()).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,248 @@
+//! Hybrid search over a user's documents: the query's vector nearest chunks (cosine) and its
+//! best BM25 chunks, fused by reciprocal rank (k = 60, as LanceDB and most hybrid engines do),
+//! always filtered by owner and optionally by documents, kinds and upload dates. Documents
+//! embedded with different models (during a model change) are searched in each model's table
+//! and fused the same way.
+//!
+//! Relevance is reported in 0..1 whatever the ranking's raw scores: the fused score over the
+//! best a chunk could get (first in both lists). A chunk whose vector similarity is below
+//! [`MIN_SIMILARITY`] and that has no BM25 match is not relevant, and is dropped.
+
+use std::collections::HashMap;
+
+use enclave_protocol::{DocumentKind, DocumentStatus, SearchMode};
+use uuid::Uuid;
+
+use super::{DocumentError, DocumentService};
+use crate::engine::{EmbedPurpose, Priority};
+use crate::store::{ChunkFilter, ChunkHit, ChunkRow, DocumentRecord};
+
+/// The RRF constant.
+const RRF_K: f32 = 60.0;
+/// Below this cosine similarity a chunk without a word match is not relevant.
+pub const MIN_SIMILARITY: f32 = 0.2;
+/// Candidates taken from each list per hit asked for.
+const CANDIDATES_PER_HIT: usize = 4;
+
+/// What to search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// The words.
+    pub text: String,
+    /// Only these documents (each must be the caller's).
+    pub document_ids: Option<Vec<Uuid>>,
+    /// Only these kinds.
+    pub kinds: Option<Vec<DocumentKind>>,
+    /// Uploaded at or after (ms).
+    pub uploaded_after: Option<i64>,
+    /// Uploaded before (ms).
+    pub uploaded_before: Option<i64>,
+    /// Hits wanted.
+    pub limit: usize,
+    /// Ranking.
+    pub mode: SearchMode,
+}
+
+/// A chunk found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The chunk.
+    pub chunk: ChunkRow,
+    /// Its document's display name.
+    pub source: String,
+    /// 0..1, most relevant highest.
+    pub relevance: f32,
+}
+
+impl DocumentService {
+    /// The documents of `owner` a query may see: the named ones (each must exist and be the
+    /// caller's), or all of them; only those indexed.
+    pub(super) fn scope(&self, owner: Uuid, ids: Option<&[Uuid]>) -> Result<Vec<DocumentRecord>, DocumentError> {
+        let documents = match ids {
+            Some(ids) => ids
+                .iter()
+                .map(|id| self.get(owner, *id))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => self.inner.store.all_documents(owner)?,
+        };
+        Ok(documents
+            .into_iter()
+            .filter(|d| d.status == DocumentStatus::Indexed || d.embedding_model.is_some())
+            .collect())
+    }
+
+    /// The chunks of `owner`'s documents that best answer `query`, most relevant first.
+    pub async fn search(&self, owner: Uuid, query: SearchQuery) -> Result<Vec<Found>, DocumentError> {
+        if query.text.trim().is_empty() {
+            return Err(DocumentError::Invalid("query must not be empty".into()));
+        }
+        let documents = self.scope(owner, query.document_ids.as_deref())?;
+        let documents: Vec<DocumentRecord> = documents
+            .into_iter()
+            .filter(|d| query.kinds.as_ref().is_none_or(|k| k.contains(&d.kind)))
+            .collect();
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Documents by the model their vectors come from.
+        let mut by_model: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for document in &documents {
+            if let Some(model) = &document.embedding_model {
+                by_model.entry(model.clone()).or_default().push(document.id);
+            }
+        }
+        let several = by_model.len() > 1;
+        let candidates = query.limit.max(1) * CANDIDATES_PER_HIT;
+        let mut vector_lists = Vec::new();
+        let mut text_lists = Vec::new();
+        for (model, ids) in &by_model {
+            let embedder = self
+                .inner
+                .registry
+                .embedder(model)
+                .map_err(|e| DocumentError::EmbeddingUnavailable(e.to_string()))?;
+            let dimension = embedder.info().dimension;
+            let filter = ChunkFilter {
+                owner,
+                // Named documents, or a model's own share while models are mixed.
+                document_ids: (query.document_ids.is_some() || several || query.kinds.is_some()).then(|| ids.clone()),
+                kinds: None,
+                uploaded_after: query.uploaded_after,
+                uploaded_before: query.uploaded_before,
+            };
+            if query.mode != SearchMode::Text {
+                let vector = embedder
+                    .embed(
+                        std::slice::from_ref(&query.text),
+                        EmbedPurpose::Query,
+                        Priority::Interactive,
+                        None,
+                    )
+                    .await
+                    .map_err(|e| DocumentError::EmbeddingUnavailable(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                vector_lists.push(
+                    self.inner
+                        .chunks
+                        .vector_search(model, &vector, &filter, candidates)
+                        .await?,
+                );
+            }
+            if query.mode != SearchMode::Vector {
+                text_lists.push(
+                    self.inner
+                        .chunks
+                        .text_search(model, dimension, &query.text, &filter, candidates)
+                        .await?,
+                );
+            }
+        }
+        let names: HashMap<Uuid, String> = documents.iter().map(|d| (d.id, d.filename.clone())).collect();
+        let ranked = match query.mode {
+            SearchMode::Hybrid => fuse(&merge(vector_lists), &merge(text_lists)),
+            SearchMode::Vector => by_score(merge(vector_lists), |h| h.score.clamp(0.0, 1.0), true),
+            SearchMode::Text => {
+                let merged = merge(text_lists);
+                let best = merged.first().map_or(1.0, |h| h.score.max(f32::EPSILON));
+                by_score(merged, |h| (h.score / best).clamp(0.0, 1.0), false)
+            }
+        };
+        Ok(ranked
+            .into_iter()
+            .take(query.limit.max(1))
+            .map(|(row, relevance)| Found {
+                source: names.get(&row.document_id).cloned().unwrap_or_default(),
+                chunk: row,
+                relevance,
+            })
+            .collect())
+    }
+}
+
+/// Several ranked lists (one per model) as one, best score first.
+fn merge(lists: Vec<Vec<ChunkHit>>) -> Vec<ChunkHit> {
+    let mut all: Vec<ChunkHit> = lists.into_iter().flatten().collect();
+    all.sort_by(|a, b| b.score.total_cmp(&a.score));
+    all
+}
+
+/// Hits ranked by their own score turned into relevance; vector hits below the similarity
+/// floor dropped.
+fn by_score(hits: Vec<ChunkHit>, relevance: impl Fn(&ChunkHit) -> f32, vector: bool) -> Vec<(ChunkRow, f32)> {
+    hits.into_iter()
+        .filter(|h| !vector || h.score >= MIN_SIMILARITY)
+        .map(|h| {
+            let r = relevance(&h);
+            (h.row, r)
+        })
+        .collect()
+}
+
+/// Reciprocal rank fusion of the vector and BM25 rankings, relevance in 0..1.
+pub(super) fn fuse(vector: &[ChunkHit], text: &[ChunkHit]) -> Vec<(ChunkRow, f32)> {
+    let best = 2.0 / (RRF_K + 1.0);
+    let mut scores: HashMap<Uuid, (f32, Option<f32>, bool, ChunkRow)> = HashMap::new();
+    for (rank, hit) in vector.iter().enumerate() {
+        let entry = scores
+            .entry(hit.row.chunk_id)
+            .or_insert_with(|| (0.0, None, false, hit.row.clone()));
+        entry.0 += 1.0 / (RRF_K + rank as f32 + 1.0);
+        entry.1 = Some(hit.score);
+    }
+    for (rank, hit) in text.iter().enumerate() {
+        let entry = scores
+            .entry(hit.row.chunk_id)
+            .or_insert_with(|| (0.0, None, false, hit.row.clone()));
+        entry.0 += 1.0 / (RRF_K + rank as f32 + 1.0);
+        entry.2 = true;
+    }
+    let mut fused: Vec<(ChunkRow, f32)> = scores
+        .into_values()
+        .filter(|(_, similarity, word_match, _)| *word_match || similarity.is_some_and(|s| s >= MIN_SIMILARITY))
+        .map(|(score, _, _, row)| (row, (score / best).clamp(0.0, 1.0)))
+        .collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.chunk_index.cmp(&b.0.chunk_index)));
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: u128, score: f32) -> ChunkHit {
+        ChunkHit {
+            row: ChunkRow {
+                chunk_id: Uuid::from_u128(id),
+                document_id: Uuid::nil(),
+                owner: Uuid::nil(),
+                kind: "text".into(),
+                uploaded_at: 0,
+                page: None,
+                page_end: None,
+                member: None,
+                section: 1,
+                heading_path: Vec::new(),
+                chunk_index: id as u32,
+                text: String::new(),
+                vector: Vec::new(),
+            },
+            score,
+        }
+    }
+
+    #[test]
+    fn a_chunk_high_in_both_lists_wins_and_relevance_stays_in_range() {
+        let vector = [hit(1, 0.9), hit(2, 0.8), hit(3, 0.1)];
+        let text = [hit(2, 12.0), hit(4, 3.0)];
+        let fused = fuse(&vector, &text);
+        let order: Vec<u128> = fused.iter().map(|(r, _)| r.chunk_id.as_u128()).collect();
+        // 2 is in both; 3 is below the similarity floor without a word match.
+        assert_eq!(order, [2, 1, 4]);
+        assert!(fused.iter().all(|(_, r)| (0.0..=1.0).contains(r)));
+        assert!(fused[0].1 > fused[1].1);
+        // First in both lists is the best possible: relevance 1.
+        let top = fuse(&[hit(7, 0.9)], &[hit(7, 5.0)]);
+        assert!((top[0].1 - 1.0).abs() < 1e-6);
+    }
+}
