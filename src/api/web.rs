@@ -31,10 +31,12 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// The Content-Security-Policy of every response. Scripts only from this server (and
 /// WebAssembly compilation); style attributes allowed (KaTeX positions its glyphs with them),
-/// style sheets only from this server; no plugins, no framing, no foreign connections.
+/// style sheets only from this server; frames only for the page's own blobs (the citation
+/// viewer shows an original PDF from one); no plugins, no being framed, no foreign
+/// connections.
 pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; font-src 'self'; \
-     connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+     connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Headers added to every response, API included.
 pub(crate) fn security_headers() -> Vec<(HeaderName, HeaderValue)> {

@@ -110,7 +110,11 @@ impl DocumentService {
                 uploaded_after: query.uploaded_after,
                 uploaded_before: query.uploaded_before,
             };
-            if query.mode != SearchMode::Text {
+            // The query's embedding and vector search run while BM25 searches.
+            let by_vector = async {
+                if query.mode == SearchMode::Text {
+                    return Ok(None);
+                }
                 let vector = embedder
                     .embed(
                         std::slice::from_ref(&query.text),
@@ -122,21 +126,27 @@ impl DocumentService {
                     .map_err(|e| DocumentError::EmbeddingUnavailable(e.to_string()))?
                     .pop()
                     .unwrap_or_default();
-                vector_lists.push(
+                Ok::<_, DocumentError>(Some(
                     self.inner
                         .chunks
                         .vector_search(model, &vector, &filter, candidates)
                         .await?,
-                );
-            }
-            if query.mode != SearchMode::Vector {
-                text_lists.push(
+                ))
+            };
+            let by_text = async {
+                if query.mode == SearchMode::Vector {
+                    return Ok(None);
+                }
+                Ok::<_, DocumentError>(Some(
                     self.inner
                         .chunks
                         .text_search(model, dimension, &query.text, &filter, candidates)
                         .await?,
-                );
-            }
+                ))
+            };
+            let (by_vector, by_text) = tokio::join!(by_vector, by_text);
+            vector_lists.extend(by_vector?);
+            text_lists.extend(by_text?);
         }
         let names: HashMap<Uuid, String> = documents.iter().map(|d| (d.id, d.filename.clone())).collect();
         let ranked = match query.mode {
@@ -180,7 +190,7 @@ fn by_score(hits: Vec<ChunkHit>, relevance: impl Fn(&ChunkHit) -> f32, vector: b
 }
 
 /// Reciprocal rank fusion of the vector and BM25 rankings, relevance in 0..1.
-pub(super) fn fuse(vector: &[ChunkHit], text: &[ChunkHit]) -> Vec<(ChunkRow, f32)> {
+pub fn fuse(vector: &[ChunkHit], text: &[ChunkHit]) -> Vec<(ChunkRow, f32)> {
     let best = 2.0 / (RRF_K + 1.0);
     let mut scores: HashMap<Uuid, (f32, Option<f32>, bool, ChunkRow)> = HashMap::new();
     for (rank, hit) in vector.iter().enumerate() {

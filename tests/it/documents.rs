@@ -538,6 +538,59 @@ async fn ingestion_resumes_after_a_restart_and_deletes_leave_nothing() {
 }
 
 #[tokio::test]
+async fn a_new_embedding_model_reembeds_every_document_from_its_stored_text() {
+    let mut server = server(false, "");
+    let mut c = Client::new(&server);
+    c.signup("gwen").await;
+    let id = upload_one(
+        &c,
+        "ferry.md",
+        b"# Ferry\n\nThe ferry to the island leaves at seven from the north pier.\n\n# Tickets\n\nTickets are sold on board.\n",
+    )
+    .await;
+    let before = c.wait_ingested(&id).await;
+    assert_eq!(before["embedding_model"], "minilm", "{before}");
+    // The catalogue now names another default embedding model (the same weights under another
+    // id: for Enclave a different model, so every vector is made again).
+    let catalogue = server.dir.path().join("models.toml");
+    let toml = std::fs::read_to_string(&catalogue).unwrap().replacen(
+        "default_embed = \"minilm\"",
+        "default_embed = \"minilm-b\"",
+        1,
+    ) + &format!(
+        "\n[[models]]\nid = \"minilm-b\"\nrole = \"embed\"\nprovider = \"local\"\npath = \"{}\"\n",
+        minilm().display()
+    );
+    std::fs::write(&catalogue, toml).unwrap();
+    // The original file is gone: re-embedding must come from the stored text, not a re-read.
+    std::fs::remove_file(server.dir.path().join("data/documents").join(&id)).ok();
+    server.restart();
+    let mut c2 = Client::new(&server);
+    c2.token = c.token.clone();
+    let after = crate::common::eventually(|| {
+        let c = c2.clone();
+        let id = id.clone();
+        async move {
+            let r = c.get(&format!("/api/v1/documents/{id}")).await;
+            (r.body["embedding_model"] == "minilm-b" && r.body["status"] == "indexed").then_some(r.body)
+        }
+    })
+    .await;
+    assert_eq!(after["chunks"], before["chunks"], "{after}");
+    assert_eq!(after["id"], before["id"]);
+    let r = c2
+        .post(
+            "/api/v1/documents/search",
+            json!({"query": "When does the boat to the island depart?", "mode": "vector"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let first = &r.body["hits"][0];
+    assert_eq!(first["document_id"], id.as_str(), "{:?}", r.body);
+    assert!(first["text"].as_str().unwrap().contains("seven"), "{first}");
+}
+
+#[tokio::test]
 async fn openai_embeddings_take_float_and_base64() {
     use base64::Engine;
     let server = server(false, "");

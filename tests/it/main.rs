@@ -18,3 +18,4 @@ mod openai_compat;
 mod providers;
 mod real_model;
 mod ui;
+mod ui_documents;

@@ -10,6 +10,7 @@ use leptos_router::path;
 use crate::api;
 use crate::pages::auth::{Login, Register};
 use crate::pages::chat::ChatPage;
+use crate::pages::documents::DocumentsPage;
 use crate::pages::settings::SettingsPage;
 use crate::state::{AppState, Session};
 
@@ -38,6 +39,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <Redirect path="/c"/> }>
                 <Route path=path!("/login") view=Login/>
                 <Route path=path!("/register") view=Register/>
+                <Route path=path!("/documents") view=move || view! { <SignedIn><DocumentsPage/></SignedIn> }/>
                 <Route path=path!("/settings") view=move || view! { <SignedIn><SettingsPage/></SignedIn> }/>
                 <Route path=path!("/c/:id?") view=move || view! { <SignedIn><ChatPage/></SignedIn> }/>
                 <Route path=path!("/") view=|| view! { <Redirect path="/c"/> }/>

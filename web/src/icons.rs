@@ -34,6 +34,8 @@ pub enum Icon {
     Send,
     /// A cross: close.
     Close,
+    /// A sheet with a folded corner: documents.
+    Document,
 }
 
 impl Icon {
@@ -53,6 +55,7 @@ impl Icon {
             Icon::Stop => "M7 7h10v10H7z",
             Icon::Send => "M12 19V5M6 11l6-6 6 6",
             Icon::Close => "M6 6l12 12M18 6L6 18",
+            Icon::Document => "M6 3h8l4 4v14H6zM14 3v4h4M9 12h6M9 16h6",
         }
     }
 

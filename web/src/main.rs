@@ -7,6 +7,7 @@ mod components;
 #[cfg(test)]
 mod contrast;
 mod errors;
+mod highlight;
 mod icons;
 mod interop;
 mod markdown;

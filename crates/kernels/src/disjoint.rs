@@ -30,6 +30,21 @@ impl<'a, T> Disjoint<'a, T> {
         }
     }
 
+    /// The buffer's first element, for writers that address their (interleaved, never
+    /// shared) elements themselves, such as a strided matrix product.
+    ///
+    /// # Safety
+    /// Writes through the pointer must stay inside the buffer and never touch an element
+    /// another thread reads or writes meanwhile.
+    pub(crate) unsafe fn as_mut_ptr(&self) -> *mut T {
+        self.ptr
+    }
+
+    /// The number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Elements `start..start + len`.
     ///
     /// # Safety

@@ -3,6 +3,9 @@
 //!
 //! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache.
 //!
+//! [`encoder`]: the kernels of an embedding model's encoder (linear, layer norm, GELU,
+//! bidirectional attention over packed sequences).
+//!
 //! [`QuantMatrix`]: the quantized matrix product that decides the engine's speed: activations
 //! (one row for a decode step, dozens for a batched one, hundreds for a prefill chunk) times
 //! GGUF weights (Q4_0, Q4_1, Q8_0; F32, F16, BF16 in f32).
@@ -19,7 +22,9 @@ mod attention;
 mod avx2;
 mod candle;
 mod disjoint;
+pub mod encoder;
 mod f16;
+mod fast_exp;
 mod isa;
 mod matrix;
 mod ops;

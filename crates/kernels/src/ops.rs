@@ -24,7 +24,7 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candl
 
 /// Runs `f(row, output_row)` for every row of `out` (rows of `width`), on the calling thread
 /// or, for large outputs, on candle's barrier pool.
-fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let rows = out.len() / width.max(1);
     if out.len() < PARALLEL_ELEMENTS || rows < 2 {
         for (r, row) in out.chunks_exact_mut(width).enumerate() {

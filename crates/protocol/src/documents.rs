@@ -117,6 +117,26 @@ pub enum DocumentStatus {
 }
 
 impl DocumentStatus {
+    /// Every status, in the order ingestion goes through them.
+    pub const ALL: [DocumentStatus; 5] = [
+        DocumentStatus::Queued,
+        DocumentStatus::Extracting,
+        DocumentStatus::Embedding,
+        DocumentStatus::Indexed,
+        DocumentStatus::Failed,
+    ];
+
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Queued => "queued",
+            DocumentStatus::Extracting => "extracting",
+            DocumentStatus::Embedding => "embedding",
+            DocumentStatus::Indexed => "indexed",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+
     /// Whether ingestion is still under way.
     pub fn in_progress(self) -> bool {
         matches!(

@@ -17,6 +17,7 @@ use crate::engine::error::EngineError;
 use crate::engine::load::config::ModelSource;
 use crate::engine::load::progress::{LoadProgress, LoadState};
 use crate::engine::load::source::{self, ModelFiles};
+use crate::engine::run::embed::bert::{BertConfig, BertEncoder};
 use crate::engine::run::embed::{Embedder, EmbedderSettings, Encoder};
 
 /// The window nomic-embed is served with unless the configuration says otherwise.
@@ -145,12 +146,25 @@ fn read_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Encoder, E
                 .min(NOMIC_DEFAULT_WINDOW);
             (Encoder::Nomic(Box::new(model)), window, true, cfg.n_embd)
         }
-        "bert" | "roberta" | "xlm-roberta" | "distilbert" => {
-            let cfg: bert::Config = serde_json::from_str(&config_text)
-                .map_err(|e| EngineError::InvalidModel(format!("config.json: {e}")))?;
-            let model = bert::BertModel::load(vb, &cfg)?;
+        "bert" => {
             let window = sentence_window(dir).unwrap_or(family.max_position_embeddings.unwrap_or(512));
-            (Encoder::Bert(Box::new(model)), window, false, cfg.hidden_size)
+            let packed: BertConfig = serde_json::from_str(&config_text)
+                .map_err(|e| EngineError::InvalidModel(format!("config.json: {e}")))?;
+            if packed.supported() && device.is_cpu() {
+                let hidden = packed.hidden_size;
+                let window = window.min(packed.max_position_embeddings);
+                (
+                    Encoder::Packed(Box::new(BertEncoder::load(dir, packed)?)),
+                    window,
+                    false,
+                    hidden,
+                )
+            } else {
+                let cfg: bert::Config = serde_json::from_str(&config_text)
+                    .map_err(|e| EngineError::InvalidModel(format!("config.json: {e}")))?;
+                let model = bert::BertModel::load(vb, &cfg)?;
+                (Encoder::Bert(Box::new(model)), window, false, cfg.hidden_size)
+            }
         }
         other => {
             return Err(EngineError::InvalidModel(format!(

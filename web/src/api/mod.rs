@@ -1,6 +1,7 @@
 //! The server's API from the browser: JSON requests with the access token, one transparent
 //! refresh on an expired token, and the answer stream (SSE read from a fetch body).
 
+mod documents;
 mod stream;
 
 use std::cell::RefCell;
@@ -12,6 +13,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestCredentials, RequestInit, Response};
 
+pub use documents::{original_url, upload_file, UploadProgress};
 /// The server's JSON shapes: the wire types of `crates/protocol`, the same ones the server
 /// writes.
 pub use enclave_protocol::*;
@@ -40,7 +42,7 @@ impl ApiError {
 
     /// The error of a non-2xx response: its JSON error body, or a generic one when the body is
     /// not ours (a proxy's page).
-    fn from_body(status: u16, body: &str) -> Self {
+    pub(crate) fn from_body(status: u16, body: &str) -> Self {
         match serde_json::from_str::<ErrorBody>(body) {
             Ok(body) => Self {
                 status,
@@ -142,27 +144,46 @@ fn token_problem(error: &ApiError) -> bool {
     error.status == 401 && error.code.is_token_problem()
 }
 
-/// Sends a request and returns the raw body; refreshes the access token once on 401.
-async fn send(method: &str, path: &str, body: Option<&Value>) -> Result<String, ApiError> {
+/// Sends a request and returns its 2xx response; refreshes the access token once on 401.
+pub(crate) async fn authorized(method: &str, path: &str, body: Option<&Value>) -> Result<Response, ApiError> {
     let mut refreshed = false;
     loop {
         let request = build_request(method, path, body, None)?;
         let response = fetch(&request).await?;
         let status = response.status();
-        let text = text(&response).await?;
         if (200..300).contains(&status) {
-            return Ok(text);
+            return Ok(response);
         }
-        let error = ApiError::from_body(status, &text);
-        if token_problem(&error) && !refreshed && !path.starts_with("/api/v1/auth/") {
-            refreshed = true;
-            if refresh().await.is_ok() {
-                continue;
-            }
-            signed_out();
+        let error = ApiError::from_body(status, &text(&response).await?);
+        if !retry_after_refresh(&error, path, &mut refreshed).await {
+            return Err(error);
         }
-        return Err(error);
     }
+}
+
+/// After `error`: whether a new access token was obtained and the request should be sent
+/// again (once: `refreshed` remembers). A session that cannot be refreshed is ended.
+pub(crate) async fn retry_after_refresh(error: &ApiError, path: &str, refreshed: &mut bool) -> bool {
+    if !token_problem(error) || *refreshed || path.starts_with("/api/v1/auth/") {
+        return false;
+    }
+    *refreshed = true;
+    if refresh().await.is_ok() {
+        return true;
+    }
+    signed_out();
+    false
+}
+
+/// Sends a request and returns the raw body.
+async fn send(method: &str, path: &str, body: Option<&Value>) -> Result<String, ApiError> {
+    let response = authorized(method, path, body).await?;
+    text(&response).await
+}
+
+/// The access token, for requests not built by [`build_request`] (uploads).
+pub(crate) fn access_token() -> Option<String> {
+    ACCESS_TOKEN.with(|t| t.borrow().clone())
 }
 
 /// A JSON request whose answer is read as `T`.

@@ -1,8 +1,8 @@
 //! The answer stream: a fetch POST whose body is `text/event-stream`, read chunk by chunk and
-//! cut into `token` / `done` / `error` events as they arrive (no EventSource: it cannot POST
+//! cut into `citation` / `token` / `done` / `error` events as they arrive (no EventSource: it cannot POST
 //! nor send the bearer token).
 
-use enclave_protocol::{DoneEvent, ErrorBody, TokenEvent};
+use enclave_protocol::{Citation, DoneEvent, ErrorBody, TokenEvent};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -13,6 +13,8 @@ use super::{build_request, fetch, refresh, text, ApiError};
 /// One event of an answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnswerEvent {
+    /// A source the answer draws on (all come before the first token, most relevant first).
+    Citation(Citation),
     /// More text.
     Token(String),
     /// The answer ended and is stored.
@@ -60,6 +62,7 @@ fn parse_event(block: &str) -> Option<AnswerEvent> {
         "token" => serde_json::from_str::<TokenEvent>(&data)
             .ok()
             .map(|t| AnswerEvent::Token(t.content)),
+        "citation" => serde_json::from_str(&data).ok().map(AnswerEvent::Citation),
         "done" => serde_json::from_str(&data).ok().map(AnswerEvent::Done),
         "error" => serde_json::from_str::<ErrorBody>(&data).ok().map(|e| {
             AnswerEvent::Error(ApiError {
@@ -168,6 +171,12 @@ mod tests {
         );
         let error = parse_event("event: error\ndata: {\"error\": \"slow down\", \"code\": \"RATE_LIMITED\"}");
         assert!(matches!(error, Some(AnswerEvent::Error(e)) if e.code == ErrorCode::RateLimited));
+        let citation = parse_event(concat!(
+            "event: citation\ndata: {\"source\": \"a.pdf\", \"page\": 3, \"relevance\": 0.9, \"section\": 3, ",
+            "\"document_id\": \"0190f7a2-0000-7000-8000-000000000001\", ",
+            "\"chunk_id\": \"0190f7a2-0000-7000-8000-000000000002\", \"snippet\": \"text\"}"
+        ));
+        assert!(matches!(citation, Some(AnswerEvent::Citation(c)) if c.page == Some(3) && c.source == "a.pdf"));
         assert_eq!(parse_event(": comment"), None);
     }
 }

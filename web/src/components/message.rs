@@ -5,7 +5,8 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::api::{Message, MessageRole, MessageStatus, Uuid};
+use crate::api::{Citation, Message, MessageRole, MessageStatus, Uuid};
+use crate::components::citations::CitationChips;
 use crate::errors::describe_code;
 use crate::icons::{Icon, Svg};
 use crate::{interop, markdown};
@@ -19,6 +20,8 @@ pub struct MessageActions {
     pub edit: Callback<(Uuid, String)>,
     /// Show another version: the sibling's id.
     pub switch_to: Callback<Uuid>,
+    /// Open a source of an answer in the viewer.
+    pub open_citation: Callback<Citation>,
 }
 
 /// Copies the code of a code block whose copy button was clicked (event delegation: the
@@ -128,6 +131,9 @@ pub fn MessageView(
                     </div>
                 </div>
             </Show>
+            {(!is_user).then(|| view! {
+                <CitationChips citations=Signal::stored(message.citations.clone()) open=actions.open_citation/>
+            })}
             {(stopped && !is_user).then(|| view! { <p class="status-note">"Stopped"</p> })}
             {(failed && !is_user).then(|| view! {
                 <div class="inline-error" role="alert">
@@ -163,15 +169,21 @@ pub fn MessageView(
     }
 }
 
-/// The answer being streamed: its text so far, re-rendered as Markdown as tokens arrive.
+/// The answer being streamed: its sources, then its text so far, re-rendered as Markdown as
+/// tokens arrive.
 #[component]
-pub fn StreamingAnswer(text: Signal<String>) -> impl IntoView {
+pub fn StreamingAnswer(
+    text: Signal<String>,
+    citations: Signal<Vec<Citation>>,
+    open_citation: Callback<Citation>,
+) -> impl IntoView {
     view! {
         <article class="message assistant streaming" aria-label="Answer" aria-busy="true">
             <Show when=move || !text.with(String::is_empty)
                 fallback=|| view! { <div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div> }>
                 <div class="markdown" inner_html=move || markdown::render(&text.get())></div>
             </Show>
+            <CitationChips citations=citations open=open_citation/>
         </article>
     }
 }

@@ -236,6 +236,9 @@ pub fn Sidebar() -> impl IntoView {
                 <button type="button" class="new-chat" on:click=new_chat title="New chat (Ctrl+Shift+N)">
                     <Svg icon=Icon::Plus/>" New chat"
                 </button>
+                <A href="/documents" attr:class="nav-link" on:click=move |_| state.sidebar_open.set(false)>
+                    <Svg icon=Icon::Document/>" Documents"
+                </A>
                 <label class="visually-hidden" for="filter">"Filter conversations by title"</label>
                 <input id="filter" class="filter" type="search" placeholder="Filter by title"
                     prop:value=move || typed.get() on:input=on_filter/>

@@ -1,5 +1,6 @@
-//! The pages: sign-in and sign-up, the chat, the settings.
+//! The pages: sign-in and sign-up, the chat, the documents, the settings.
 
 pub mod auth;
 pub mod chat;
+pub mod documents;
 pub mod settings;

@@ -6,6 +6,7 @@
 //! batches take the compute only when chat lets them ([`crate::engine::run::priority`]).
 
 mod batcher;
+pub(crate) mod bert;
 mod encoder;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

