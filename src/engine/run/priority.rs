@@ -7,8 +7,12 @@
 //! [`STARVATION_LIMIT`] gets the next turn anyway: answers keep streaming (one short batch
 //! slows one step) and ingestion keeps moving. Background work also keeps its batches small
 //! while chat is active ([`ComputeGate::chat_active`]), so that a chat request arriving mid-batch
-//! waits little. Interactive embeddings (a search query, `/v1/embeddings`) count as chat.
+//! waits little, and hands the compute over between its parts ([`ComputeGate::pause_point`],
+//! called between encoder layers) when chat is waiting: chat then waits for one layer of one
+//! batch at most, not the whole batch. Interactive embeddings (a search query,
+//! `/v1/embeddings`) count as chat.
 
+use std::cell::Cell;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,11 @@ use std::time::{Duration, Instant};
 pub const STARVATION_LIMIT: Duration = Duration::from_millis(150);
 /// Chat counts as active for this long after its last step.
 const ACTIVE_WINDOW: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Whether this thread holds a background turn (only then may it pause).
+    static HOLDS_BACKGROUND: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The process-wide gate.
 static GATE: LazyLock<ComputeGate> = LazyLock::new(ComputeGate::default);
@@ -75,6 +84,7 @@ pub struct Turn<'a> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
+        HOLDS_BACKGROUND.with(|h| h.set(false));
         self.gate.lock().busy = false;
         self.gate.released.notify_all();
     }
@@ -100,29 +110,56 @@ impl ComputeGate {
                 state.last_interactive = Some(Instant::now());
             }
             Priority::Background => {
-                state.background_waiting += 1;
-                if state.background_since.is_none() {
-                    state.background_since = Some(Instant::now());
-                }
-                loop {
-                    let now = Instant::now();
-                    let starved = state.background_starved(now);
-                    if !state.busy && (state.interactive_waiting == 0 || starved) {
-                        break;
-                    }
-                    // Wake at the starvation limit even if nothing is released before.
-                    let left = state
-                        .background_since
-                        .map(|since| STARVATION_LIMIT.saturating_sub(now.duration_since(since)))
-                        .filter(|d| !d.is_zero());
-                    state = self.wait(state, left);
-                }
-                state.background_waiting -= 1;
-                state.background_since = (state.background_waiting > 0).then(Instant::now);
+                state = self.wait_background(state);
+                HOLDS_BACKGROUND.with(|h| h.set(true));
             }
         }
         state.busy = true;
         Turn { gate: self }
+    }
+
+    /// Waits until a background turn may start: nothing runs, and no chat waits (or this
+    /// background work has waited past the starvation limit).
+    fn wait_background<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.background_waiting += 1;
+        if state.background_since.is_none() {
+            state.background_since = Some(Instant::now());
+        }
+        loop {
+            let now = Instant::now();
+            let starved = state.background_starved(now);
+            if !state.busy && (state.interactive_waiting == 0 || starved) {
+                break;
+            }
+            // Wake at the starvation limit even if nothing is released before.
+            let left = state
+                .background_since
+                .map(|since| STARVATION_LIMIT.saturating_sub(now.duration_since(since)))
+                .filter(|d| !d.is_zero());
+            state = self.wait(state, left);
+        }
+        state.background_waiting -= 1;
+        state.background_since = (state.background_waiting > 0).then(Instant::now);
+        state
+    }
+
+    /// Called by background work between the parts of its turn (encoder layers): when chat is
+    /// waiting, the compute goes to it and this returns once the background turn is back
+    /// (under the usual rules: after chat, or at the starvation limit). Does nothing on a
+    /// thread without a background turn, or when no chat waits.
+    pub fn pause_point(&self) {
+        if !HOLDS_BACKGROUND.with(Cell::get) {
+            return;
+        }
+        let mut state = self.lock();
+        if state.interactive_waiting == 0 {
+            return;
+        }
+        state.busy = false;
+        self.released.notify_all();
+        let mut state = self.wait_background(state);
+        state.busy = true;
+        metrics::counter!("enclave_embed_pauses_total").increment(1);
     }
 
     fn wait<'a>(&self, state: MutexGuard<'a, State>, timeout: Option<Duration>) -> MutexGuard<'a, State> {
@@ -203,5 +240,45 @@ mod tests {
         // It got its turn while chat kept stepping (a liveness check: the bound is far above
         // the starvation limit, so load on the machine cannot fail it).
         assert!(waited < Duration::from_secs(30), "{waited:?}");
+    }
+
+    #[test]
+    fn a_background_turn_hands_over_to_waiting_chat_at_its_pause_points() {
+        let gate: &'static ComputeGate = Box::leak(Box::new(ComputeGate::default()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let background = {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let _turn = gate.turn(Priority::Background);
+                order.lock().unwrap().push("layer 1");
+                // Chat arrives during the first layer.
+                std::thread::sleep(Duration::from_millis(40));
+                gate.pause_point();
+                order.lock().unwrap().push("layer 2");
+            })
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        let chat = {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let _turn = gate.turn(Priority::Interactive);
+                order.lock().unwrap().push("chat step");
+            })
+        };
+        chat.join().unwrap();
+        background.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["layer 1", "chat step", "layer 2"]);
+    }
+
+    #[test]
+    fn a_pause_point_without_waiting_chat_or_a_background_turn_does_nothing() {
+        let gate = ComputeGate::default();
+        // No turn on this thread: returns at once, the gate stays free.
+        gate.pause_point();
+        let turn = gate.turn(Priority::Background);
+        gate.pause_point();
+        assert!(gate.lock().busy, "the turn is still held");
+        drop(turn);
+        assert!(!gate.lock().busy);
     }
 }

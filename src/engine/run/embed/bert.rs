@@ -236,6 +236,8 @@ impl BertEncoder {
         let mut projected = vec![0f32; tokens * h];
         let mut intermediate = vec![0f32; tokens * self.config.intermediate_size];
         for layer in &self.layers {
+            // Chat waiting for the compute gets it between layers of a background batch.
+            crate::engine::run::priority::gate().pause_point();
             linear(&x, tokens, &layer.qkv, &layer.qkv_bias, &mut qkv);
             bidirectional_attention(&qkv, &sequences, heads, h / heads, &mut attended);
             linear(
