@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 
 use zip::ZipArchive;
 
-use super::{extract_within, Budget, ExtractError, Extracted};
+use super::{extract_member, Budget, ExtractError, Extracted};
 use crate::documents::detect::detect;
 
 /// An archive over `bytes`.
@@ -93,20 +93,7 @@ pub(super) fn extract(bytes: &[u8], budget: &mut Budget, depth: u32) -> Result<E
             tracing::debug!(member = %name, "archive member of an unknown type skipped");
             continue;
         };
-        match extract_within(&content, kind, budget, depth + 1) {
-            Ok(inner) => {
-                for mut section in inner.sections {
-                    section.member = Some(match section.member {
-                        Some(inner_name) => format!("{name}/{inner_name}"),
-                        None => name.clone(),
-                    });
-                    extracted.sections.push(section);
-                }
-            }
-            // Limits apply to the whole upload; a damaged member costs only itself.
-            Err(error @ ExtractError::TooLarge(_)) => return Err(error),
-            Err(error) => tracing::debug!(member = %name, %error, "archive member unreadable"),
-        }
+        extract_member(&mut extracted, &name, &content, kind, budget, depth)?;
     }
     Ok(extracted)
 }

@@ -5,7 +5,7 @@
 use mail_parser::{MessageParser, MimeHeaders};
 
 use super::text::paragraphs;
-use super::{extract_within, Block, Budget, ExtractError, Extracted, Section};
+use super::{extract_member, Block, Budget, ExtractError, Extracted, Section};
 use crate::documents::detect::detect;
 
 /// Reads a message found at `depth`.
@@ -74,19 +74,7 @@ pub(super) fn extract(bytes: &[u8], budget: &mut Budget, depth: u32) -> Result<E
             tracing::debug!(attachment = %name, "attachment of an unknown type skipped");
             continue;
         };
-        match extract_within(content, kind, budget, depth + 1) {
-            Ok(inner) => {
-                for mut section in inner.sections {
-                    section.member = Some(match section.member {
-                        Some(inner_name) => format!("{name}/{inner_name}"),
-                        None => name.clone(),
-                    });
-                    extracted.sections.push(section);
-                }
-            }
-            Err(error @ ExtractError::TooLarge(_)) => return Err(error),
-            Err(error) => tracing::debug!(attachment = %name, %error, "attachment unreadable"),
-        }
+        extract_member(&mut extracted, &name, content, kind, budget, depth)?;
     }
     Ok(extracted)
 }

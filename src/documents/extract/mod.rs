@@ -280,6 +280,36 @@ pub(crate) fn extract_within(
     Ok(extracted)
 }
 
+/// Reads `content`, a member of an archive or an attachment named `name`, at `depth`, and adds
+/// its sections to `extracted` under that name (nested names joined by `/`). A limit hit is the
+/// whole upload's failure; a damaged member costs only itself.
+pub(crate) fn extract_member(
+    extracted: &mut Extracted,
+    name: &str,
+    content: &[u8],
+    kind: DocumentKind,
+    budget: &mut Budget,
+    depth: u32,
+) -> Result<(), ExtractError> {
+    match extract_within(content, kind, budget, depth + 1) {
+        Ok(inner) => {
+            for mut section in inner.sections {
+                section.member = Some(match section.member {
+                    Some(inner_name) => format!("{name}/{inner_name}"),
+                    None => name.to_owned(),
+                });
+                extracted.sections.push(section);
+            }
+            Ok(())
+        }
+        Err(error @ ExtractError::TooLarge(_)) => Err(error),
+        Err(error) => {
+            tracing::debug!(member = %name, %error, "member unreadable");
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
