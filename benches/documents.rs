@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Variables: `BENCH_CHUNKS` (part 3's size, default 100000), `BENCH_STREAM_TOKENS` (tokens per
-//! answer of the other user, default 48). Under `cargo test` (no `--bench`) only part 3 runs, on
+//! answer of the other user, default 48), `BENCH_PARTS` (default `123`; `3` for part 3 alone). Under `cargo test` (no `--bench`) only part 3 runs, on
 //! 2,000 chunks made from a few generated sentences, to keep the harness tested.
 
 use std::path::PathBuf;
@@ -85,7 +85,14 @@ fn main() {
         return;
     }
     assert!(manual().is_file(), "run scripts/fetch-test-documents.sh for the manual");
-    runtime.block_on(ingestion_and_recall());
+    // BENCH_PARTS=3 runs the search latency alone (parts 1 and 2 share one server run).
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "123".into());
+    if parts.contains('1') || parts.contains('2') {
+        runtime.block_on(ingestion_and_recall());
+    }
+    if !parts.contains('3') {
+        return;
+    }
     let chunks = std::env::var("BENCH_CHUNKS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -341,19 +348,22 @@ async fn ingestion_and_recall() {
         "\n## Recall@5 over {} labelled questions on the manual",
         questions.len()
     );
-    println!("| ranking | recall@5 | recall@1 | API p50 (ms) | API p99 (ms) |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| ranking | recall@5 | recall@1 | API p50 (ms) | API p99 (ms) | missed at 5 (question numbers) |");
+    println!("|---|---:|---:|---:|---:|---|");
+    // Each mode's hits per question, 20 deep, for the fusions compared below.
+    let mut lists: std::collections::HashMap<&str, Vec<Vec<Hit>>> = std::collections::HashMap::new();
     for mode in ["hybrid", "vector", "text"] {
-        let mut found5 = 0;
-        let mut found1 = 0;
         let mut latencies = Vec::new();
+        let mut per_question = Vec::new();
         for q in &questions {
             let started = Instant::now();
             let answer: Value = server
                 .http
                 .post(format!("{}/api/v1/documents/search", server.base))
                 .bearer_auth(&owner)
-                .json(&json!({"query": q.question, "limit": 5, "mode": mode}))
+                // The server's hybrid at 5 takes 20 candidates from each list: the lists are
+                // fetched 20 deep for the fusions compared below.
+                .json(&json!({"query": q.question, "limit": if mode == "hybrid" { 5 } else { 20 }, "mode": mode}))
                 .send()
                 .await
                 .unwrap()
@@ -361,33 +371,109 @@ async fn ingestion_and_recall() {
                 .await
                 .unwrap();
             latencies.push(started.elapsed().as_secs_f64());
-            let pages: Vec<(u64, u64)> = answer["hits"]
-                .as_array()
-                .map(|hits| {
-                    hits.iter()
-                        .map(|h| {
-                            let first = h["page"].as_u64().unwrap_or(0);
-                            (first, h["page_end"].as_u64().unwrap_or(first))
-                        })
-                        .collect()
+            per_question.push(hits_of(&answer));
+        }
+        print_recall(mode, &questions, &per_question, Some(&latencies));
+        lists.insert(mode, per_question);
+    }
+    // Fusions of the same vector and BM25 lists, computed here: the server's (RRF, k = 60) and
+    // relative score fusion (each list's scores min-max normalised, then summed), for the record.
+    for (name, fusion) in [
+        ("RRF k=60 (here)", Fusion::Rrf),
+        ("relative score (here)", Fusion::RelativeScore),
+    ] {
+        let fused: Vec<Vec<Hit>> = lists["vector"]
+            .iter()
+            .zip(&lists["text"])
+            .map(|(v, t)| fuse_here(v, t, fusion))
+            .collect();
+        print_recall(name, &questions, &fused, None);
+    }
+}
+
+/// A search hit as the bench needs it.
+#[derive(Clone)]
+struct Hit {
+    chunk_id: String,
+    pages: (u64, u64),
+    relevance: f64,
+}
+
+fn hits_of(answer: &Value) -> Vec<Hit> {
+    answer["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|h| {
+                    let first = h["page"].as_u64().unwrap_or(0);
+                    Hit {
+                        chunk_id: h["chunk_id"].as_str().unwrap_or_default().to_owned(),
+                        pages: (first, h["page_end"].as_u64().unwrap_or(first)),
+                        relevance: h["relevance"].as_f64().unwrap_or(0.0),
+                    }
                 })
-                .unwrap_or_default();
-            let hit = |(first, last): &(u64, u64)| q.pages.iter().any(|p| (*first..=*last).contains(&u64::from(*p)));
-            if pages.iter().any(hit) {
-                found5 += 1;
-            }
-            if pages.first().is_some_and(hit) {
-                found1 += 1;
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Copy)]
+enum Fusion {
+    Rrf,
+    RelativeScore,
+}
+
+/// Fuses a vector list and a BM25 list (best first) the way `fusion` says.
+fn fuse_here(vector: &[Hit], text: &[Hit], fusion: Fusion) -> Vec<Hit> {
+    let mut scores: Vec<(Hit, f64)> = Vec::new();
+    for list in [vector, text] {
+        let (lo, hi) = list.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), h| {
+            (lo.min(h.relevance), hi.max(h.relevance))
+        });
+        for (rank, hit) in list.iter().enumerate() {
+            let score = match fusion {
+                Fusion::Rrf => 1.0 / (61.0 + rank as f64),
+                Fusion::RelativeScore if hi > lo => (hit.relevance - lo) / (hi - lo),
+                Fusion::RelativeScore => 1.0,
+            };
+            match scores.iter_mut().find(|(h, _)| h.chunk_id == hit.chunk_id) {
+                Some((_, total)) => *total += score,
+                None => scores.push((hit.clone(), score)),
             }
         }
-        println!(
-            "| {mode} | {:.3} | {:.3} | {:.1} | {:.1} |",
-            found5 as f64 / questions.len() as f64,
-            found1 as f64 / questions.len() as f64,
-            percentile(&latencies, 50.0) * 1e3,
-            percentile(&latencies, 99.0) * 1e3
-        );
     }
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scores.into_iter().map(|(h, _)| h).collect()
+}
+
+/// Prints one table row: recall@5 and @1 of `ranked` (per question, best first).
+fn print_recall(name: &str, questions: &[Question], ranked: &[Vec<Hit>], latencies: Option<&[f64]>) {
+    let mut found5 = 0;
+    let mut found1 = 0;
+    let mut missed = Vec::new();
+    for (i, (q, hits)) in questions.iter().zip(ranked).enumerate() {
+        let hit = |h: &Hit| q.pages.iter().any(|p| (h.pages.0..=h.pages.1).contains(&u64::from(*p)));
+        if hits.iter().take(5).any(hit) {
+            found5 += 1;
+        } else {
+            missed.push((i + 1).to_string());
+        }
+        if hits.first().is_some_and(hit) {
+            found1 += 1;
+        }
+    }
+    let (p50, p99) = latencies.map_or((String::from("-"), String::from("-")), |l| {
+        (
+            format!("{:.1}", percentile(l, 50.0) * 1e3),
+            format!("{:.1}", percentile(l, 99.0) * 1e3),
+        )
+    });
+    println!(
+        "| {name} | {:.3} | {:.3} | {p50} | {p99} | {} |",
+        found5 as f64 / questions.len() as f64,
+        found1 as f64 / questions.len() as f64,
+        missed.join(", ")
+    );
 }
 
 /// Part 3: hybrid search latency over `count` chunks, `queries` queries; the distinct texts

@@ -42,6 +42,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             "ready": ready,
             "store": if readiness.store_ok { "ok" } else { "unavailable" },
             "default_model": readiness.default_model,
+            "default_embed_model": readiness.default_embed_model,
         })),
     )
 }

@@ -137,6 +137,9 @@ pub struct Readiness {
     pub default_model_ready: bool,
     /// The default model's status.
     pub default_model: Option<ModelStatus>,
+    /// The default embedding model's status, when one is configured (documents need it; chat
+    /// does not, so it does not decide readiness).
+    pub default_embed_model: Option<ModelStatus>,
 }
 
 /// A turn that has started: ids for the client and the event stream.
@@ -214,6 +217,7 @@ impl ChatService {
             store_ok: self.inner.store.ping().is_ok(),
             default_model_ready: registry.default_ready(),
             default_model: registry.status(registry.default_model()).ok(),
+            default_embed_model: registry.default_embed_model().and_then(|id| registry.status(id).ok()),
         }
     }
 

@@ -44,6 +44,7 @@ struct FileConfig {
     chunk_tokens: Option<usize>,
     chunk_overlap: Option<usize>,
     embed_batch_tokens: Option<usize>,
+    embed_precision: Option<String>,
     extract_timeout_secs: Option<u64>,
     extract_memory_mb: Option<u64>,
     log: Option<String>,
@@ -83,6 +84,8 @@ pub struct Config {
     pub chunk_overlap: Option<usize>,
     /// The most tokens (padding included) of one embedding batch.
     pub embed_batch_tokens: usize,
+    /// The arithmetic of the embedding models' linear layers.
+    pub embed_precision: crate::engine::EmbedPrecision,
     /// Time limit for reading one document.
     pub extract_timeout: Duration,
     /// Memory limit of the process that reads a document.
@@ -255,6 +258,12 @@ impl Config {
                 return Err(ConfigError::new("chunk_overlap must be at most half of chunk_tokens"));
             }
         }
+        let embed_precision = match file.embed_precision.as_deref() {
+            None => crate::engine::EmbedPrecision::Auto,
+            Some(value) => crate::engine::EmbedPrecision::parse(value).ok_or_else(|| {
+                ConfigError::new(format!("embed_precision must be \"auto\" or \"f32\", not {value:?}"))
+            })?,
+        };
         let queue = file.model_queue_capacity.unwrap_or(64);
         if queue == 0 {
             return Err(ConfigError::new("model_queue_capacity must be at least 1"));
@@ -286,6 +295,7 @@ impl Config {
             chunk_tokens,
             chunk_overlap,
             embed_batch_tokens: file.embed_batch_tokens.unwrap_or(8192).max(256),
+            embed_precision,
             extract_timeout: Duration::from_secs(file.extract_timeout_secs.unwrap_or(300).max(1)),
             extract_memory_bytes: file.extract_memory_mb.unwrap_or(2048).max(256) << 20,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),

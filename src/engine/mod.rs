@@ -36,6 +36,7 @@ pub use load::config::{LocalModelConfig, ModelSource};
 pub use load::embedding::{load_embedding, EmbeddingModelConfig};
 pub use load::progress::{LoadProgress, LoadState};
 pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
+pub use run::embed::bert::EmbedPrecision;
 pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo};
 pub use run::priority::Priority;
 pub use run::request::{GenerateEvent, GenerateRequest, StopReason};

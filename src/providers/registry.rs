@@ -388,6 +388,7 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
             query_prefix: entry.query_prefix.clone(),
             matryoshka: entry.matryoshka,
             batch_tokens: config.embed_batch_tokens,
+            precision: config.embed_precision,
             queue_capacity: 65_536,
             cache_dir: config.model_cache_dir(),
             offline: config.offline,

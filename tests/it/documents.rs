@@ -198,7 +198,19 @@ async fn every_format_is_indexed_searched_and_cited_with_its_page() {
     assert!(top["text"].as_str().unwrap().contains("4417"));
 
     // A chat answer cites the right file (and page) first, for every format.
-    let questions: [(&str, &str, Option<u64>); 10] = [
+    let questions: [(&str, &str, Option<u64>); 13] = [
+        // The three real files from the registries.
+        (
+            "What is the default file name of the htmlhelp.map.file parameter?",
+            "reference.pdf",
+            Some(28),
+        ),
+        ("Which cell of the table is at the bottom right?", "tables.docx", None),
+        (
+            "What was the acute effect of 20-meter sprints on the nitric oxide level of footballers?",
+            "paper.pdf",
+            Some(1),
+        ),
         (
             "How many pallets of frozen salmon does the Tromso warehouse store?",
             "audit.pdf",
@@ -597,6 +609,10 @@ async fn openai_embeddings_take_float_and_base64() {
     let mut c = Client::new(&server);
     c.signup("gus").await;
     wait_model(&c, "minilm").await;
+    // /ready reports the embedding model beside the chat model.
+    let ready = c.get("/ready").await;
+    assert_eq!(ready.body["default_embed_model"]["id"], "minilm", "{:?}", ready.body);
+    assert_eq!(ready.body["default_embed_model"]["status"], "ready", "{:?}", ready.body);
     let r = c
         .post(
             "/v1/embeddings",

@@ -12,6 +12,7 @@ use std::ops::Range;
 use super::disjoint::Disjoint;
 use super::fast_exp;
 use super::ops::for_each_row;
+use super::reduce;
 
 /// `out[rows, n] = x[rows, k] · wᵀ + bias`, with `w` row-major `[n, k]` (a PyTorch / safetensors
 /// linear weight as stored).
@@ -28,7 +29,9 @@ pub fn linear(x: &[f32], rows: usize, w: &[f32], bias: &[f32], out: &mut [f32]) 
         row.copy_from_slice(bias);
     }
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 && rows * n * k > 1 << 18 {
+    // Small products (a search query's few tokens) stay on the calling thread, as in
+    // `int8_linear` (PARALLEL_MACS).
+    let parallelism = if threads > 1 && rows * n * k >= 1 << 25 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -73,8 +76,8 @@ pub fn add_layer_norm(x: &mut [f32], residual: Option<&[f32]>, gamma: &[f32], be
                 *v += add;
             }
         }
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+        let mean = reduce::sum_of(row) / width as f32;
+        let variance = reduce::squared_deviations(row, mean) / width as f32;
         let scale = 1.0 / (variance + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * scale * g + b;
@@ -189,7 +192,9 @@ pub fn bidirectional_attention(
             );
         }
     };
-    if items.len() < 2 {
+    // A short text (a search query) runs on the calling thread, as in `int8_linear`.
+    let work_size: usize = sequences.iter().map(|s| s.len() * s.len()).sum::<usize>() * hidden;
+    if items.len() < 2 || work_size < 1 << 22 {
         let mut scores = Vec::new();
         items.iter().for_each(|item| work(item, &mut scores));
         return;

@@ -9,6 +9,8 @@
 //! is a normal f32; inputs are clamped to that range (below it the result is 0 to within f32's
 //! normal range, which is what softmax and GELU need).
 
+use super::reduce;
+
 /// `e^x` for one value (the body every vectorised loop inlines).
 #[inline(always)]
 fn exp_one(x: f32) -> f32 {
@@ -28,8 +30,12 @@ fn exp_one(x: f32) -> f32 {
     let p = p.mul_add(r, 1.666_666_5e-1);
     let p = p.mul_add(r, 0.5);
     let e_r = (p * r).mul_add(r, r) + 1.0;
-    // 2^n through the exponent field (n is in -126..=128 after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n through the exponent field (n is an integer in -126..=128 after the clamp). n is
+    // read from the mantissa of n + 1.5·2²³ rather than by `n as i32`, whose saturating
+    // semantics compile to one scalar conversion and two compares per lane: that was most of
+    // the softmax's time.
+    let n = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000) as i32;
+    let scale = f32::from_bits(((n + 127) as u32) << 23);
     e_r * scale
 }
 
@@ -45,9 +51,9 @@ fn map_with_exp(values: &mut [f32], scale: f32, shift: f32, f: impl Fn(f32, f32)
 
 #[inline(always)]
 fn softmax_body(row: &mut [f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = reduce::max_of(row);
     map_with_exp(row, 1.0, -max, |_, e| e);
-    let total: f32 = row.iter().sum();
+    let total = reduce::sum_of(row);
     let inverse = 1.0 / total;
     row.iter_mut().for_each(|v| *v *= inverse);
     total

@@ -6,6 +6,9 @@
 //! [`encoder`]: the kernels of an embedding model's encoder (linear, layer norm, GELU,
 //! bidirectional attention over packed sequences).
 //!
+//! [`int8_linear`]: an encoder's linear layer in 8-bit integers (grouped scales) on AVX-512
+//! VNNI, the embedding models' default where the CPU has it.
+//!
 //! [`QuantMatrix`]: the quantized matrix product that decides the engine's speed: activations
 //! (one row for a decode step, dozens for a batched one, hundreds for a prefill chunk) times
 //! GGUF weights (Q4_0, Q4_1, Q8_0; F32, F16, BF16 in f32).
@@ -25,10 +28,12 @@ mod disjoint;
 pub mod encoder;
 mod f16;
 mod fast_exp;
+pub mod int8_linear;
 mod isa;
 mod matrix;
 mod ops;
 mod packed;
+mod reduce;
 mod scalar;
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::engine::error::EngineError;
 use crate::engine::load::config::ModelSource;
 use crate::engine::load::progress::{LoadProgress, LoadState};
 use crate::engine::load::source::{self, ModelFiles};
-use crate::engine::run::embed::bert::{BertConfig, BertEncoder};
+use crate::engine::run::embed::bert::{BertConfig, BertEncoder, EmbedPrecision};
 use crate::engine::run::embed::{Embedder, EmbedderSettings, Encoder};
 
 /// The window nomic-embed is served with unless the configuration says otherwise.
@@ -43,6 +43,8 @@ pub struct EmbeddingModelConfig {
     pub matryoshka: Option<bool>,
     /// The most tokens (padding included) one batch may hold.
     pub batch_tokens: usize,
+    /// The arithmetic of the linear layers (BERT family on the CPU).
+    pub precision: EmbedPrecision,
     /// Texts waiting before `OVERLOADED`.
     pub queue_capacity: usize,
     /// Where hf-hub caches downloads.
@@ -65,6 +67,7 @@ impl EmbeddingModelConfig {
             query_prefix: None,
             matryoshka: None,
             batch_tokens: 8192,
+            precision: EmbedPrecision::Auto,
             queue_capacity: 65_536,
             cache_dir: std::env::temp_dir().join("enclave-hf-cache"),
             offline: true,
@@ -154,7 +157,7 @@ fn read_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Encoder, E
                 let hidden = packed.hidden_size;
                 let window = window.min(packed.max_position_embeddings);
                 (
-                    Encoder::Packed(Box::new(BertEncoder::load(dir, packed)?)),
+                    Encoder::Packed(Box::new(BertEncoder::load(dir, packed, config.precision)?)),
                     window,
                     false,
                     hidden,
