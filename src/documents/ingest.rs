@@ -366,24 +366,11 @@ fn from_stored(sections: &[SectionRecord]) -> Extracted {
             .map(|s| super::extract::Section {
                 page: s.page,
                 member: s.member.clone(),
-                blocks: markdown_blocks(&s.text),
+                blocks: super::extract::markdown_blocks(&s.text),
                 has_text: s.has_text,
             })
             .collect(),
     }
-}
-
-/// Blocks of stored Markdown (tables stay tables, headings headings), for chunking.
-fn markdown_blocks(text: &str) -> Vec<super::extract::Block> {
-    let mut budget = super::extract::Budget::new(Default::default());
-    super::extract::extract_within(
-        text.as_bytes(),
-        enclave_protocol::DocumentKind::Markdown,
-        &mut budget,
-        1,
-    )
-    .map(|e| e.sections.into_iter().flat_map(|s| s.blocks).collect())
-    .unwrap_or_default()
 }
 
 /// Changes a document's record; a document deleted meanwhile cancels the job.

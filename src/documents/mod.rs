@@ -6,7 +6,7 @@
 
 pub mod chunk;
 mod context;
-pub mod detect;
+pub use enclave_extract::detect;
 pub mod extract;
 mod ingest;
 mod search;

@@ -8,7 +8,7 @@ use std::io::{Cursor, Read};
 use zip::ZipArchive;
 
 use super::{extract_member, Budget, ExtractError, Extracted};
-use crate::documents::detect::detect;
+use crate::detect::detect;
 
 /// An archive over `bytes`.
 pub(super) fn open(bytes: &[u8]) -> Result<ZipArchive<Cursor<&[u8]>>, ExtractError> {

@@ -6,7 +6,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 
 use super::text::paragraphs;
 use super::{extract_member, Block, Budget, ExtractError, Extracted, Section};
-use crate::documents::detect::detect;
+use crate::detect::detect;
 
 /// Reads a message found at `depth`.
 pub(super) fn extract(bytes: &[u8], budget: &mut Budget, depth: u32) -> Result<Extracted, ExtractError> {

@@ -37,7 +37,7 @@ pub fn detect(bytes: &[u8], name: &str) -> Option<DocumentKind> {
     if !utf16 && !looks_like_text(head) {
         return None;
     }
-    let text = crate::documents::extract::decode_text(head);
+    let text = crate::decode_text(head);
     Some(text_kind(&text, name))
 }
 
