@@ -179,7 +179,7 @@ async fn ingest(service: &DocumentService, id: Uuid, cancel: &CancellationToken)
     }
     // A re-embedded document's old vectors go once its new ones are in place.
     if reembed {
-        if let Some((old, dimension)) = old_model(service, &record) {
+        if let Some((old, dimension)) = old_model(service, &record).await {
             let _ = inner.chunks.delete_document_in(&old, dimension, id).await;
         }
     }
@@ -187,10 +187,14 @@ async fn ingest(service: &DocumentService, id: Uuid, cancel: &CancellationToken)
     Outcome::Done
 }
 
-/// The model (and its vector length) a document was indexed with before, if it is loaded.
-fn old_model(service: &DocumentService, record: &DocumentRecord) -> Option<(String, usize)> {
+/// The model (and its vector length) a document was indexed with before: from the model if
+/// it is loaded, else from its table (a model removed from the catalogue).
+async fn old_model(service: &DocumentService, record: &DocumentRecord) -> Option<(String, usize)> {
     let old = record.embedding_model.clone()?;
-    let dimension = service.inner.registry.embedder(&old).ok()?.info().dimension;
+    let dimension = match service.inner.registry.embedder(&old) {
+        Ok(embedder) => embedder.info().dimension,
+        Err(_) => service.inner.chunks.dimension_of(&old).await.ok()??,
+    };
     Some((old, dimension))
 }
 

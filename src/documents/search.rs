@@ -2,7 +2,8 @@
 //! best BM25 chunks, fused by reciprocal rank (k = 60, as LanceDB and most hybrid engines do),
 //! always filtered by owner and optionally by documents, kinds and upload dates. Documents
 //! embedded with different models (during a model change) are searched in each model's table
-//! and fused the same way.
+//! and fused the same way. Documents whose model is not loaded (removed from the catalogue, or
+//! failing to load) are still found by their words in hybrid search; vector search refuses.
 //!
 //! Relevance is reported in 0..1 whatever the ranking's raw scores: the fused score over the
 //! best a chunk could get (first in both lists). A chunk whose vector similarity is below
@@ -96,12 +97,25 @@ impl DocumentService {
         let mut vector_lists = Vec::new();
         let mut text_lists = Vec::new();
         for (model, ids) in &by_model {
-            let embedder = self
-                .inner
-                .registry
-                .embedder(model)
-                .map_err(|e| DocumentError::EmbeddingUnavailable(e.to_string()))?;
-            let dimension = embedder.info().dimension;
+            // A model no longer loaded (removed from the catalogue, or failing to load) leaves
+            // its documents' words searchable: hybrid search goes on with BM25 alone for them
+            // (until they are re-embedded); vector search cannot.
+            let (embedder, dimension) = match self.inner.registry.embedder(model) {
+                Ok(embedder) => {
+                    let dimension = embedder.info().dimension;
+                    (Some(embedder), dimension)
+                }
+                Err(error) if query.mode == SearchMode::Vector => {
+                    return Err(DocumentError::EmbeddingUnavailable(error.to_string()))
+                }
+                Err(error) => match self.inner.chunks.dimension_of(model).await? {
+                    Some(dimension) => {
+                        tracing::warn!(model, %error, "embedding model unavailable: its documents are searched by words only");
+                        (None, dimension)
+                    }
+                    None => continue,
+                },
+            };
             let filter = ChunkFilter {
                 owner,
                 // Named documents, or a model's own share while models are mixed.
@@ -112,9 +126,9 @@ impl DocumentService {
             };
             // The query's embedding and vector search run while BM25 searches.
             let by_vector = async {
-                if query.mode == SearchMode::Text {
+                let Some(embedder) = embedder.as_ref().filter(|_| query.mode != SearchMode::Text) else {
                     return Ok(None);
-                }
+                };
                 let vector = embedder
                     .embed(
                         std::slice::from_ref(&query.text),

@@ -259,6 +259,19 @@ impl ChunkIndex {
         Ok(None)
     }
 
+    /// The vector length of `model`'s table, if it has one (for documents whose model is no
+    /// longer loaded: their words can still be searched, their vectors deleted).
+    pub async fn dimension_of(&self, model: &str) -> Result<Option<usize>, ChunkError> {
+        let prefix = table_name(model, 0);
+        // "chunks__{slug}__" (the name with dimension 0, less its last character).
+        let prefix = &prefix[..prefix.len() - 1];
+        let names = self.db.table_names().execute().await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| name.strip_prefix(prefix)?.parse().ok())
+            .next())
+    }
+
     /// Adds chunks embedded by `model`.
     pub async fn add(&self, model: &str, dimension: usize, rows: &[ChunkRow]) -> Result<(), ChunkError> {
         if rows.is_empty() {

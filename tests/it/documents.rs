@@ -603,6 +603,47 @@ async fn a_new_embedding_model_reembeds_every_document_from_its_stored_text() {
 }
 
 #[tokio::test]
+async fn documents_of_an_unavailable_embedding_model_are_still_found_by_their_words() {
+    let mut server = server(false, "");
+    let mut c = Client::new(&server);
+    c.signup("hana").await;
+    let id = upload_one(
+        &c,
+        "ferry.md",
+        b"# Ferry\n\nThe ferry to the island leaves at seven from the north pier.\n",
+    )
+    .await;
+    assert_eq!(c.wait_ingested(&id).await["status"], "indexed");
+    // The catalogue loses minilm; its new default embedding model cannot load, so nothing is
+    // re-embedded and the document keeps minilm's vectors, which no model can query now.
+    let catalogue = server.dir.path().join("models.toml");
+    let toml = std::fs::read_to_string(&catalogue)
+        .unwrap()
+        .replacen("default_embed = \"minilm\"", "default_embed = \"broken\"", 1)
+        .replacen("id = \"minilm\"", "id = \"broken\"", 1)
+        .replacen(&minilm().display().to_string(), "/nonexistent/model", 1);
+    std::fs::write(&catalogue, toml).unwrap();
+    server.restart();
+    let mut c2 = Client::new(&server);
+    c2.token = c.token.clone();
+    // Hybrid search answers from the words alone.
+    let r = c2
+        .post("/api/v1/documents/search", json!({"query": "ferry island pier"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["hits"][0]["document_id"], id.as_str(), "{:?}", r.body);
+    // Vector search cannot, and says why.
+    let r = c2
+        .post(
+            "/api/v1/documents/search",
+            json!({"query": "ferry island pier", "mode": "vector"}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.code(), "EMBEDDING_UNAVAILABLE", "{:?}", r.body);
+}
+
+#[tokio::test]
 async fn openai_embeddings_take_float_and_base64() {
     use base64::Engine;
     let server = server(false, "");
