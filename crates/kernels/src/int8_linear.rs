@@ -118,7 +118,7 @@ impl Int8Linear {
                     let q = (v * inverse).round().clamp(-127.0, 127.0) as i8;
                     sum += i32::from(q);
                     let input = g * GROUP + i;
-                    weights[panel * PANEL * k + (input / 4) * PANEL * 4 + lane * 4 + input % 4] = q;
+                    weights[packed_index(k, column, input)] = q;
                 }
                 let at = (panel * groups + g) * PANEL + lane;
                 scale[at] = a;
@@ -280,17 +280,30 @@ fn quantize_rows(x: &[f32], rows: usize, k: usize) -> QuantizedRows {
     quantized
 }
 
+/// Where input `input` of column `column` lies in the packed weights (`[panel][k / 4][16][4]`).
+fn packed_index(k: usize, column: usize, input: usize) -> usize {
+    (column / PANEL) * PANEL * k + (input / 4) * PANEL * 4 + (column % PANEL) * 4 + input % 4
+}
+
+/// A group's scale, its inverse and its zero point for the range `low..=high` (which holds
+/// 0); `None` when the group is all zeros (or not finite): it quantizes to zeros, scale 0.
+fn scale_and_zero(low: f32, high: f32) -> Option<(f32, f32, f32)> {
+    let s = (high - low) / 255.0;
+    if s <= 0.0 || !s.is_finite() {
+        return None;
+    }
+    let inverse = 1.0 / s;
+    Some((s, inverse, (-low * inverse).round_ties_even()))
+}
+
 /// One group: `values ≈ s · (q − z)`; returns `(s, z)`. Rounds half to even and multiplies
 /// before adding, exactly as the vector version does, so that both give the same bytes.
 fn quantize_group(values: &[f32], q: &mut [u8]) -> (f32, f32) {
     let (low, high) = values.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let s = (high - low) / 255.0;
-    if s <= 0.0 || !s.is_finite() {
+    let Some((s, inverse, z)) = scale_and_zero(low, high) else {
         q.fill(0);
         return (0.0, 0.0);
-    }
-    let inverse = 1.0 / s;
-    let z = (-low * inverse).round_ties_even();
+    };
     for (q, v) in q.iter_mut().zip(values) {
         *q = (v * inverse + z).round_ties_even().clamp(0.0, 255.0) as u8;
     }
@@ -318,7 +331,7 @@ fn reference_tile(
                 for g in 0..groups {
                     let mut dot = 0i32;
                     for input in g * GROUP..(g + 1) * GROUP {
-                        let w = linear.weights[panel * PANEL * k + (input / 4) * PANEL * 4 + lane * 4 + input % 4];
+                        let w = linear.weights[packed_index(k, panel * PANEL + lane, input)];
                         dot += i32::from(rows.q[(row + r) * k + input]) * i32::from(w);
                     }
                     let at = (panel * groups + g) * PANEL + lane;
@@ -367,13 +380,10 @@ mod vnni {
             high = _mm512_max_ps(high, v);
         }
         let (low, high) = (_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
-        let s = (high - low) / 255.0;
-        if s <= 0.0 || !s.is_finite() {
+        let Some((s, inverse, z)) = super::scale_and_zero(low, high) else {
             q.fill(0);
             return (0.0, 0.0);
-        }
-        let inverse = 1.0 / s;
-        let z = (-low * inverse).round_ties_even();
+        };
         let (inverse_v, z_v) = (_mm512_set1_ps(inverse), _mm512_set1_ps(z));
         let (zero, top) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
         for (part, out) in values.chunks_exact(16).zip(q.chunks_exact_mut(16)) {
@@ -487,6 +497,24 @@ mod tests {
         out
     }
 
+    /// The whole product through the portable reference tile, bias added.
+    fn reference_forward(linear: &Int8Linear, x: &[f32], rows: usize) -> Vec<f32> {
+        let (n, k) = (linear.n, linear.k);
+        let quantized = quantize_rows(x, rows, k);
+        let mut out = vec![0f32; rows * n];
+        for row in 0..rows {
+            let mut result = [[0f32; PANEL * TILE_PANELS]; TILE_ROWS];
+            for first_panel in (0..n.div_ceil(PANEL)).step_by(TILE_PANELS) {
+                let count = TILE_PANELS.min(n.div_ceil(PANEL) - first_panel);
+                reference_tile(linear, &quantized, row, 1, first_panel, count, &mut result);
+                for c in first_panel * PANEL..((first_panel + count) * PANEL).min(n) {
+                    out[row * n + c] = result[0][c - first_panel * PANEL] + linear.bias[c];
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn the_grouped_int8_product_stays_close_to_the_exact_one() {
         // 70 outputs: four full panels and a partial one; 9 rows: two tiles and a remainder.
@@ -496,18 +524,7 @@ mod tests {
         let bias = values(n, 3);
         let want = exact(&x, rows, &w, &bias);
         let linear = Int8Linear::pack(&w, n, k, &bias);
-        let quantized = quantize_rows(&x, rows, k);
-        let mut got = vec![0f32; rows * n];
-        for row in 0..rows {
-            let mut result = [[0f32; PANEL * TILE_PANELS]; TILE_ROWS];
-            for first_panel in (0..n.div_ceil(PANEL)).step_by(TILE_PANELS) {
-                let count = TILE_PANELS.min(n.div_ceil(PANEL) - first_panel);
-                reference_tile(&linear, &quantized, row, 1, first_panel, count, &mut result);
-                for c in first_panel * PANEL..((first_panel + count) * PANEL).min(n) {
-                    got[row * n + c] = result[0][c - first_panel * PANEL] + bias[c];
-                }
-            }
-        }
+        let got = reference_forward(&linear, &x, rows);
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < scale * 0.01, "worst error {worst} of {scale}");
@@ -533,22 +550,15 @@ mod tests {
             let linear = Int8Linear::new(&w, &bias).expect("VNNI is available");
             let mut got = vec![0f32; rows * n];
             linear.forward(&x, rows, &mut got);
-            let quantized = quantize_rows(&x, rows, k);
-            for row in 0..rows {
-                let mut result = [[0f32; PANEL * TILE_PANELS]; TILE_ROWS];
-                for first_panel in (0..n.div_ceil(PANEL)).step_by(TILE_PANELS) {
-                    let count = TILE_PANELS.min(n.div_ceil(PANEL) - first_panel);
-                    reference_tile(&linear, &quantized, row, 1, first_panel, count, &mut result);
-                    for c in first_panel * PANEL..((first_panel + count) * PANEL).min(n) {
-                        let want = result[0][c - first_panel * PANEL] + bias[c];
-                        let have = got[row * n + c];
-                        // Same integer sums; the f32 scaling may round differently (FMA order).
-                        assert!(
-                            (have - want).abs() <= 1e-4 * want.abs().max(1.0),
-                            "{rows}×{n}×{k} [{row},{c}]: {have} vs {want}"
-                        );
-                    }
-                }
+            let want = reference_forward(&linear, &x, rows);
+            for (i, (have, want)) in got.iter().zip(&want).enumerate() {
+                // Same integer sums; the f32 scaling may round differently (FMA order).
+                assert!(
+                    (have - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{rows}×{n}×{k} [{},{}]: {have} vs {want}",
+                    i / n,
+                    i % n
+                );
             }
         }
     }
