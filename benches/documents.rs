@@ -389,6 +389,19 @@ async fn ingestion_and_recall() {
             .collect();
         print_recall(name, &questions, &fused, None);
     }
+    // Where each list ranks the answer page of every question some ranking misses at 5.
+    println!("\n| question | hybrid rank | vector rank | BM25 rank |\n|---:|---:|---:|---:|");
+    let rank = |hits: &[Hit], q: &Question| {
+        hits.iter()
+            .position(|h| q.pages.iter().any(|p| (h.pages.0..=h.pages.1).contains(&u64::from(*p))))
+            .map_or_else(|| String::from("-"), |r| (r + 1).to_string())
+    };
+    for (i, q) in questions.iter().enumerate() {
+        let ranks = ["hybrid", "vector", "text"].map(|mode| rank(&lists[mode][i], q));
+        if ranks.iter().any(|r| r.parse::<usize>().map_or(true, |r| r > 5)) {
+            println!("| {} | {} | {} | {} |", i + 1, ranks[0], ranks[1], ranks[2]);
+        }
+    }
 }
 
 /// A search hit as the bench needs it.

@@ -276,10 +276,13 @@ pub async fn search(
         uploaded_before: time("uploaded_before", body.uploaded_before)?,
         limit,
         mode: body.mode.unwrap_or_default(),
+        rerank: body.rerank,
     };
     let found = state.documents.search(user.user_id, query).await?;
     Ok(Json(SearchResponse {
+        reranked_by: found.reranked_by,
         hits: found
+            .hits
             .into_iter()
             .map(|f| SearchHit {
                 chunk_id: f.chunk.chunk_id,

@@ -121,6 +121,7 @@ impl From<DocumentError> for ApiError {
             DocumentError::Empty => (S::UNPROCESSABLE_ENTITY, C::EmptyFile),
             DocumentError::Busy => (S::CONFLICT, C::DocumentBusy),
             DocumentError::EmbeddingUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::EmbeddingUnavailable),
+            DocumentError::RerankUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::ModelUnavailable),
             DocumentError::Store(inner) => return ApiError::internal("store failure", inner),
             DocumentError::Vectors(inner) => return ApiError::internal("vector store failure", inner),
             DocumentError::Io(inner) => return ApiError::internal("file storage failure", inner),

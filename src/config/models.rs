@@ -89,6 +89,9 @@ pub struct ModelCatalogue {
     pub default_chat: Option<String>,
     /// The embedding model documents are indexed with (default: the first embedding model).
     pub default_embed: Option<String>,
+    /// The cross-encoder search results are reranked with (default: the first rerank
+    /// model; none when the catalogue has none).
+    pub default_rerank: Option<String>,
     /// Remote providers by name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderEntry>,
@@ -174,6 +177,29 @@ impl ModelCatalogue {
                 }
             }
         }
+        if let Some(default) = &self.default_rerank {
+            match self.models.iter().find(|m| &m.id == default) {
+                Some(m) if m.role == ModelRole::Rerank => {}
+                Some(_) => {
+                    return Err(ConfigError::new(format!(
+                        "default_rerank {default:?} is not a rerank model"
+                    )))
+                }
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "default_rerank {default:?} is not in the model catalogue"
+                    )))
+                }
+            }
+        }
+        for model in &self.models {
+            if model.role == ModelRole::Rerank && model.provider != "local" {
+                return Err(ConfigError::new(format!(
+                    "models.toml: rerank model {:?} must be local: cross-encoders run in-process (provider = \"local\")",
+                    model.id
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -195,6 +221,17 @@ impl ModelCatalogue {
             self.models
                 .iter()
                 .find(|m| m.role == ModelRole::Embed)
+                .map(|m| m.id.as_str())
+        })
+    }
+
+    /// The cross-encoder search results are reranked with: `default_rerank`, else the first
+    /// rerank model.
+    pub fn default_rerank_model(&self) -> Option<&str> {
+        self.default_rerank.as_deref().or_else(|| {
+            self.models
+                .iter()
+                .find(|m| m.role == ModelRole::Rerank)
                 .map(|m| m.id.as_str())
         })
     }

@@ -76,6 +76,7 @@ impl DocumentService {
                 },
             )
             .await?
+            .hits
         };
         let citations: Vec<Citation> = ranked
             .iter()

@@ -27,7 +27,7 @@ use crate::store::{
 };
 pub use context::{DocumentContext, DocumentScope};
 use extract::isolate::Isolation;
-pub use search::{fuse, Found, SearchQuery};
+pub use search::{fuse, Found, SearchQuery, SearchResults};
 pub use upload::{display_name, Accepted};
 
 /// How the service runs.
@@ -72,6 +72,9 @@ pub enum DocumentError {
     /// No embedding model can serve.
     #[error("{0}")]
     EmbeddingUnavailable(String),
+    /// Reranking was asked for and the rerank model cannot serve.
+    #[error("{0}")]
+    RerankUnavailable(String),
     /// The records failed.
     #[error(transparent)]
     Store(StoreError),

@@ -8,6 +8,14 @@
 //! Relevance is reported in 0..1 whatever the ranking's raw scores: the fused score over the
 //! best a chunk could get (first in both lists). A chunk whose vector similarity is below
 //! [`MIN_SIMILARITY`] and that has no BM25 match is not relevant, and is dropped.
+//!
+//! When the catalogue has a rerank model (a cross-encoder), hybrid search reranks the fused
+//! top [`RERANK_DEPTH`] (or the hits asked for, if more) by the cross-encoder's relevance,
+//! which is then the relevance reported: a cross-encoder reads query and passage together,
+//! where the fusion only knows two ranks. A request may ask for it in other modes
+//! (`rerank: true`) or skip it (`rerank: false`). Reranking by default that fails (the model
+//! loading, its queue full, a query longer than its window) keeps the fused order, logged
+//! and visible in the answer (`reranked_by` absent); asked for explicitly, it is an error.
 
 use std::collections::HashMap;
 
@@ -24,6 +32,9 @@ const RRF_K: f32 = 60.0;
 pub const MIN_SIMILARITY: f32 = 0.2;
 /// Candidates taken from each list per hit asked for.
 const CANDIDATES_PER_HIT: usize = 4;
+/// Fused hits the cross-encoder reads (at least): deep enough to lift an answer the fusion
+/// ranked low, shallow enough to cost a fraction of a second on a CPU.
+pub const RERANK_DEPTH: usize = 20;
 
 /// What to search.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +53,19 @@ pub struct SearchQuery {
     pub limit: usize,
     /// Ranking.
     pub mode: SearchMode,
+    /// Rerank with the catalogue's cross-encoder: `None` for the default (hybrid search
+    /// reranks when there is one), `Some(false)` never, `Some(true)` always (an error
+    /// without one).
+    pub rerank: Option<bool>,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResults {
+    /// Most relevant first.
+    pub hits: Vec<Found>,
+    /// The cross-encoder that ordered them, when one did.
+    pub reranked_by: Option<String>,
 }
 
 /// A chunk found.
@@ -73,17 +97,18 @@ impl DocumentService {
     }
 
     /// The chunks of `owner`'s documents that best answer `query`, most relevant first.
-    pub async fn search(&self, owner: Uuid, query: SearchQuery) -> Result<Vec<Found>, DocumentError> {
+    pub async fn search(&self, owner: Uuid, query: SearchQuery) -> Result<SearchResults, DocumentError> {
         if query.text.trim().is_empty() {
             return Err(DocumentError::Invalid("query must not be empty".into()));
         }
+        let reranker = self.reranker_for(&query)?;
         let documents = self.scope(owner, query.document_ids.as_deref())?;
         let documents: Vec<DocumentRecord> = documents
             .into_iter()
             .filter(|d| query.kinds.as_ref().is_none_or(|k| k.contains(&d.kind)))
             .collect();
         if documents.is_empty() {
-            return Ok(Vec::new());
+            return Ok(SearchResults::default());
         }
         // Documents by the model their vectors come from.
         let mut by_model: HashMap<String, Vec<Uuid>> = HashMap::new();
@@ -163,7 +188,7 @@ impl DocumentService {
             text_lists.extend(by_text?);
         }
         let names: HashMap<Uuid, String> = documents.iter().map(|d| (d.id, d.filename.clone())).collect();
-        let ranked = match query.mode {
+        let mut ranked = match query.mode {
             SearchMode::Hybrid => fuse(&merge(vector_lists), &merge(text_lists)),
             SearchMode::Vector => by_score(merge(vector_lists), |h| h.score.clamp(0.0, 1.0), true),
             SearchMode::Text => {
@@ -172,15 +197,79 @@ impl DocumentService {
                 by_score(merged, |h| (h.score / best).clamp(0.0, 1.0), false)
             }
         };
-        Ok(ranked
-            .into_iter()
-            .take(query.limit.max(1))
-            .map(|(row, relevance)| Found {
-                source: names.get(&row.document_id).cloned().unwrap_or_default(),
-                chunk: row,
-                relevance,
-            })
-            .collect())
+        let mut reranked_by = None;
+        if let Some((id, explicit)) = reranker {
+            match self.rerank(&id, &query.text, &mut ranked, query.limit.max(1)).await {
+                Ok(()) => reranked_by = Some(id),
+                Err(error) if explicit => return Err(error),
+                Err(error) => {
+                    metrics::counter!("enclave_rerank_skipped_total").increment(1);
+                    tracing::warn!(model = %id, %error, "reranking skipped: the fused order stands");
+                }
+            }
+        }
+        Ok(SearchResults {
+            hits: ranked
+                .into_iter()
+                .take(query.limit.max(1))
+                .map(|(row, relevance)| Found {
+                    source: names.get(&row.document_id).cloned().unwrap_or_default(),
+                    chunk: row,
+                    relevance,
+                })
+                .collect(),
+            reranked_by,
+        })
+    }
+
+    /// The cross-encoder this query is reranked with, and whether the request asked for it.
+    fn reranker_for(&self, query: &SearchQuery) -> Result<Option<(String, bool)>, DocumentError> {
+        let configured = self.inner.registry.default_rerank_model();
+        Ok(match (query.rerank, configured) {
+            (Some(false), _) => None,
+            (Some(true), Some(id)) => Some((id.to_owned(), true)),
+            (Some(true), None) => {
+                return Err(DocumentError::Invalid(
+                    "rerank: no rerank model is configured (a model with role = \"rerank\" in models.toml)".into(),
+                ))
+            }
+            (None, Some(id)) if query.mode == SearchMode::Hybrid => Some((id.to_owned(), false)),
+            (None, _) => None,
+        })
+    }
+
+    /// Reorders the first [`RERANK_DEPTH`] (or `wanted`, if more) of `ranked` by the
+    /// cross-encoder `id`'s relevance, which becomes their relevance. What lies deeper keeps its
+    /// order after them (it is cut by the limit anyway).
+    async fn rerank(
+        &self,
+        id: &str,
+        query: &str,
+        ranked: &mut Vec<(ChunkRow, f32)>,
+        wanted: usize,
+    ) -> Result<(), DocumentError> {
+        let reranker = self
+            .inner
+            .registry
+            .reranker(id)
+            .map_err(|e| DocumentError::RerankUnavailable(e.to_string()))?;
+        let depth = RERANK_DEPTH.max(wanted).min(ranked.len());
+        let passages: Vec<String> = ranked[..depth].iter().map(|(row, _)| row.text.clone()).collect();
+        let started = std::time::Instant::now();
+        let scores = reranker
+            .score(query, &passages, Priority::Interactive)
+            .await
+            .map_err(|e| DocumentError::RerankUnavailable(format!("reranking failed: {e}")))?;
+        metrics::histogram!("enclave_rerank_seconds").record(started.elapsed().as_secs_f64());
+        let mut head: Vec<(ChunkRow, f32)> = ranked
+            .drain(..depth)
+            .zip(scores)
+            .map(|((row, _), score)| (row, score))
+            .collect();
+        // Ties keep the fused order (the sort is stable).
+        head.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.splice(0..0, head);
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ mod model;
 mod reference;
 pub mod run;
 pub mod tiny;
+pub mod tiny_cross_encoder;
 
 #[cfg(test)]
 mod test_support;
@@ -35,9 +36,10 @@ pub use error::EngineError;
 pub use load::config::{LocalModelConfig, ModelSource};
 pub use load::embedding::{load_embedding, EmbeddingModelConfig};
 pub use load::progress::{LoadProgress, LoadState};
+pub use load::reranker::load_reranker;
 pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
 pub use run::embed::bert::EmbedPrecision;
-pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo};
+pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo, Reranker};
 pub use run::priority::Priority;
 pub use run::request::{GenerateEvent, GenerateRequest, StopReason};
 pub use run::sampling::DEFAULT_SEED;

@@ -12,7 +12,7 @@ use super::{ChatProvider, ChatRequest, ChatStream, ProviderError};
 use crate::config::{Config, ModelEntry, ModelRole, ProviderKind};
 use crate::engine::{
     self, EmbedPurpose, Embedder, EmbeddingModelConfig, LoadProgress, LoadState, LocalModelConfig, ModelSource,
-    Priority, SchedulerConfig,
+    Priority, Reranker, SchedulerConfig,
 };
 
 /// Why a model cannot serve a request.
@@ -58,6 +58,8 @@ enum Loaded {
     Chat(Arc<LocalProvider>),
     /// An embedding model.
     Embed(Embedder),
+    /// A cross-encoder.
+    Rerank(Reranker),
 }
 
 struct Slot {
@@ -70,6 +72,7 @@ pub struct ModelRegistry {
     slots: Vec<Slot>,
     default_model: String,
     default_embed: Option<String>,
+    default_rerank: Option<String>,
 }
 
 /// Remote models without a declared context length are assumed to take this many tokens.
@@ -124,6 +127,7 @@ impl ModelRegistry {
             slots,
             default_model: config.default_model.clone(),
             default_embed: config.catalogue.default_embed_model().map(str::to_owned),
+            default_rerank: config.catalogue.default_rerank_model().map(str::to_owned),
         })
     }
 
@@ -157,11 +161,38 @@ impl ModelRegistry {
         match &slot.backend {
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
                 LocalSlot::Ready(Loaded::Embed(embedder)) => Ok(embedder.clone()),
-                LocalSlot::Ready(Loaded::Chat(_)) => Err(RegistryError::UnknownModel(id.to_owned())),
+                LocalSlot::Ready(_) => Err(RegistryError::UnknownModel(id.to_owned())),
                 LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
                 LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
             },
             Backend::Remote { .. } => Err(unavailable("documents are embedded by local models only".into())),
+        }
+    }
+
+    /// The cross-encoder search results are reranked with, if the catalogue has one.
+    pub fn default_rerank_model(&self) -> Option<&str> {
+        self.default_rerank.as_deref()
+    }
+
+    /// The loaded cross-encoder `id`.
+    pub fn reranker(&self, id: &str) -> Result<Reranker, RegistryError> {
+        let slot = self.slot(id)?;
+        if slot.entry.role != ModelRole::Rerank {
+            return Err(RegistryError::UnknownModel(id.to_owned()));
+        }
+        let unavailable = |reason: String| RegistryError::Unavailable {
+            id: id.to_owned(),
+            reason,
+        };
+        match &slot.backend {
+            Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
+                LocalSlot::Ready(Loaded::Rerank(reranker)) => Ok(reranker.clone()),
+                LocalSlot::Ready(_) => Err(RegistryError::UnknownModel(id.to_owned())),
+                LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
+                LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
+            },
+            // validate() keeps rerank models local.
+            Backend::Remote { .. } => Err(unavailable("rerank models run in-process only".into())),
         }
     }
 
@@ -280,6 +311,7 @@ impl ModelRegistry {
             match &*state.read().unwrap_or_else(|p| p.into_inner()) {
                 LocalSlot::Ready(Loaded::Chat(p)) => return p.engine().info().context_length,
                 LocalSlot::Ready(Loaded::Embed(e)) => return e.info().window,
+                LocalSlot::Ready(Loaded::Rerank(r)) => return r.info().window,
                 _ => {}
             }
         }
@@ -307,6 +339,7 @@ impl ModelRegistry {
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
                 LocalSlot::Ready(Loaded::Chat(p)) => Ok((p.clone() as Arc<dyn ChatProvider>, slot.entry.id.clone())),
                 LocalSlot::Ready(Loaded::Embed(_)) => Err(unavailable("it is an embedding model".into())),
+                LocalSlot::Ready(Loaded::Rerank(_)) => Err(unavailable("it is a rerank model".into())),
                 LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
                 LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
             },
@@ -379,42 +412,47 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
         hf_file: entry.hf_file.clone(),
         hf_revision: entry.hf_revision.clone(),
     };
-    let load: Box<dyn FnOnce() -> Result<Loaded, engine::EngineError> + Send> = if entry.role == ModelRole::Embed {
-        let embedding = EmbeddingModelConfig {
-            id: entry.id.clone(),
-            source,
-            max_tokens: entry.max_tokens,
-            document_prefix: entry.document_prefix.clone(),
-            query_prefix: entry.query_prefix.clone(),
-            matryoshka: entry.matryoshka,
-            batch_tokens: config.embed_batch_tokens,
-            precision: config.embed_precision,
-            queue_capacity: 65_536,
-            cache_dir: config.model_cache_dir(),
-            offline: config.offline,
+    let load: Box<dyn FnOnce() -> Result<Loaded, engine::EngineError> + Send> =
+        if matches!(entry.role, ModelRole::Embed | ModelRole::Rerank) {
+            let embedding = EmbeddingModelConfig {
+                id: entry.id.clone(),
+                source,
+                max_tokens: entry.max_tokens,
+                document_prefix: entry.document_prefix.clone(),
+                query_prefix: entry.query_prefix.clone(),
+                matryoshka: entry.matryoshka,
+                batch_tokens: config.embed_batch_tokens,
+                precision: config.embed_precision,
+                queue_capacity: 65_536,
+                cache_dir: config.model_cache_dir(),
+                offline: config.offline,
+            };
+            let progress = progress.clone();
+            if entry.role == ModelRole::Rerank {
+                Box::new(move || engine::load_reranker(&embedding, &progress).map(Loaded::Rerank))
+            } else {
+                Box::new(move || engine::load_embedding(&embedding, &progress).map(Loaded::Embed))
+            }
+        } else {
+            let local = LocalModelConfig {
+                id: entry.id.clone(),
+                source,
+                context_length: entry.context_length,
+                chat_template: entry.chat_template.clone(),
+                scheduler: SchedulerConfig {
+                    queue_capacity: config.model_queue_capacity,
+                    kv_cache_bytes: config.kv_cache_bytes,
+                    max_batch_tokens: config.max_batch_tokens,
+                    max_prefill_while_decoding: config.max_prefill_while_decoding,
+                    max_running: config.max_running,
+                    ..SchedulerConfig::default()
+                },
+                cache_dir: config.model_cache_dir(),
+                offline: config.offline,
+            };
+            let progress = progress.clone();
+            Box::new(move || engine::load(&local, &progress).map(|e| Loaded::Chat(Arc::new(LocalProvider::new(e)))))
         };
-        let progress = progress.clone();
-        Box::new(move || engine::load_embedding(&embedding, &progress).map(Loaded::Embed))
-    } else {
-        let local = LocalModelConfig {
-            id: entry.id.clone(),
-            source,
-            context_length: entry.context_length,
-            chat_template: entry.chat_template.clone(),
-            scheduler: SchedulerConfig {
-                queue_capacity: config.model_queue_capacity,
-                kv_cache_bytes: config.kv_cache_bytes,
-                max_batch_tokens: config.max_batch_tokens,
-                max_prefill_while_decoding: config.max_prefill_while_decoding,
-                max_running: config.max_running,
-                ..SchedulerConfig::default()
-            },
-            cache_dir: config.model_cache_dir(),
-            offline: config.offline,
-        };
-        let progress = progress.clone();
-        Box::new(move || engine::load(&local, &progress).map(|e| Loaded::Chat(Arc::new(LocalProvider::new(e)))))
-    };
     let target = slot.clone();
     let id = entry.id.clone();
     tokio::task::spawn_blocking(move || {

@@ -53,6 +53,8 @@ pub struct Options {
     pub local_source: Option<String>,
     /// An embedding model directory (the catalogue's `default_embed`, id `minilm`).
     pub embed_model: Option<PathBuf>,
+    /// More catalogue lines (`[[models]]` tables), appended.
+    pub extra_models: String,
 }
 
 /// The real all-MiniLM-L6-v2 of scripts/fetch-models.sh.
@@ -94,6 +96,7 @@ fn write_catalogue(dir: &Path, options: &Options) {
             embed.display()
         );
     }
+    toml.push_str(&options.extra_models);
     for (i, remote) in options.remotes.iter().enumerate() {
         toml.push_str(&format!(
             "\n[providers.p{i}]\nkind = \"{}\"\nbase_url = \"{}\"\napi_key_env = \"ENCLAVE_TEST_KEY_{i}\"\n\n[[models]]\nid = \"{}\"\nrole = \"chat\"\nprovider = \"p{i}\"\nremote_name = \"fake-model\"\ncontext_length = 4096\nfallback = {:?}\n",

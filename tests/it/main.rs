@@ -17,5 +17,6 @@ mod lifecycle;
 mod openai_compat;
 mod providers;
 mod real_model;
+mod rerank;
 mod ui;
 mod ui_documents;

@@ -272,6 +272,11 @@ pub struct SearchRequest {
     /// `hybrid` (default), `vector` or `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<SearchMode>,
+    /// Rerank the hits with the server's cross-encoder (a `rerank` model): absent, hybrid
+    /// search reranks when the server has one; `false` never; `true` always (422 when the
+    /// server has none, 503 when it cannot serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<bool>,
 }
 
 /// How a search ranks.
@@ -315,6 +320,10 @@ pub struct SearchHit {
 pub struct SearchResponse {
     /// Most relevant first.
     pub hits: Vec<SearchHit>,
+    /// The rerank model that ordered the hits (their relevance is then its score); null when
+    /// they are in the retrieval's own order.
+    #[serde(default)]
+    pub reranked_by: Option<String>,
 }
 
 /// `event: citation`: a source the answer draws on, most relevant first; also stored on the

@@ -95,28 +95,50 @@ impl ModelFiles for EmbeddingModelConfig {
 pub fn load_embedding(config: &EmbeddingModelConfig, progress: &LoadProgress) -> Result<Embedder, EngineError> {
     let result = source::resolve_model_file(config, progress).and_then(|path| {
         progress.set(LoadState::Loading);
-        let dir = if path.is_dir() {
-            path
-        } else {
-            path.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        let (encoder, settings) = read_encoder(config, &dir)?;
+        let (encoder, settings) = read_encoder(config, &model_dir(path))?;
         Embedder::start(encoder, settings)
     });
-    match &result {
+    report(progress, &result);
+    result
+}
+
+/// Sets `progress` from the outcome of a load.
+pub(super) fn report<T>(progress: &LoadProgress, result: &Result<T, EngineError>) {
+    match result {
         Ok(_) => progress.set(LoadState::Ready),
         Err(error) => progress.set(LoadState::Failed {
             error: error.to_string(),
         }),
     }
-    result
+}
+
+/// The directory of a resolved model file (the file's folder, or the directory itself).
+pub(super) fn model_dir(path: PathBuf) -> PathBuf {
+    if path.is_dir() {
+        path
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// `tokenizer.json` of `dir`, with the file's own truncation and padding removed (our
+/// batching pads and our callers check lengths: the file's settings would cut texts
+/// silently).
+pub(super) fn read_tokenizer(dir: &Path) -> Result<Tokenizer, EngineError> {
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+        .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
 }
 
 /// What `config.json` says about the family.
 #[derive(serde::Deserialize)]
-struct Family {
-    model_type: Option<String>,
-    max_position_embeddings: Option<usize>,
+pub(super) struct Family {
+    pub(super) model_type: Option<String>,
+    pub(super) max_position_embeddings: Option<usize>,
     n_positions: Option<usize>,
 }
 
@@ -175,14 +197,7 @@ fn read_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Encoder, E
             )))
         }
     };
-    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-        .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
-    // Our batching pads and our callers check lengths: the file's own settings would cut
-    // texts silently.
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-    tokenizer.with_padding(None);
+    let tokenizer = read_tokenizer(dir)?;
     let window = config.max_tokens.unwrap_or(own_window);
     if window < 8 {
         return Err(EngineError::InvalidModel(format!(
@@ -215,7 +230,7 @@ fn read_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Encoder, E
 }
 
 /// `max_seq_length` of a sentence-transformers directory.
-fn sentence_window(dir: &Path) -> Option<usize> {
+pub(super) fn sentence_window(dir: &Path) -> Option<usize> {
     let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     value["max_seq_length"].as_u64().map(|n| n as usize)

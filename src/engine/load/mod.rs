@@ -13,6 +13,7 @@ pub(crate) mod gguf;
 pub(crate) mod hf;
 pub(crate) mod loader;
 pub(crate) mod progress;
+pub mod reranker;
 pub(crate) mod source;
 pub(crate) mod template;
 pub(crate) mod tokenizer;

@@ -1,4 +1,4 @@
-//! The batching thread of an embedding model: owns the encoder, takes queued texts into
+//! The batching thread of an encoder (embedding model or cross-encoder): owns it, takes queued texts into
 //! batches under a token budget (interactive texts first), waits for its turn at the compute,
 //! and answers every text of the batch.
 
@@ -19,6 +19,8 @@ use crate::engine::run::priority::{gate, Priority};
 pub(super) struct Entry {
     /// Its tokens, special tokens included.
     pub tokens: Vec<u32>,
+    /// Their token types (a cross-encoder's query and passage); empty for all 0.
+    pub types: Vec<u32>,
     /// Whether someone waits for it now.
     pub priority: Priority,
     /// Where its vector goes.
@@ -140,11 +142,16 @@ impl Batcher {
     /// Runs one batch at its turn and answers each text.
     fn compute(&mut self, priority: Priority, batch: Vec<Entry>) {
         let tokens: Vec<Vec<u32>> = batch.iter().map(|e| e.tokens.clone()).collect();
+        let types: Vec<Vec<u32>> = if batch.iter().all(|e| e.types.is_empty()) {
+            Vec::new()
+        } else {
+            batch.iter().map(|e| e.types.clone()).collect()
+        };
         let padded = tokens.iter().map(Vec::len).max().unwrap_or(0) * tokens.len();
         let waited = Instant::now();
         let turn = gate().turn(priority);
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.encoder.embed(&tokens, &self.device)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.encoder.run(&tokens, &types, &self.device)));
         drop(turn);
         let class = match priority {
             Priority::Interactive => "interactive",

@@ -12,6 +12,11 @@
 //! ([`EmbedPrecision::Auto`], `enclave_kernels::int8_linear`): 1.4x the f32 forward's speed,
 //! vectors within cosine 0.9993 of the f32 ones; `embed_precision = "f32"` keeps every layer
 //! in f32.
+//!
+//! The same forward serves BERT cross-encoders (`BertForSequenceClassification`, such as
+//! ms-marco-MiniLM): a query and a passage in one sequence told apart by their token types,
+//! the first token's state through the pooler (dense + tanh) and the classifier to one
+//! relevance logit ([`ClassifierHead`]).
 
 use std::ops::Range;
 use std::path::Path;
@@ -89,7 +94,7 @@ impl EmbedPrecision {
 }
 
 /// A linear layer (`y = x · wᵀ + b`) in the precision the encoder runs.
-enum Projection {
+pub(super) enum Projection {
     /// Row-major `[out, in]` like the checkpoint.
     F32 { weight: Vec<f32>, bias: Vec<f32> },
     /// Quantized and packed for VNNI.
@@ -132,16 +137,29 @@ struct Layer {
     output_norm: (Vec<f32>, Vec<f32>),
 }
 
+/// The sequence-classification head of a cross-encoder: the pooler (dense + tanh over the
+/// first token's state), then the classifier to the labels' logits.
+struct ClassifierHead {
+    pooler: Projection,
+    /// `[labels, hidden]`, in f32 (one or two rows: not worth quantizing).
+    classifier: Projection,
+    /// 1 (a relevance logit) or 2 (not relevant, relevant).
+    labels: usize,
+}
+
 /// A loaded BERT encoder.
 pub struct BertEncoder {
     config: BertConfig,
     word: Vec<f32>,
     position: Vec<f32>,
-    /// Token type 0's embedding (embedding models use no other).
-    token_type: Vec<f32>,
+    /// The token type embeddings, `[types, hidden]` (embedding models use type 0 only;
+    /// cross-encoders 0 for the query, 1 for the passage).
+    token_types: Vec<f32>,
     embedding_norm: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     vocab: usize,
+    /// Present for cross-encoders.
+    head: Option<ClassifierHead>,
 }
 
 /// Reads tensors by name from a checkpoint, with or without a `bert.` prefix.
@@ -152,10 +170,14 @@ struct Weights {
 
 impl Weights {
     fn get(&self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
-        let full = format!("{}{name}", self.prefix);
+        self.get_exact(&format!("{}{name}", self.prefix), len)
+    }
+
+    /// The tensor `full` (no prefix added) as `len` values.
+    fn get_exact(&self, full: &str, len: usize) -> Result<Vec<f32>, EngineError> {
         let tensor = self
             .tensors
-            .load(&full, &Device::Cpu)
+            .load(full, &Device::Cpu)
             .map_err(|e| EngineError::InvalidModel(format!("weight {full}: {e}")))?;
         let values = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         if values.len() != len {
@@ -179,9 +201,32 @@ impl Weights {
     }
 }
 
+/// Which outputs a loaded encoder gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BertTask {
+    /// Mean-pooled unit vectors (embedding models).
+    Embed,
+    /// One relevance logit per query-passage pair (cross-encoders with `labels` outputs).
+    Classify {
+        /// The classifier's outputs: 1, or 2 (the second one meaning relevant).
+        labels: usize,
+    },
+}
+
 impl BertEncoder {
     /// Reads `model.safetensors` of `dir` for `config`, its linear layers in `precision`.
     pub fn load(dir: &Path, config: BertConfig, precision: EmbedPrecision) -> Result<Self, EngineError> {
+        Self::load_for(dir, config, precision, BertTask::Embed)
+    }
+
+    /// Reads `model.safetensors` of `dir` for `task`: with `Classify`, the pooler
+    /// (`bert.pooler.dense`) and the classifier (`classifier`) too.
+    pub fn load_for(
+        dir: &Path,
+        config: BertConfig,
+        precision: EmbedPrecision,
+        task: BertTask,
+    ) -> Result<Self, EngineError> {
         // Safety: the file is memory-mapped read-only and copied out before this returns.
         let tensors = unsafe { MmapedSafetensors::new(dir.join("model.safetensors"))? };
         let prefix = if tensors.get("embeddings.word_embeddings.weight").is_ok() {
@@ -208,7 +253,13 @@ impl BertEncoder {
                 &Device::Cpu,
             )
             .map_err(|e| EngineError::InvalidModel(format!("token type embeddings: {e}")))?;
-        let token_type = types.get(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let token_types = types.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if token_types.len() < h || token_types.len() % h != 0 {
+            return Err(EngineError::InvalidModel(format!(
+                "token type embeddings have {} values for width {h}",
+                token_types.len()
+            )));
+        }
         let embedding_norm = weights.norm("embeddings.LayerNorm", h)?;
         let i = config.intermediate_size;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -236,6 +287,29 @@ impl BertEncoder {
                 output_norm: weights.norm(&at("output.LayerNorm"), h)?,
             });
         }
+        let head = match task {
+            BertTask::Embed => None,
+            BertTask::Classify { labels } => {
+                if !(1..=2).contains(&labels) {
+                    return Err(EngineError::InvalidModel(format!(
+                        "a cross-encoder gives one relevance logit (or two labels), not {labels}"
+                    )));
+                }
+                Some(ClassifierHead {
+                    pooler: Projection::new(
+                        weights.get("pooler.dense.weight", h * h)?,
+                        weights.get("pooler.dense.bias", h)?,
+                        precision,
+                    ),
+                    classifier: Projection::F32 {
+                        // The classifier sits beside the encoder, outside its `bert.` prefix.
+                        weight: weights.get_exact("classifier.weight", labels * h)?,
+                        bias: weights.get_exact("classifier.bias", labels)?,
+                    },
+                    labels,
+                })
+            }
+        };
         let int8 = layers.iter().all(|l| l.qkv.is_int8() && l.output.is_int8());
         tracing::info!(
             precision = if int8 { "int8 (AVX-512 VNNI)" } else { "f32" },
@@ -246,17 +320,85 @@ impl BertEncoder {
             config,
             word,
             position,
-            token_type,
+            token_types,
             embedding_norm,
             layers,
             vocab,
+            head,
         })
+    }
+
+    /// Whether this is a cross-encoder (it scores pairs instead of embedding texts).
+    pub fn is_cross_encoder(&self) -> bool {
+        self.head.is_some()
     }
 
     /// Mean-pooled, L2-normalised embeddings of `texts` (token ids with their special tokens).
     pub fn embed(&self, texts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
         let h = self.config.hidden_size;
+        let (x, sequences) = self.hidden(texts, &[])?;
+        Ok(sequences
+            .iter()
+            .map(|range| {
+                let mut mean = vec![0f32; h];
+                for row in x[range.start * h..range.end * h].chunks_exact(h) {
+                    for (m, v) in mean.iter_mut().zip(row) {
+                        *m += v;
+                    }
+                }
+                let count = range.len().max(1) as f32;
+                mean.iter_mut().for_each(|m| *m /= count);
+                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect())
+    }
+
+    /// A cross-encoder's relevance logit of each pair (query and passage in one sequence,
+    /// `types` telling them apart): the first token's state through the pooler and the
+    /// classifier; with two labels, the relevant label's logit less the other's (so that its
+    /// sigmoid is the softmax probability of relevant).
+    pub fn score(&self, texts: &[Vec<u32>], types: &[Vec<u32>]) -> Result<Vec<f32>, EngineError> {
+        let Some(head) = &self.head else {
+            return Err(EngineError::InvalidRequest(
+                "this model embeds texts; it does not score pairs".into(),
+            ));
+        };
+        let h = self.config.hidden_size;
+        let (x, sequences) = self.hidden(texts, types)?;
+        let mut first = Vec::with_capacity(sequences.len() * h);
+        for range in &sequences {
+            first.extend_from_slice(&x[range.start * h..][..h]);
+        }
+        let mut pooled = vec![0f32; first.len()];
+        head.pooler.forward(&first, sequences.len(), &mut pooled);
+        pooled.iter_mut().for_each(|v| *v = v.tanh());
+        let mut logits = vec![0f32; sequences.len() * head.labels];
+        head.classifier.forward(&pooled, sequences.len(), &mut logits);
+        Ok(logits
+            .chunks_exact(head.labels)
+            .map(|l| super::cross::relevance_logit(l, head.labels))
+            .collect())
+    }
+
+    /// The last layer's states of `texts` packed one after the other, with where each text
+    /// lies. `types` gives each token's type (all 0 when empty).
+    fn hidden(&self, texts: &[Vec<u32>], types: &[Vec<u32>]) -> Result<(Vec<f32>, Vec<Range<usize>>), EngineError> {
+        let h = self.config.hidden_size;
         let eps = self.config.layer_norm_eps as f32;
+        let type_count = self.token_types.len() / h;
+        if !types.is_empty() {
+            let fits = types.len() == texts.len() && types.iter().zip(texts).all(|(t, text)| t.len() == text.len());
+            if !fits {
+                return Err(EngineError::InvalidRequest("token types do not match the texts".into()));
+            }
+            if let Some(bad) = types.iter().flatten().find(|&&t| t as usize >= type_count) {
+                return Err(EngineError::InvalidRequest(format!(
+                    "token type {bad}; the model has {type_count}"
+                )));
+            }
+        }
         let mut sequences: Vec<Range<usize>> = Vec::with_capacity(texts.len());
         let mut start = 0;
         for text in texts {
@@ -278,7 +420,7 @@ impl BertEncoder {
         let tokens = start;
         // Embeddings: word + position + token type, then layer norm.
         let mut x = vec![0f32; tokens * h];
-        for (text, range) in texts.iter().zip(&sequences) {
+        for (i, (text, range)) in texts.iter().zip(&sequences).enumerate() {
             for (position, (&id, row)) in text
                 .iter()
                 .zip(x[range.start * h..range.end * h].chunks_exact_mut(h))
@@ -286,7 +428,9 @@ impl BertEncoder {
             {
                 let word = &self.word[id as usize * h..][..h];
                 let pos = &self.position[position * h..][..h];
-                for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
+                let kind = types.get(i).map_or(0, |t| t[position] as usize);
+                let token_type = &self.token_types[kind * h..][..h];
+                for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(token_type) {
                     *v = w + p + t;
                 }
             }
@@ -323,22 +467,7 @@ impl BertEncoder {
             );
             std::mem::swap(&mut x, &mut projected);
         }
-        Ok(sequences
-            .iter()
-            .map(|range| {
-                let mut mean = vec![0f32; h];
-                for row in x[range.start * h..range.end * h].chunks_exact(h) {
-                    for (m, v) in mean.iter_mut().zip(row) {
-                        *m += v;
-                    }
-                }
-                let count = range.len().max(1) as f32;
-                mean.iter_mut().for_each(|m| *m /= count);
-                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                mean.iter_mut().for_each(|m| *m /= norm);
-                mean
-            })
-            .collect())
+        Ok((x, sequences))
     }
 }
 

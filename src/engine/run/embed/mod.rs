@@ -7,7 +7,9 @@
 
 mod batcher;
 pub(crate) mod bert;
+pub(crate) mod cross;
 mod encoder;
+mod rerank;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
@@ -20,6 +22,7 @@ use crate::engine::error::EngineError;
 use crate::engine::run::priority::Priority;
 use batcher::Entry;
 pub use encoder::Encoder;
+pub use rerank::Reranker;
 
 /// What a text is embedded for (models such as nomic put a different prefix before each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,18 +210,31 @@ impl Embedder {
                     info.window
                 )));
             }
-            ids.push(tokens);
+            ids.push((tokens, Vec::new()));
         }
+        let vectors = self.submit(ids, priority).await?;
+        Ok(vectors.into_iter().map(|v| shorten(v, dimensions)).collect())
+    }
+
+    /// Queues `sequences` (token ids with their types, checked by the caller) and waits for
+    /// the encoder's output of each, in order. Fails at once when the queue is full.
+    async fn submit(
+        &self,
+        sequences: Vec<(Vec<u32>, Vec<u32>)>,
+        priority: Priority,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let ids = sequences;
         let queued = self.inner.waiting.fetch_add(ids.len(), Ordering::AcqRel);
         if queued + ids.len() > self.inner.capacity {
             self.inner.waiting.fetch_sub(ids.len(), Ordering::AcqRel);
             return Err(EngineError::Overloaded);
         }
         let mut replies = Vec::with_capacity(ids.len());
-        for tokens in ids {
+        for (tokens, types) in ids {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let entry = Entry {
                 tokens,
+                types,
                 priority,
                 reply,
             };
@@ -227,12 +243,11 @@ impl Embedder {
             }
             replies.push(answer);
         }
-        let mut vectors = Vec::with_capacity(replies.len());
+        let mut outputs = Vec::with_capacity(replies.len());
         for answer in replies {
-            let vector = answer.await.map_err(|_| EngineError::Stopped)??;
-            vectors.push(shorten(vector, dimensions));
+            outputs.push(answer.await.map_err(|_| EngineError::Stopped)??);
         }
-        Ok(vectors)
+        Ok(outputs)
     }
 }
 
