@@ -6,7 +6,10 @@
 //!    the same answers on the idle server.
 //! 2. Retrieval quality on that server: recall@5 of the labelled questions of
 //!    `benches/data/manual_questions.json` (answer page known) through `POST
-//!    /api/v1/documents/search`, hybrid vs vector-only vs BM25-only, and the API's latency.
+//!    /api/v1/documents/search`, hybrid vs vector-only vs BM25-only, and the API's latency;
+//!    and what reranking costs: hybrid search's latency with a cross-encoder of
+//!    ms-marco-MiniLM-L-6-v2's shape (random weights: no registry ships a cross-encoder, so
+//!    its recall cannot be measured here; its speed does not depend on the weights).
 //! 3. Search latency at scale, in-process on LanceDB: 100,000 chunks (the manual's chunks
 //!    repeated with noise on their real vectors, over 10 owners), the query embedded by the
 //!    real model, vector and BM25 searches together, fused as the server does; p50/p99.
@@ -16,7 +19,7 @@
 //! ```
 //!
 //! Variables: `BENCH_CHUNKS` (part 3's size, default 100000), `BENCH_STREAM_TOKENS` (tokens per
-//! answer of the other user, default 48), `BENCH_PARTS` (default `123`; `3` for part 3 alone). Under `cargo test` (no `--bench`) only part 3 runs, on
+//! answer of the other user, default 48), `BENCH_PARTS` (default `123`; `3` for part 3 alone), `BENCH_RERANKER` (`0`: no reranker in the catalogue), `BENCH_DUMP_LISTS` (a file for the ranked lists of part 2). Under `cargo test` (no `--bench`) only part 3 runs, on
 //! 2,000 chunks made from a few generated sentences, to keep the harness tested.
 
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use enclave::documents::chunk::{passages, ChunkSize};
 use enclave::documents::extract::{extract, Limits};
-use enclave::documents::fuse;
+use enclave::documents::{fuse, TEXT_WEIGHT};
+use enclave::engine::tiny_cross_encoder::{write_tiny_cross_encoder, CrossShape, TinyCrossFamily};
 use enclave::engine::{load_embedding, EmbedPurpose, EmbeddingModelConfig, LoadProgress, Priority};
 use enclave::store::ChunkIndex;
 use enclave::store::{ChunkFilter, ChunkRow};
@@ -100,6 +104,11 @@ fn main() {
     runtime.block_on(search_at_scale(chunks, 300, true));
 }
 
+/// Whether the server gets the MiniLM-L6-shaped reranker (`BENCH_RERANKER=0`: not).
+fn with_reranker() -> bool {
+    std::env::var("BENCH_RERANKER").map_or(true, |v| v != "0")
+}
+
 /// A running Enclave with its token.
 struct Server {
     base: String,
@@ -111,12 +120,26 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let reranker = dir.path().join("reranker");
+        write_tiny_cross_encoder(
+            &reranker,
+            &minilm().join("tokenizer.json"),
+            TinyCrossFamily::Bert,
+            CrossShape::MINILM_L6,
+            3,
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("models.toml"),
             format!(
-                "default_chat = \"smollm2\"\ndefault_embed = \"minilm\"\n\n[[models]]\nid = \"smollm2\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n\n[[models]]\nid = \"minilm\"\nrole = \"embed\"\nprovider = \"local\"\npath = \"{}\"\n",
+                "default_chat = \"smollm2\"\ndefault_embed = \"minilm\"\n\n[[models]]\nid = \"smollm2\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\n\n[[models]]\nid = \"minilm\"\nrole = \"embed\"\nprovider = \"local\"\npath = \"{}\"\n{}",
                 smollm2().display(),
-                minilm().display()
+                minilm().display(),
+                if with_reranker() {
+                    format!("\n[[models]]\nid = \"minilm-l6-shaped-reranker\"\nrole = \"rerank\"\nprovider = \"local\"\npath = \"{}\"\n", reranker.display())
+                } else {
+                    String::new()
+                }
             ),
         )
         .unwrap();
@@ -362,8 +385,9 @@ async fn ingestion_and_recall() {
                 .post(format!("{}/api/v1/documents/search", server.base))
                 .bearer_auth(&owner)
                 // The server's hybrid at 5 takes 20 candidates from each list: the lists are
-                // fetched 20 deep for the fusions compared below.
-                .json(&json!({"query": q.question, "limit": if mode == "hybrid" { 5 } else { 20 }, "mode": mode}))
+                // fetched 20 deep for the fusions compared below. The reranker has random
+                // weights: it only runs for its latency, below.
+                .json(&json!({"query": q.question, "limit": if mode == "hybrid" { 5 } else { 20 }, "mode": mode, "rerank": false}))
                 .send()
                 .await
                 .unwrap()
@@ -376,10 +400,31 @@ async fn ingestion_and_recall() {
         print_recall(mode, &questions, &per_question, Some(&latencies));
         lists.insert(mode, per_question);
     }
-    // Fusions of the same vector and BM25 lists, computed here: the server's (RRF, k = 60) and
-    // relative score fusion (each list's scores min-max normalised, then summed), for the record.
+    // The lists, for fusions tried outside the bench (BENCH_DUMP_LISTS=path).
+    if let Ok(path) = std::env::var("BENCH_DUMP_LISTS") {
+        let dump: Value = lists
+            .iter()
+            .map(|(mode, per_question)| {
+                let per_question: Vec<Value> = per_question
+                    .iter()
+                    .map(|hits| {
+                        hits.iter()
+                            .map(|h| json!({"chunk_id": h.chunk_id, "pages": [h.pages.0, h.pages.1], "relevance": h.relevance}))
+                            .collect()
+                    })
+                    .collect();
+                (mode.to_string(), Value::from(per_question))
+            })
+            .collect::<serde_json::Map<String, Value>>()
+            .into();
+        std::fs::write(&path, dump.to_string()).expect("write the lists");
+    }
+    // Fusions of the same vector and BM25 lists, computed here: the server's (RRF, k = 60, BM25
+    // weighing TEXT_WEIGHT), plain RRF, and relative score fusion (each list's scores min-max
+    // normalised, then summed), for the record.
     for (name, fusion) in [
-        ("RRF k=60 (here)", Fusion::Rrf),
+        ("RRF k=60, BM25 weight 2 (here)", Fusion::Rrf(TEXT_WEIGHT.into())),
+        ("RRF k=60, equal weights (here)", Fusion::Rrf(1.0)),
         ("relative score (here)", Fusion::RelativeScore),
     ] {
         let fused: Vec<Vec<Hit>> = lists["vector"]
@@ -389,6 +434,32 @@ async fn ingestion_and_recall() {
             .collect();
         print_recall(name, &questions, &fused, None);
     }
+    // What reranking the fused top 20 costs (a cross-encoder of ms-marco-MiniLM-L-6-v2's shape).
+    let mut latencies = Vec::new();
+    for q in questions.iter().filter(|_| with_reranker()) {
+        let started = Instant::now();
+        let answer: Value = server
+            .http
+            .post(format!("{}/api/v1/documents/search", server.base))
+            .bearer_auth(&owner)
+            .json(&json!({"query": q.question, "limit": 5, "rerank": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        latencies.push(started.elapsed().as_secs_f64());
+        assert_eq!(answer["reranked_by"], "minilm-l6-shaped-reranker", "{answer}");
+    }
+    if with_reranker() {
+        println!(
+        "| hybrid + rerank top 20 (MiniLM-L6-shaped cross-encoder, random weights) | - | - | {:.1} | {:.1} | recall not measurable offline |",
+        percentile(&latencies, 50.0) * 1e3,
+        percentile(&latencies, 99.0) * 1e3
+    );
+    }
+
     // Where each list ranks the answer page of every question some ranking misses at 5.
     println!("\n| question | hybrid rank | vector rank | BM25 rank |\n|---:|---:|---:|---:|");
     let rank = |hits: &[Hit], q: &Question| {
@@ -432,20 +503,21 @@ fn hits_of(answer: &Value) -> Vec<Hit> {
 
 #[derive(Clone, Copy)]
 enum Fusion {
-    Rrf,
+    /// Reciprocal rank, the BM25 list weighing this much.
+    Rrf(f64),
     RelativeScore,
 }
 
 /// Fuses a vector list and a BM25 list (best first) the way `fusion` says.
 fn fuse_here(vector: &[Hit], text: &[Hit], fusion: Fusion) -> Vec<Hit> {
     let mut scores: Vec<(Hit, f64)> = Vec::new();
-    for list in [vector, text] {
+    for (list, is_text) in [(vector, false), (text, true)] {
         let (lo, hi) = list.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), h| {
             (lo.min(h.relevance), hi.max(h.relevance))
         });
         for (rank, hit) in list.iter().enumerate() {
             let score = match fusion {
-                Fusion::Rrf => 1.0 / (61.0 + rank as f64),
+                Fusion::Rrf(weight) => (if is_text { weight } else { 1.0 }) / (61.0 + rank as f64),
                 Fusion::RelativeScore if hi > lo => (hit.relevance - lo) / (hi - lo),
                 Fusion::RelativeScore => 1.0,
             };

@@ -27,7 +27,7 @@ use crate::store::{
 };
 pub use context::{DocumentContext, DocumentScope};
 use extract::isolate::Isolation;
-pub use search::{fuse, Found, SearchQuery, SearchResults};
+pub use search::{fuse, Found, SearchQuery, SearchResults, TEXT_WEIGHT};
 pub use upload::{display_name, Accepted};
 
 /// How the service runs.

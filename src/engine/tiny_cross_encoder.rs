@@ -4,7 +4,9 @@
 //! a real one given by the caller (all-MiniLM-L6-v2's WordPiece), so the vocabulary is its.
 //!
 //! The classifier's weights are large next to the encoder's, so that the logits of different
-//! pairs spread over several units and their order is not decided by rounding.
+//! pairs spread over several units and their order is not decided by rounding. The same
+//! writer makes random cross-encoders of real shapes ([`CrossShape::MINILM_L6`]) for benches:
+//! speed does not depend on the weights.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,16 +17,39 @@ use rand::{Rng, SeedableRng};
 
 use crate::engine::error::EngineError;
 
-/// Hidden size.
-pub const HIDDEN: usize = 32;
-/// Encoder layers.
-pub const LAYERS: usize = 2;
-/// Attention heads.
-pub const HEADS: usize = 4;
-/// Feed-forward width.
-pub const INTERMEDIATE: usize = 64;
-/// Tokens one pair may have (the position table of the BERT one).
-pub const WINDOW: usize = 128;
+/// The dimensions of a generated cross-encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossShape {
+    /// Hidden size.
+    pub hidden: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub intermediate: usize,
+    /// Tokens one pair may have (the position table of the BERT one).
+    pub window: usize,
+}
+
+impl CrossShape {
+    /// A few kilobytes of encoder (the vocabulary's embeddings aside): for tests.
+    pub const TINY: CrossShape = CrossShape {
+        hidden: 32,
+        layers: 2,
+        heads: 4,
+        intermediate: 64,
+        window: 128,
+    };
+    /// cross-encoder/ms-marco-MiniLM-L-6-v2's shape: for benches.
+    pub const MINILM_L6: CrossShape = CrossShape {
+        hidden: 384,
+        layers: 6,
+        heads: 12,
+        intermediate: 1536,
+        window: 512,
+    };
+}
 
 /// Which cross-encoder layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +66,7 @@ pub fn write_tiny_cross_encoder(
     dir: &Path,
     tokenizer: &Path,
     family: TinyCrossFamily,
+    shape: CrossShape,
     seed: u64,
 ) -> Result<(), EngineError> {
     std::fs::create_dir_all(dir)?;
@@ -66,18 +92,18 @@ pub fn write_tiny_cross_encoder(
             Ok(())
         };
     let (encoder, positions, types, architecture, model_type, pad) = match family {
-        TinyCrossFamily::Bert => ("bert", WINDOW, 2, "BertForSequenceClassification", "bert", 0),
+        TinyCrossFamily::Bert => ("bert", shape.window, 2, "BertForSequenceClassification", "bert", 0),
         // XLM-RoBERTa's positions start after the padding id (here the WordPiece [PAD], 0).
         TinyCrossFamily::XlmRoberta => (
             "roberta",
-            WINDOW + 2,
+            shape.window + 2,
             1,
             "XLMRobertaForSequenceClassification",
             "xlm-roberta",
             0,
         ),
     };
-    let h = HIDDEN;
+    let h = shape.hidden;
     let at = |name: &str| format!("{encoder}.{name}");
     put(at("embeddings.word_embeddings.weight"), &[vocab, h], 0.5, 0.0, &mut rng)?;
     put(
@@ -96,15 +122,15 @@ pub fn write_tiny_cross_encoder(
     )?;
     put(at("embeddings.LayerNorm.weight"), &[h], 0.1, 1.0, &mut rng)?;
     put(at("embeddings.LayerNorm.bias"), &[h], 0.1, 0.0, &mut rng)?;
-    for l in 0..LAYERS {
+    for l in 0..shape.layers {
         let layer = |name: &str| at(&format!("encoder.layer.{l}.{name}"));
         for (name, out, inp) in [
             ("attention.self.query", h, h),
             ("attention.self.key", h, h),
             ("attention.self.value", h, h),
             ("attention.output.dense", h, h),
-            ("intermediate.dense", INTERMEDIATE, h),
-            ("output.dense", h, INTERMEDIATE),
+            ("intermediate.dense", shape.intermediate, h),
+            ("output.dense", h, shape.intermediate),
         ] {
             put(layer(&format!("{name}.weight")), &[out, inp], 0.3, 0.0, &mut rng)?;
             put(layer(&format!("{name}.bias")), &[out], 0.1, 0.0, &mut rng)?;
@@ -133,9 +159,9 @@ pub fn write_tiny_cross_encoder(
         "architectures": [architecture],
         "model_type": model_type,
         "hidden_size": h,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "intermediate_size": INTERMEDIATE,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "intermediate_size": shape.intermediate,
         "hidden_act": "gelu",
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,

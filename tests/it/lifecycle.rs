@@ -99,6 +99,19 @@ fn configuration_errors_are_clear() {
     assert!(run(&["serve"]).contains("no [providers.nowhere] table"));
     std::fs::write(dir.path().join("models.toml"), "default_chat = \"x\"\n").unwrap();
     assert!(run(&["serve"]).contains("not in the model catalogue"));
+    // A default reranker must be a local rerank model.
+    std::fs::write(
+        dir.path().join("models.toml"),
+        "default_rerank = \"x\"\n[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"x.gguf\"\n",
+    )
+    .unwrap();
+    assert!(run(&["serve"]).contains("default_rerank \"x\" is not a rerank model"));
+    std::fs::write(
+        dir.path().join("models.toml"),
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nid = \"r\"\nrole = \"rerank\"\nprovider = \"p\"\n",
+    )
+    .unwrap();
+    assert!(run(&["serve"]).contains("rerank model \"r\" must be local"));
     std::fs::write(
         dir.path().join("models.toml"),
         "[[models]]\nid = \"x\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"x.gguf\"\n",

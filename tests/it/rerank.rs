@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::common::{minilm, Client, Options, TestServer};
-use enclave::engine::tiny_cross_encoder::{write_tiny_cross_encoder, TinyCrossFamily};
+use enclave::engine::tiny_cross_encoder::{write_tiny_cross_encoder, CrossShape, TinyCrossFamily};
 use enclave::engine::{load_reranker, EmbedPrecision, EmbeddingModelConfig, LoadProgress, Priority};
 
 /// Paragraphs about one island, so that every one of them is a plausible hit.
@@ -78,7 +78,14 @@ fn relevances(answer: &Value) -> Vec<f64> {
 #[tokio::test]
 async fn a_cross_encoder_orders_hybrid_hits_by_its_own_relevance() {
     let model = tempfile::tempdir().unwrap();
-    write_tiny_cross_encoder(model.path(), &minilm().join("tokenizer.json"), TinyCrossFamily::Bert, 5).unwrap();
+    write_tiny_cross_encoder(
+        model.path(),
+        &minilm().join("tokenizer.json"),
+        TinyCrossFamily::Bert,
+        CrossShape::TINY,
+        5,
+    )
+    .unwrap();
     let server = server(rerank_entry("tiny-reranker", model.path()));
     let mut c = Client::new(&server);
     c.signup("rhea").await;

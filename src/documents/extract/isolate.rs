@@ -1,7 +1,9 @@
 //! Runs extraction where a bad file cannot hurt the server: in a child process (the same
 //! binary, `enclave extract`) with a wall-clock limit and an address-space limit, answering
 //! with JSON on its standard output. A crash, a timeout or the memory limit becomes
-//! [`ExtractError::Crashed`] for that one document.
+//! [`ExtractError::Crashed`] for that one document. The child runs at a lower scheduling
+//! priority ([`CHILD_NICENESS`]): parsing a long PDF takes a core for seconds, and chat
+//! answers streaming on the same cores must not slow down for it.
 //!
 //! Without an executable (unit tests, where the current executable is the test harness) the
 //! extraction runs on a blocking thread with panics caught and the same time limit on the
@@ -16,6 +18,11 @@ use enclave_protocol::DocumentKind;
 use tokio::io::AsyncReadExt;
 
 use super::{extract, ExtractError, Extracted, Limits};
+
+#[cfg(unix)]
+/// How much nicer than the server the extraction process runs (`nice` 10: it gets the CPU
+/// the server's threads leave).
+const CHILD_NICENESS: libc::c_int = 10;
 
 /// How extraction is isolated.
 #[derive(Debug, Clone)]
@@ -92,9 +99,11 @@ async fn in_child(executable: &Path, path: &Path, kind: DocumentKind, isolation:
     #[cfg(unix)]
     {
         let memory = isolation.memory_bytes;
-        // Safety: only async-signal-safe calls between fork and exec (setrlimit).
+        // Safety: only async-signal-safe calls between fork and exec (setrlimit, setpriority).
         unsafe {
             command.pre_exec(move || {
+                // Best effort: a failure leaves the child at the server's priority.
+                libc::setpriority(libc::PRIO_PROCESS, 0, CHILD_NICENESS);
                 if memory > 0 {
                     let limit = libc::rlimit {
                         rlim_cur: memory as libc::rlim_t,

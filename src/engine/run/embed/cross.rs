@@ -122,7 +122,7 @@ pub fn relevance_logit(logits: &[f32], labels: usize) -> f32 {
 mod tests {
     use super::*;
     use crate::engine::run::embed::bert::{BertConfig, BertEncoder, BertTask, EmbedPrecision};
-    use crate::engine::tiny_cross_encoder::{write_tiny_cross_encoder, TinyCrossFamily};
+    use crate::engine::tiny_cross_encoder::{write_tiny_cross_encoder, CrossShape, TinyCrossFamily};
     use candle_core::DType;
 
     /// all-MiniLM-L6-v2's tokenizer (scripts/fetch-models.sh).
@@ -163,7 +163,14 @@ mod tests {
     #[test]
     fn the_packed_bert_cross_encoder_scores_pairs_like_candles_bert_with_its_head() {
         let dir = tempfile::tempdir().unwrap();
-        write_tiny_cross_encoder(dir.path(), &tokenizer_file(), TinyCrossFamily::Bert, 7).unwrap();
+        write_tiny_cross_encoder(
+            dir.path(),
+            &tokenizer_file(),
+            TinyCrossFamily::Bert,
+            CrossShape::TINY,
+            7,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         let packed = BertEncoder::load_for(
             dir.path(),
@@ -198,7 +205,14 @@ mod tests {
     #[test]
     fn an_xlm_roberta_cross_encoder_scores_a_pair_the_same_alone_or_padded_in_a_batch() {
         let dir = tempfile::tempdir().unwrap();
-        write_tiny_cross_encoder(dir.path(), &tokenizer_file(), TinyCrossFamily::XlmRoberta, 11).unwrap();
+        write_tiny_cross_encoder(
+            dir.path(),
+            &tokenizer_file(),
+            TinyCrossFamily::XlmRoberta,
+            CrossShape::TINY,
+            11,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         let model = CandleCrossEncoder::XlmRoberta(Box::new(
             XlmRobertaCrossEncoder::load(vb(dir.path()), &serde_json::from_str(&text).unwrap(), 1).unwrap(),
