@@ -1,6 +1,11 @@
 //! Embeds the built web UI (`web/dist/`, made by `scripts/build-web.sh`) into the binary: one
 //! table of files with their content type, cache policy and precompressed variants. Without a
 //! built UI the table is empty and the server says how to build it; the API works either way.
+//!
+//! The default `web/dist` is named relative to the crate (`concat!(env!("CARGO_MANIFEST_DIR"),
+//! ...)`), not by absolute path: cargo records the build script's inputs relative to the
+//! package, so a target directory shared by two checkouts (CI's and a developer's) reuses this
+//! script's output, and absolute paths in it would name the other checkout's files.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,15 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("web/dist"));
     println!("cargo:rerun-if-env-changed=ENCLAVE_WEB_DIST");
     println!("cargo:rerun-if-changed={}", dist.display());
+    // The expression that names a file of `dist` in the generated code.
+    let relative_to_crate = std::env::var_os("ENCLAVE_WEB_DIST").is_none();
+    let name = |relative: &str, absolute: &Path| {
+        if relative_to_crate {
+            format!("concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?})", format!("/web/dist/{relative}"))
+        } else {
+            format!("{:?}", absolute.display().to_string())
+        }
+    };
     let mut files = Vec::new();
     if dist.join("index.html").is_file() {
         collect(&dist, &dist, &mut files);
@@ -21,21 +35,22 @@ fn main() {
     for relative in &files {
         let path = dist.join(relative);
         let absolute = std::fs::canonicalize(&path).expect("a file just listed");
+        let slashed = relative.replace('\\', "/");
         let variant = |ext: &str| {
             let compressed = PathBuf::from(format!("{}.{ext}", absolute.display()));
             if compressed.is_file() {
-                format!("Some(include_bytes!({:?}))", compressed.display().to_string())
+                format!("Some(include_bytes!({}))", name(&format!("{slashed}.{ext}"), &compressed))
             } else {
                 "None".to_owned()
             }
         };
-        let url = format!("/{}", relative.replace('\\', "/"));
+        let url = format!("/{slashed}");
         let _ = writeln!(
             code,
-            "    Asset {{ path: {url:?}, content_type: {:?}, immutable: {}, body: include_bytes!({:?}), gzip: {}, brotli: {} }},",
+            "    Asset {{ path: {url:?}, content_type: {:?}, immutable: {}, body: include_bytes!({}), gzip: {}, brotli: {} }},",
             content_type(relative),
             immutable(relative),
-            absolute.display().to_string(),
+            name(&slashed, &absolute),
             variant("gz"),
             variant("br"),
         );
