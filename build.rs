@@ -20,7 +20,10 @@ fn main() {
     let relative_to_crate = std::env::var_os("ENCLAVE_WEB_DIST").is_none();
     let name = |relative: &str, absolute: &Path| {
         if relative_to_crate {
-            format!("concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?})", format!("/web/dist/{relative}"))
+            format!(
+                "concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?})",
+                format!("/web/dist/{relative}")
+            )
         } else {
             format!("{:?}", absolute.display().to_string())
         }
@@ -39,7 +42,10 @@ fn main() {
         let variant = |ext: &str| {
             let compressed = PathBuf::from(format!("{}.{ext}", absolute.display()));
             if compressed.is_file() {
-                format!("Some(include_bytes!({}))", name(&format!("{slashed}.{ext}"), &compressed))
+                format!(
+                    "Some(include_bytes!({}))",
+                    name(&format!("{slashed}.{ext}"), &compressed)
+                )
             } else {
                 "None".to_owned()
             }

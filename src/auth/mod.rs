@@ -2,6 +2,7 @@
 
 mod passwords;
 pub mod roles;
+mod sessions;
 mod tokens;
 mod validate;
 
@@ -72,8 +73,10 @@ pub struct TokenPair {
 pub struct Caller {
     /// User id.
     pub user_id: Uuid,
-    /// Role at the time the access token was issued.
+    /// The user's role now (read from the store, not from the token).
     pub role: UserRole,
+    /// The session the request's token belongs to.
+    pub session_id: Uuid,
 }
 
 /// Registration request fields.
@@ -98,6 +101,8 @@ struct Inner {
     access_ttl: Duration,
     refresh_ttl: Duration,
     allow_registration: bool,
+    /// Which sessions are live, kept in step with the store.
+    sessions: sessions::SessionCache,
 }
 
 impl AuthService {
@@ -116,6 +121,7 @@ impl AuthService {
                 access_ttl,
                 refresh_ttl,
                 allow_registration,
+                sessions: sessions::SessionCache::default(),
             }),
         })
     }
@@ -180,16 +186,17 @@ impl AuthService {
     fn start_session(&self, user: &UserRecord) -> Result<TokenPair, AuthError> {
         let (refresh, hash) = tokens::new_refresh_token();
         let expires_at = crate::store::now_ms() + self.inner.refresh_ttl.as_millis() as i64;
-        self.inner.store.insert_refresh_token(user.id, &hash, expires_at)?;
-        self.token_pair(user, refresh)
+        let session_id = self.inner.store.insert_refresh_token(user.id, &hash, expires_at)?;
+        self.inner.sessions.started(session_id, user.id);
+        self.token_pair(user, session_id, refresh)
     }
 
-    fn token_pair(&self, user: &UserRecord, refresh_token: String) -> Result<TokenPair, AuthError> {
+    fn token_pair(&self, user: &UserRecord, session_id: Uuid, refresh_token: String) -> Result<TokenPair, AuthError> {
         Ok(TokenPair {
             access_token: self
                 .inner
                 .keys
-                .issue_access(user.id, user.role, self.inner.access_ttl)?,
+                .issue_access(user.id, user.role, session_id, self.inner.access_ttl)?,
             refresh_token,
             token_type: "bearer",
             expires_in: self.inner.access_ttl.as_secs(),
@@ -202,14 +209,15 @@ impl AuthService {
         let (new, new_hash) = tokens::new_refresh_token();
         let expires_at = crate::store::now_ms() + self.inner.refresh_ttl.as_millis() as i64;
         match self.inner.store.rotate_refresh_token(&old, &new_hash, expires_at)? {
-            RefreshOutcome::Rotated { user_id } => {
+            RefreshOutcome::Rotated { user_id, session_id } => {
                 let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
                 if user.disabled {
                     return Err(AuthError::AccountDisabled);
                 }
-                self.token_pair(&user, new)
+                self.token_pair(&user, session_id, new)
             }
-            RefreshOutcome::ReuseDetected { user_id } => {
+            RefreshOutcome::ReuseDetected { user_id, session_id } => {
+                self.inner.sessions.ended(session_id, user_id);
                 tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
                 Err(AuthError::TokenReused)
             }
@@ -225,7 +233,8 @@ impl AuthService {
             .store
             .revoke_refresh_family(&tokens::hash_refresh_token(refresh_token))?
         {
-            Some(user_id) => {
+            Some((user_id, session_id)) => {
+                self.inner.sessions.ended(session_id, user_id);
                 tracing::info!(%user_id, "logout");
                 Ok(())
             }
@@ -243,17 +252,30 @@ impl AuthService {
         let hash = passwords::hash(new).await?;
         self.inner.store.set_password_hash(user_id, hash)?;
         self.inner.store.revoke_all_refresh_tokens(user_id)?;
+        self.inner.sessions.ended_all(user_id);
         tracing::info!(%user_id, "password changed; sessions revoked");
         Ok(())
     }
 
-    /// Checks an access token and returns its caller.
+    /// Checks an access token and returns its caller: the signature and lifetime, then that
+    /// its session is live (an ended session's tokens are refused at once, not at expiry),
+    /// then the account as the store has it now (a disabled account is refused; the role is
+    /// the current one, not the token's).
     pub fn authenticate(&self, access_token: &str) -> Result<Caller, AuthError> {
         let claims = self.inner.keys.verify_access(access_token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
+        if !self.inner.sessions.is_live(&self.inner.store, session_id, user_id)? {
+            return Err(AuthError::InvalidToken);
+        }
+        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
+        if user.disabled {
+            return Err(AuthError::AccountDisabled);
+        }
         Ok(Caller {
             user_id,
-            role: claims.role,
+            role: user.role,
+            session_id,
         })
     }
 

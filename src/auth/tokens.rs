@@ -17,8 +17,12 @@ use crate::store::{RefreshTokenHash, UserRole};
 pub struct AccessClaims {
     /// User id.
     pub sub: String,
-    /// Role when issued.
+    /// Role when issued (for clients to read; the server reads the role from the store).
     pub role: UserRole,
+    /// The session (refresh-token family) the token belongs to; it dies with the session.
+    /// Absent in tokens of older versions, which are then refused.
+    #[serde(default)]
+    pub sid: String,
     /// Issued at (seconds).
     pub iat: u64,
     /// Expires at (seconds).
@@ -47,12 +51,19 @@ impl Keys {
         }
     }
 
-    /// A signed access token for a user.
-    pub fn issue_access(&self, user_id: Uuid, role: UserRole, ttl: Duration) -> Result<String, AuthError> {
+    /// A signed access token for a user's session.
+    pub fn issue_access(
+        &self,
+        user_id: Uuid,
+        role: UserRole,
+        session_id: Uuid,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = AccessClaims {
             sub: user_id.to_string(),
             role,
+            sid: session_id.to_string(),
             iat: now,
             exp: now + ttl.as_secs(),
             jti: Uuid::new_v4().to_string(),

@@ -1,7 +1,8 @@
 //! Refresh tokens: stored hashed, rotated on use, grouped in families so that reuse of a
-//! rotated token revokes every token descended from the same login.
+//! rotated token revokes every token descended from the same login. A family is a session:
+//! its id goes into the session's access tokens, which die with it.
 
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -36,6 +37,15 @@ struct FamilyRecord {
     revoked: bool,
 }
 
+/// Whether a session (a token family) may still be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// Whose session it is.
+    pub user_id: Uuid,
+    /// Ended (logout, password change, reuse of a rotated token).
+    pub revoked: bool,
+}
+
 /// What happened when a refresh token was presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
@@ -43,6 +53,8 @@ pub enum RefreshOutcome {
     Rotated {
         /// The token's owner.
         user_id: Uuid,
+        /// The session (token family) it belongs to.
+        session_id: Uuid,
     },
     /// No such token.
     Unknown,
@@ -52,15 +64,17 @@ pub enum RefreshOutcome {
     ReuseDetected {
         /// The owner of the compromised family.
         user_id: Uuid,
+        /// The revoked session.
+        session_id: Uuid,
     },
 }
 
 impl Store {
-    /// Stores the first refresh token of a new login (a new family).
-    pub fn insert_refresh_token(&self, user_id: Uuid, hash: &RefreshTokenHash, expires_at: i64) -> StoreResult<()> {
+    /// Stores the first refresh token of a new login (a new family); returns the session id.
+    pub fn insert_refresh_token(&self, user_id: Uuid, hash: &RefreshTokenHash, expires_at: i64) -> StoreResult<Uuid> {
         let txn = self.db.begin_write()?;
+        let family_id = new_id();
         {
-            let family_id = new_id();
             let family = FamilyRecord {
                 user_id,
                 created_at: now_ms(),
@@ -81,7 +95,23 @@ impl Store {
                 .insert(hash.as_slice(), encode(&token)?.as_slice())?;
         }
         txn.commit()?;
-        Ok(())
+        Ok(family_id)
+    }
+
+    /// The state of session `id` (a token family), if it exists.
+    pub fn session_status(&self, id: Uuid) -> StoreResult<Option<SessionStatus>> {
+        let txn = self.db.begin_read()?;
+        let families = txn.open_table(TOKEN_FAMILIES)?;
+        Ok(match families.get(id.as_u128())? {
+            Some(v) => {
+                let family: FamilyRecord = decode(v.value())?;
+                Some(SessionStatus {
+                    user_id: family.user_id,
+                    revoked: family.revoked,
+                })
+            }
+            None => None,
+        })
     }
 
     /// Exchanges `old` for `new` in one transaction, detecting reuse of rotated tokens.
@@ -108,7 +138,10 @@ impl Store {
             } else if token.state == TokenState::Rotated {
                 family.revoked = true;
                 families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
-                RefreshOutcome::ReuseDetected { user_id: token.user_id }
+                RefreshOutcome::ReuseDetected {
+                    user_id: token.user_id,
+                    session_id: token.family_id,
+                }
             } else if token.expires_at <= now_ms() {
                 RefreshOutcome::Revoked
             } else {
@@ -122,15 +155,19 @@ impl Store {
                     expires_at: new_expires_at,
                 };
                 tokens.insert(new.as_slice(), encode(&next)?.as_slice())?;
-                RefreshOutcome::Rotated { user_id: token.user_id }
+                RefreshOutcome::Rotated {
+                    user_id: token.user_id,
+                    session_id: token.family_id,
+                }
             }
         };
         txn.commit()?;
         Ok(outcome)
     }
 
-    /// Revokes the family of this token (logout). Returns the owner, if the token was known.
-    pub fn revoke_refresh_family(&self, hash: &RefreshTokenHash) -> StoreResult<Option<Uuid>> {
+    /// Revokes the family of this token (logout). Returns the owner and the session, if the
+    /// token was known.
+    pub fn revoke_refresh_family(&self, hash: &RefreshTokenHash) -> StoreResult<Option<(Uuid, Uuid)>> {
         let txn = self.db.begin_write()?;
         let owner = {
             let tokens = txn.open_table(REFRESH_TOKENS)?;
@@ -147,7 +184,7 @@ impl Store {
                 family.revoked = true;
                 families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
             }
-            Some(token.user_id)
+            Some((token.user_id, token.family_id))
         };
         txn.commit()?;
         Ok(owner)

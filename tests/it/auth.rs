@@ -1,5 +1,6 @@
 //! Accounts over real HTTP: registration, login, refresh rotation and reuse detection,
-//! logout, password change, token errors, closed registration, the CLI.
+//! logout, password change, access tokens ending with their session, token errors, closed
+//! registration, the CLI.
 
 use serde_json::json;
 
@@ -182,6 +183,89 @@ async fn password_change_ends_sessions() {
     assert_eq!(new.status, 200);
     let stale = c.post("/api/v1/auth/refresh", json!({"refresh_token": refresh})).await;
     assert_eq!(stale.status, 401, "sessions from before the change are revoked");
+}
+
+#[tokio::test]
+async fn access_tokens_die_with_their_session_at_once() {
+    let mut server = TestServer::start();
+    let mut dora = Client::new(&server);
+    let first = dora.signup("dora").await;
+    let token_a = first["access_token"].as_str().unwrap().to_owned();
+    let refresh_a = first["refresh_token"].as_str().unwrap().to_owned();
+    let login = |c: &Client, password: &'static str| {
+        let c = c.clone();
+        async move {
+            c.post(
+                "/api/v1/auth/login",
+                json!({"email": "dora@example.com", "password": password}),
+            )
+            .await
+        }
+    };
+    let second = login(&dora, "dora-password-123").await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+    let token_b = second.body["access_token"].as_str().unwrap().to_owned();
+    let refresh_b = second.body["refresh_token"].as_str().unwrap().to_owned();
+    let me = |c: &Client, token: &str| {
+        let mut c = c.clone();
+        c.token = Some(token.to_owned());
+        async move { c.get("/api/v1/auth/me").await }
+    };
+    assert_eq!(me(&dora, &token_a).await.status, 200);
+    assert_eq!(me(&dora, &token_b).await.status, 200);
+
+    // Logout ends its session's access tokens on the next request, and only those.
+    let out = dora
+        .post("/api/v1/auth/logout", json!({"refresh_token": refresh_a}))
+        .await;
+    assert_eq!(out.status, 204);
+    let refused = me(&dora, &token_a).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (401, "INVALID_TOKEN"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(me(&dora, &token_b).await.status, 200, "the other session lives");
+
+    // Reuse of a rotated refresh token ends the session: its newest access token too.
+    let rotated = dora
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh_b}))
+        .await;
+    assert_eq!(rotated.status, 200);
+    let token_b2 = rotated.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&dora, &token_b2).await.status, 200);
+    let reused = dora
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh_b}))
+        .await;
+    assert_eq!(reused.code(), "TOKEN_REUSED");
+    assert_eq!(me(&dora, &token_b2).await.status, 401);
+    assert_eq!(me(&dora, &token_b).await.status, 401);
+
+    // A password change ends every session, the one that asked for it included.
+    let third = login(&dora, "dora-password-123").await;
+    let token_c = third.body["access_token"].as_str().unwrap().to_owned();
+    let fourth = login(&dora, "dora-password-123").await;
+    let token_d = fourth.body["access_token"].as_str().unwrap().to_owned();
+    dora.token = Some(token_c.clone());
+    let changed = dora
+        .put(
+            "/api/v1/auth/password/change",
+            json!({"current_password": "dora-password-123", "new_password": "a much newer password"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    assert_eq!(me(&dora, &token_c).await.status, 401);
+    assert_eq!(me(&dora, &token_d).await.status, 401);
+
+    // After a restart the store still knows which sessions ended.
+    let fifth = login(&dora, "a much newer password").await;
+    let token_e = fifth.body["access_token"].as_str().unwrap().to_owned();
+    server.restart();
+    let dora = Client::new(&server);
+    assert_eq!(me(&dora, &token_e).await.status, 200);
+    assert_eq!(me(&dora, &token_d).await.status, 401);
+    assert_eq!(me(&dora, &token_a).await.status, 401);
 }
 
 #[tokio::test]
