@@ -58,6 +58,7 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
         store,
         accounts.access_token_ttl,
         accounts.refresh_token_ttl,
+        accounts.session_lifetime,
         accounts.allow_registration,
     )?;
     let user = auth

@@ -28,6 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         config.access_token_ttl,
         config.refresh_token_ttl,
+        config.session_lifetime,
         config.allow_registration,
     )?;
     let registry = ModelRegistry::start(&config);

@@ -1,7 +1,7 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout, password change, me.
 
 use axum::extract::State;
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -71,6 +71,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The token response; with `in_cookie` the refresh token goes into the cookie, not the body.
+/// Never cached (`Cache-Control: no-store`): it carries credentials.
 fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Response {
     let mut body = Tokens {
         access_token: tokens.access_token,
@@ -78,11 +79,12 @@ fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Respo
         token_type: tokens.token_type.to_owned(),
         expires_in: tokens.expires_in,
     };
+    let no_store = (CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if !in_cookie {
-        return Json(body).into_response();
+        return ([no_store], Json(body)).into_response();
     }
     let cookie = refresh_cookie(body.refresh_token.take().as_deref(), state.config.refresh_token_ttl);
-    ([(SET_COOKIE, cookie)], Json(body)).into_response()
+    ([(SET_COOKIE, cookie), no_store], Json(body)).into_response()
 }
 
 /// `POST /auth/login` with email or username.

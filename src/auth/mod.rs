@@ -100,6 +100,8 @@ struct Inner {
     keys: tokens::Keys,
     access_ttl: Duration,
     refresh_ttl: Duration,
+    /// The longest a session lives from its login.
+    session_lifetime: Duration,
     allow_registration: bool,
     /// Which sessions are live, kept in step with the store.
     sessions: sessions::SessionCache,
@@ -111,6 +113,7 @@ impl AuthService {
         store: Store,
         access_ttl: Duration,
         refresh_ttl: Duration,
+        session_lifetime: Duration,
         allow_registration: bool,
     ) -> Result<AuthService, AuthError> {
         let keys = tokens::Keys::new(&store.jwt_secret()?);
@@ -120,6 +123,7 @@ impl AuthService {
                 keys,
                 access_ttl,
                 refresh_ttl,
+                session_lifetime,
                 allow_registration,
                 sessions: sessions::SessionCache::default(),
             }),
@@ -185,7 +189,8 @@ impl AuthService {
 
     fn start_session(&self, user: &UserRecord) -> Result<TokenPair, AuthError> {
         let (refresh, hash) = tokens::new_refresh_token();
-        let expires_at = crate::store::now_ms() + self.inner.refresh_ttl.as_millis() as i64;
+        let expires_at =
+            crate::store::now_ms() + self.inner.refresh_ttl.min(self.inner.session_lifetime).as_millis() as i64;
         let session_id = self.inner.store.insert_refresh_token(user.id, &hash, expires_at)?;
         self.inner.sessions.started(session_id, user.id);
         self.token_pair(user, session_id, refresh)
@@ -208,7 +213,12 @@ impl AuthService {
         let old = tokens::hash_refresh_token(refresh_token);
         let (new, new_hash) = tokens::new_refresh_token();
         let expires_at = crate::store::now_ms() + self.inner.refresh_ttl.as_millis() as i64;
-        match self.inner.store.rotate_refresh_token(&old, &new_hash, expires_at)? {
+        let lifetime = self.inner.session_lifetime.as_millis() as i64;
+        match self
+            .inner
+            .store
+            .rotate_refresh_token(&old, &new_hash, expires_at, lifetime)?
+        {
             RefreshOutcome::Rotated { user_id, session_id } => {
                 let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
                 if user.disabled {
@@ -258,14 +268,20 @@ impl AuthService {
     }
 
     /// Checks an access token and returns its caller: the signature and lifetime, then that
-    /// its session is live (an ended session's tokens are refused at once, not at expiry),
+    /// its session is live (an ended session's tokens are refused at once, not at expiry; a
+    /// session past its absolute lifetime has ended),
     /// then the account as the store has it now (a disabled account is refused; the role is
     /// the current one, not the token's).
     pub fn authenticate(&self, access_token: &str) -> Result<Caller, AuthError> {
         let claims = self.inner.keys.verify_access(access_token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
-        if !self.inner.sessions.is_live(&self.inner.store, session_id, user_id)? {
+        let lifetime = self.inner.session_lifetime.as_millis() as i64;
+        if !self
+            .inner
+            .sessions
+            .is_live(&self.inner.store, session_id, user_id, lifetime)?
+        {
             return Err(AuthError::InvalidToken);
         }
         let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;

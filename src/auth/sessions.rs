@@ -30,8 +30,9 @@ pub struct SessionCache {
 }
 
 impl SessionCache {
-    /// Whether session `id` exists, belongs to `user_id` and has not been ended.
-    pub fn is_live(&self, store: &Store, id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+    /// Whether session `id` exists, belongs to `user_id`, has not been ended and started less
+    /// than `lifetime_ms` ago.
+    pub fn is_live(&self, store: &Store, id: Uuid, user_id: Uuid, lifetime_ms: i64) -> StoreResult<bool> {
         let cached = self
             .sessions
             .read()
@@ -55,7 +56,8 @@ impl SessionCache {
                 break *sessions.entry(id).or_insert(status);
             },
         };
-        Ok(status.user_id == user_id && !status.revoked)
+        let young = status.started_at.saturating_add(lifetime_ms) > crate::store::now_ms();
+        Ok(status.user_id == user_id && !status.revoked && young)
     }
 
     /// Records a session just started.
@@ -65,13 +67,21 @@ impl SessionCache {
             SessionStatus {
                 user_id,
                 revoked: false,
+                started_at: crate::store::now_ms(),
             },
         );
     }
 
     /// Records that session `id` has ended (after the store has).
     pub fn ended(&self, id: Uuid, user_id: Uuid) {
-        self.remember(id, SessionStatus { user_id, revoked: true });
+        self.remember(
+            id,
+            SessionStatus {
+                user_id,
+                revoked: true,
+                started_at: 0,
+            },
+        );
         self.endings.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -100,6 +110,8 @@ mod tests {
     use super::*;
     use crate::store::new_id;
 
+    const DAY: i64 = 24 * 3600 * 1000;
+
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("enclave.redb")).unwrap();
@@ -114,22 +126,28 @@ mod tests {
         let first = store.insert_refresh_token(ann, &[1; 32], i64::MAX).unwrap();
         let second = store.insert_refresh_token(ann, &[2; 32], i64::MAX).unwrap();
         // Read from the store the first time (a session started before this process).
-        assert!(cache.is_live(&store, first, ann).unwrap());
-        assert!(!cache.is_live(&store, first, bob).unwrap(), "another user's session");
-        assert!(!cache.is_live(&store, new_id(), ann).unwrap(), "an unknown session");
+        assert!(cache.is_live(&store, first, ann, DAY).unwrap());
+        assert!(
+            !cache.is_live(&store, first, bob, DAY).unwrap(),
+            "another user's session"
+        );
+        assert!(
+            !cache.is_live(&store, new_id(), ann, DAY).unwrap(),
+            "an unknown session"
+        );
         // Logout of one session leaves the other.
         let (owner, ended) = store.revoke_refresh_family(&[1; 32]).unwrap().unwrap();
         assert_eq!((owner, ended), (ann, first));
         cache.ended(ended, owner);
-        assert!(!cache.is_live(&store, first, ann).unwrap());
-        assert!(cache.is_live(&store, second, ann).unwrap());
+        assert!(!cache.is_live(&store, first, ann, DAY).unwrap());
+        assert!(cache.is_live(&store, second, ann, DAY).unwrap());
         // Ending all of a user's sessions ends the cached ones and, through the store, the rest.
         let third = store.insert_refresh_token(ann, &[3; 32], i64::MAX).unwrap();
         store.revoke_all_refresh_tokens(ann).unwrap();
         cache.ended_all(ann);
-        assert!(!cache.is_live(&store, second, ann).unwrap());
+        assert!(!cache.is_live(&store, second, ann, DAY).unwrap());
         assert!(
-            !cache.is_live(&store, third, ann).unwrap(),
+            !cache.is_live(&store, third, ann, DAY).unwrap(),
             "never cached, ended in the store"
         );
     }
@@ -142,7 +160,10 @@ mod tests {
         let ended = store.insert_refresh_token(ann, &[5; 32], i64::MAX).unwrap();
         store.revoke_refresh_family(&[5; 32]).unwrap();
         let cache = SessionCache::default();
-        assert!(cache.is_live(&store, live, ann).unwrap());
-        assert!(!cache.is_live(&store, ended, ann).unwrap());
+        assert!(cache.is_live(&store, live, ann, DAY).unwrap());
+        assert!(!cache.is_live(&store, ended, ann, DAY).unwrap());
+        // Past its absolute lifetime a session has ended, however it was used.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(!cache.is_live(&store, live, ann, 1).unwrap());
     }
 }

@@ -50,6 +50,7 @@ struct FileConfig {
     log: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    session_lifetime_secs: Option<u64>,
     model_queue_capacity: Option<usize>,
     kv_cache_mb: Option<usize>,
     max_batch_tokens: Option<usize>,
@@ -96,6 +97,8 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// The longest a session lives from its login, however often it is refreshed.
+    pub session_lifetime: Duration,
     /// Requests waiting per local model before OVERLOADED.
     pub model_queue_capacity: usize,
     /// Bytes of KV cache per local model.
@@ -163,6 +166,8 @@ pub struct AccountConfig {
     pub access_token_ttl: Duration,
     /// Lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// The longest a session lives from its login, however often it is refreshed.
+    pub session_lifetime: Duration,
     /// Whether anyone may register (the first account always can).
     pub allow_registration: bool,
 }
@@ -195,10 +200,15 @@ impl AccountConfig {
                 "access_token_ttl_secs must be positive and shorter than refresh_token_ttl_secs",
             ));
         }
+        let lifetime = file.session_lifetime_secs.unwrap_or(30 * 24 * 3600);
+        if lifetime == 0 {
+            return Err(ConfigError::new("session_lifetime_secs must be positive"));
+        }
         Ok(AccountConfig {
             data_dir,
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
+            session_lifetime: Duration::from_secs(lifetime),
             allow_registration: allow_registration.or(file.allow_registration).unwrap_or(true),
         })
     }
@@ -301,6 +311,7 @@ impl Config {
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
             access_token_ttl: accounts.access_token_ttl,
             refresh_token_ttl: accounts.refresh_token_ttl,
+            session_lifetime: accounts.session_lifetime,
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
             max_batch_tokens,

@@ -44,6 +44,8 @@ pub struct SessionStatus {
     pub user_id: Uuid,
     /// Ended (logout, password change, reuse of a rotated token).
     pub revoked: bool,
+    /// When it started (the login), ms since the epoch.
+    pub started_at: i64,
 }
 
 /// What happened when a refresh token was presented.
@@ -108,18 +110,21 @@ impl Store {
                 Some(SessionStatus {
                     user_id: family.user_id,
                     revoked: family.revoked,
+                    started_at: family.created_at,
                 })
             }
             None => None,
         })
     }
 
-    /// Exchanges `old` for `new` in one transaction, detecting reuse of rotated tokens.
+    /// Exchanges `old` for `new` in one transaction, detecting reuse of rotated tokens. A
+    /// session older than `lifetime_ms` has ended; the new token never outlives it.
     pub fn rotate_refresh_token(
         &self,
         old: &RefreshTokenHash,
         new: &RefreshTokenHash,
         new_expires_at: i64,
+        lifetime_ms: i64,
     ) -> StoreResult<RefreshOutcome> {
         let txn = self.db.begin_write()?;
         let outcome = {
@@ -142,7 +147,7 @@ impl Store {
                     user_id: token.user_id,
                     session_id: token.family_id,
                 }
-            } else if token.expires_at <= now_ms() {
+            } else if token.expires_at <= now_ms() || family.created_at.saturating_add(lifetime_ms) <= now_ms() {
                 RefreshOutcome::Revoked
             } else {
                 token.state = TokenState::Rotated;
@@ -152,7 +157,7 @@ impl Store {
                     family_id: token.family_id,
                     state: TokenState::Active,
                     created_at: now_ms(),
-                    expires_at: new_expires_at,
+                    expires_at: new_expires_at.min(family.created_at.saturating_add(lifetime_ms)),
                 };
                 tokens.insert(new.as_slice(), encode(&next)?.as_slice())?;
                 RefreshOutcome::Rotated {

@@ -204,6 +204,7 @@ async fn access_tokens_die_with_their_session_at_once() {
     };
     let second = login(&dora, "dora-password-123").await;
     assert_eq!(second.status, 200, "{:?}", second.body);
+    assert_eq!(second.headers["cache-control"], "no-store", "tokens are never cached");
     let token_b = second.body["access_token"].as_str().unwrap().to_owned();
     let refresh_b = second.body["refresh_token"].as_str().unwrap().to_owned();
     let me = |c: &Client, token: &str| {
@@ -233,6 +234,7 @@ async fn access_tokens_die_with_their_session_at_once() {
         .post("/api/v1/auth/refresh", json!({"refresh_token": refresh_b}))
         .await;
     assert_eq!(rotated.status, 200);
+    assert_eq!(rotated.headers["cache-control"], "no-store");
     let token_b2 = rotated.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(me(&dora, &token_b2).await.status, 200);
     let reused = dora
@@ -266,6 +268,35 @@ async fn access_tokens_die_with_their_session_at_once() {
     assert_eq!(me(&dora, &token_e).await.status, 200);
     assert_eq!(me(&dora, &token_d).await.status, 401);
     assert_eq!(me(&dora, &token_a).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
+    let server = TestServer::start_with(Options {
+        config: "session_lifetime_secs = 3\n".into(),
+        ..Default::default()
+    });
+    let mut erin = Client::new(&server);
+    let login = erin.signup("erin").await;
+    let started = std::time::Instant::now();
+    let mut refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    // Refreshing keeps it going within the lifetime...
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let rotated = erin
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    refresh = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    erin.token = Some(rotated.body["access_token"].as_str().unwrap().to_owned());
+    assert_eq!(erin.get("/api/v1/auth/me").await.status, 200);
+    // ...but not past it: the newest access token and refresh token are both refused.
+    tokio::time::sleep(std::time::Duration::from_millis(3300).saturating_sub(started.elapsed())).await;
+    let me = erin.get("/api/v1/auth/me").await;
+    assert_eq!((me.status, me.code()), (401, "INVALID_TOKEN"), "{:?}", me.body);
+    let again = erin
+        .post("/api/v1/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(again.status, 401, "{:?}", again.body);
 }
 
 #[tokio::test]

@@ -120,6 +120,8 @@ fn configuration_errors_are_clear() {
     assert!(run(&["serve", "--addr", "localhost"]).contains("is not HOST:PORT"));
     std::fs::write(dir.path().join("enclave.toml"), "adr = \"oops\"\n").unwrap();
     assert!(run(&["serve"]).contains("enclave.toml is not valid"));
+    std::fs::write(dir.path().join("enclave.toml"), "session_lifetime_secs = 0\n").unwrap();
+    assert!(run(&["serve"]).contains("session_lifetime_secs must be positive"));
     std::fs::write(dir.path().join("enclave.toml"), "embed_precision = \"int4\"\n").unwrap();
     assert!(run(&["serve"]).contains("embed_precision must be \"auto\" or \"f32\""));
     assert!(run(&["serve", "--config", "missing.toml"]).contains("does not exist"));
