@@ -75,7 +75,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, "listening on http://{addr}");
     println!("enclave listening on http://{addr}");
     let shutdown_chat = chat.clone();
-    axum::serve(listener, api::router(state))
+    // The peer's address reaches handlers (sessions record it).
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: stopping running answers");

@@ -5,10 +5,12 @@ use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use enclave_protocol::{ErrorCode, LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Tokens, User};
+use enclave_protocol::{
+    ErrorCode, LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Session, SessionList, Tokens, User,
+};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated};
+use super::extract::{ApiJson, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
 use crate::auth::{Registration, TokenPair};
 use crate::store::UserRecord;
@@ -88,13 +90,17 @@ fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Respo
 }
 
 /// `POST /auth/login` with email or username.
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
     let login = body
         .email
         .or(body.username)
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| ApiError::validation("send \"email\" or \"username\" with the password"))?;
-    let (_, tokens) = state.auth.login(&login, body.password).await?;
+    let (_, tokens) = state.auth.login(&login, body.password, client).await?;
     Ok(token_response(&state, tokens, body.cookie))
 }
 
@@ -146,6 +152,35 @@ pub async fn change_password(
         .auth
         .change_password(caller.0.user_id, body.current_password, body.new_password)
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/sessions`: the caller's live sessions, oldest first.
+pub async fn sessions(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
+    let current = caller.0.session_id;
+    let sessions = state
+        .auth
+        .sessions(caller.0.user_id)?
+        .into_iter()
+        .map(|s| Session {
+            id: s.id,
+            created_at: rfc3339(s.created_at),
+            last_seen_at: rfc3339(s.last_seen),
+            user_agent: s.client.user_agent,
+            ip: s.client.ip,
+            current: s.id == current,
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions (the current one too).
+pub async fn end_session(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    state.auth.end_session(caller.0.user_id, id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -81,6 +81,7 @@ impl From<AuthError> for ApiError {
             AuthError::TokenExpired => (S::UNAUTHORIZED, C::TokenExpired),
             AuthError::TokenReused => (S::UNAUTHORIZED, C::TokenReused),
             AuthError::AccountDisabled => (S::FORBIDDEN, C::AccountDisabled),
+            AuthError::SessionNotFound => (S::NOT_FOUND, C::NotFound),
             AuthError::Store(inner) => return ApiError::internal("store failure", inner),
             AuthError::Hashing => return ApiError::internal("hashing failure", &e),
         };

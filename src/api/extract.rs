@@ -129,3 +129,28 @@ impl Authenticated {
         }
     }
 }
+
+/// Who is asking, as the server sees them: the socket's peer address (forwarded addresses are
+/// not trusted) and the `User-Agent` header (cut to [`USER_AGENT_MAX`] characters). Never fails.
+pub struct ClientInfo(pub crate::store::SessionClient);
+
+/// The most characters of a `User-Agent` kept.
+const USER_AGENT_MAX: usize = 200;
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(USER_AGENT_MAX).collect::<String>())
+            .filter(|v| !v.is_empty());
+        Ok(ClientInfo(crate::store::SessionClient { user_agent, ip }))
+    }
+}

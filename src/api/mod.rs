@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use enclave_protocol::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -58,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/password/change", put(auth::change_password))
         .route("/auth/me", get(auth::me))
+        .route("/auth/sessions", get(auth::sessions))
+        .route("/auth/sessions/{id}", delete(auth::end_session))
         .route("/conversations", get(conversations::list).post(conversations::create))
         .route(
             "/conversations/{id}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::store::{NewUser, RefreshOutcome, Store, StoreError, UserRecord, UserRole};
+use crate::store::{NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, UserRecord, UserRole};
 pub use tokens::AccessClaims;
 
 /// What can go wrong in the auth service; the API maps each to a status and code.
@@ -47,6 +47,9 @@ pub enum AuthError {
     /// The account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
+    /// No such live session of the caller.
+    #[error("no such session")]
+    SessionNotFound,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -162,8 +165,13 @@ impl AuthService {
         Ok(user)
     }
 
-    /// Checks a login (email or username) and starts a new session.
-    pub async fn login(&self, login: &str, password: String) -> Result<(UserRecord, TokenPair), AuthError> {
+    /// Checks a login (email or username) and starts a new session for `client`.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: String,
+        client: SessionClient,
+    ) -> Result<(UserRecord, TokenPair), AuthError> {
         let login = login.trim();
         let user = if login.contains('@') {
             self.inner.store.find_user_by_email(login)?
@@ -182,16 +190,19 @@ impl AuthService {
         if user.disabled {
             return Err(AuthError::AccountDisabled);
         }
-        let pair = self.start_session(&user)?;
+        let pair = self.start_session(&user, client)?;
         tracing::info!(user_id = %user.id, "login");
         Ok((user, pair))
     }
 
-    fn start_session(&self, user: &UserRecord) -> Result<TokenPair, AuthError> {
+    fn start_session(&self, user: &UserRecord, client: SessionClient) -> Result<TokenPair, AuthError> {
         let (refresh, hash) = tokens::new_refresh_token();
         let expires_at =
             crate::store::now_ms() + self.inner.refresh_ttl.min(self.inner.session_lifetime).as_millis() as i64;
-        let session_id = self.inner.store.insert_refresh_token(user.id, &hash, expires_at)?;
+        let session_id = self
+            .inner
+            .store
+            .insert_refresh_token(user.id, &hash, expires_at, client)?;
         self.inner.sessions.started(session_id, user.id);
         self.token_pair(user, session_id, refresh)
     }
@@ -250,6 +261,23 @@ impl AuthService {
             }
             None => Err(AuthError::InvalidToken),
         }
+    }
+
+    /// The live sessions of `user_id`, oldest first (those past their lifetime are over).
+    pub fn sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, AuthError> {
+        let oldest = crate::store::now_ms() - self.inner.session_lifetime.as_millis() as i64;
+        Ok(self.inner.store.live_sessions(user_id, oldest)?)
+    }
+
+    /// Ends session `session_id` of `user_id` (signing out a device): its refresh token and
+    /// access tokens stop working at once.
+    pub fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), AuthError> {
+        if !self.inner.store.revoke_session(user_id, session_id)? {
+            return Err(AuthError::SessionNotFound);
+        }
+        self.inner.sessions.ended(session_id, user_id);
+        tracing::info!(%user_id, %session_id, "session ended by its user");
+        Ok(())
     }
 
     /// Changes a password after checking the current one, and ends every session of the user.

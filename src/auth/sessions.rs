@@ -123,8 +123,12 @@ mod tests {
         let (_dir, store) = store();
         let (ann, bob) = (new_id(), new_id());
         let cache = SessionCache::default();
-        let first = store.insert_refresh_token(ann, &[1; 32], i64::MAX).unwrap();
-        let second = store.insert_refresh_token(ann, &[2; 32], i64::MAX).unwrap();
+        let first = store
+            .insert_refresh_token(ann, &[1; 32], i64::MAX, Default::default())
+            .unwrap();
+        let second = store
+            .insert_refresh_token(ann, &[2; 32], i64::MAX, Default::default())
+            .unwrap();
         // Read from the store the first time (a session started before this process).
         assert!(cache.is_live(&store, first, ann, DAY).unwrap());
         assert!(
@@ -142,7 +146,9 @@ mod tests {
         assert!(!cache.is_live(&store, first, ann, DAY).unwrap());
         assert!(cache.is_live(&store, second, ann, DAY).unwrap());
         // Ending all of a user's sessions ends the cached ones and, through the store, the rest.
-        let third = store.insert_refresh_token(ann, &[3; 32], i64::MAX).unwrap();
+        let third = store
+            .insert_refresh_token(ann, &[3; 32], i64::MAX, Default::default())
+            .unwrap();
         store.revoke_all_refresh_tokens(ann).unwrap();
         cache.ended_all(ann);
         assert!(!cache.is_live(&store, second, ann, DAY).unwrap());
@@ -156,8 +162,12 @@ mod tests {
     fn a_fresh_cache_agrees_with_the_store_after_a_restart() {
         let (_dir, store) = store();
         let ann = new_id();
-        let live = store.insert_refresh_token(ann, &[4; 32], i64::MAX).unwrap();
-        let ended = store.insert_refresh_token(ann, &[5; 32], i64::MAX).unwrap();
+        let live = store
+            .insert_refresh_token(ann, &[4; 32], i64::MAX, Default::default())
+            .unwrap();
+        let ended = store
+            .insert_refresh_token(ann, &[5; 32], i64::MAX, Default::default())
+            .unwrap();
         store.revoke_refresh_family(&[5; 32]).unwrap();
         let cache = SessionCache::default();
         assert!(cache.is_live(&store, live, ann, DAY).unwrap());

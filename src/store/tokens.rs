@@ -35,6 +35,37 @@ struct FamilyRecord {
     user_id: Uuid,
     created_at: i64,
     revoked: bool,
+    /// The client that logged in (absent in records of older versions).
+    #[serde(default)]
+    user_agent: Option<String>,
+    /// Its address.
+    #[serde(default)]
+    ip: Option<String>,
+    /// The login or the last refresh, ms (0 in records of older versions: the login).
+    #[serde(default)]
+    last_seen: i64,
+}
+
+/// Who started a session, as the server saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionClient {
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The peer's address.
+    pub ip: Option<String>,
+}
+
+/// A live session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session (token family) id.
+    pub id: Uuid,
+    /// Login time, ms.
+    pub created_at: i64,
+    /// The login or the last token refresh, ms.
+    pub last_seen: i64,
+    /// Who logged in.
+    pub client: SessionClient,
 }
 
 /// Whether a session (a token family) may still be used.
@@ -73,7 +104,13 @@ pub enum RefreshOutcome {
 
 impl Store {
     /// Stores the first refresh token of a new login (a new family); returns the session id.
-    pub fn insert_refresh_token(&self, user_id: Uuid, hash: &RefreshTokenHash, expires_at: i64) -> StoreResult<Uuid> {
+    pub fn insert_refresh_token(
+        &self,
+        user_id: Uuid,
+        hash: &RefreshTokenHash,
+        expires_at: i64,
+        client: SessionClient,
+    ) -> StoreResult<Uuid> {
         let txn = self.db.begin_write()?;
         let family_id = new_id();
         {
@@ -81,6 +118,9 @@ impl Store {
                 user_id,
                 created_at: now_ms(),
                 revoked: false,
+                user_agent: client.user_agent,
+                ip: client.ip,
+                last_seen: now_ms(),
             };
             txn.open_table(TOKEN_FAMILIES)?
                 .insert(family_id.as_u128(), encode(&family)?.as_slice())?;
@@ -152,6 +192,8 @@ impl Store {
             } else {
                 token.state = TokenState::Rotated;
                 tokens.insert(old.as_slice(), encode(&token)?.as_slice())?;
+                family.last_seen = now_ms();
+                families.insert(token.family_id.as_u128(), encode(&family)?.as_slice())?;
                 let next = TokenRecord {
                     user_id: token.user_id,
                     family_id: token.family_id,
@@ -193,6 +235,59 @@ impl Store {
         };
         txn.commit()?;
         Ok(owner)
+    }
+
+    /// The sessions of `user_id` not ended and started after `started_after` (ms), oldest
+    /// first.
+    pub fn live_sessions(&self, user_id: Uuid, started_after: i64) -> StoreResult<Vec<SessionInfo>> {
+        let txn = self.db.begin_read()?;
+        let by_user = txn.open_table(FAMILIES_BY_USER)?;
+        let families = txn.open_table(TOKEN_FAMILIES)?;
+        let key = user_id.as_u128();
+        let mut sessions = Vec::new();
+        for entry in by_user.range((key, 0u128)..=(key, u128::MAX))? {
+            let (k, _) = entry?;
+            let family_id = k.value().1;
+            let Some(value) = families.get(family_id)? else {
+                continue;
+            };
+            let family: FamilyRecord = decode(value.value())?;
+            if family.revoked || family.created_at <= started_after {
+                continue;
+            }
+            sessions.push(SessionInfo {
+                id: Uuid::from_u128(family_id),
+                created_at: family.created_at,
+                last_seen: family.last_seen.max(family.created_at),
+                client: SessionClient {
+                    user_agent: family.user_agent,
+                    ip: family.ip,
+                },
+            });
+        }
+        Ok(sessions)
+    }
+
+    /// Ends session `id` of `user_id`; false when the user has no such live session.
+    pub fn revoke_session(&self, user_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let txn = self.db.begin_write()?;
+        let ended = {
+            let mut families = txn.open_table(TOKEN_FAMILIES)?;
+            let family = families
+                .get(id.as_u128())?
+                .map(|v| decode::<FamilyRecord>(v.value()))
+                .transpose()?;
+            match family {
+                Some(mut family) if family.user_id == user_id && !family.revoked => {
+                    family.revoked = true;
+                    families.insert(id.as_u128(), encode(&family)?.as_slice())?;
+                    true
+                }
+                _ => false,
+            }
+        };
+        txn.commit()?;
+        Ok(ended)
     }
 
     /// Revokes every refresh token of a user (password change).

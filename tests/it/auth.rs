@@ -300,6 +300,67 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
 }
 
 #[tokio::test]
+async fn a_user_lists_their_sessions_and_signs_one_out() {
+    let server = TestServer::start();
+    let mut fay = Client::new(&server);
+    let laptop = fay.signup("fay").await;
+    let laptop_token = laptop["access_token"].as_str().unwrap().to_owned();
+    let phone = fay
+        .send(
+            fay.request(::reqwest::Method::POST, "/api/v1/auth/login")
+                .header("User-Agent", "Enclave-Test-Phone/1.0")
+                .json(&json!({"email": "fay@example.com", "password": "fay-password-123"})),
+        )
+        .await;
+    assert_eq!(phone.status, 200, "{:?}", phone.body);
+    fay.token = Some(phone.body["access_token"].as_str().unwrap().to_owned());
+
+    let list = fay.get("/api/v1/auth/sessions").await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    let sessions = list.body["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{:?}", list.body);
+    let (first, second) = (&sessions[0], &sessions[1]);
+    assert_eq!(first["current"], false);
+    assert_eq!(second["current"], true, "the phone asked");
+    assert_eq!(second["user_agent"], "Enclave-Test-Phone/1.0");
+    assert_eq!(second["ip"], "127.0.0.1");
+    assert!(first["created_at"].as_str().unwrap() <= second["created_at"].as_str().unwrap());
+    assert!(second["last_seen_at"].is_string());
+
+    // Another user's session is not hers to end.
+    let mut gus = Client::new(&server);
+    gus.signup("gus").await;
+    let theirs = gus.get("/api/v1/auth/sessions").await.body["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = fay.delete(&format!("/api/v1/auth/sessions/{theirs}")).await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "{:?}", r.body);
+    assert_eq!(gus.get("/api/v1/auth/me").await.status, 200);
+
+    // Signing the laptop out ends its token at once; a second time it is gone.
+    let laptop_id = first["id"].as_str().unwrap();
+    assert_eq!(
+        fay.delete(&format!("/api/v1/auth/sessions/{laptop_id}")).await.status,
+        204
+    );
+    let mut old = fay.clone();
+    old.token = Some(laptop_token);
+    assert_eq!(old.get("/api/v1/auth/me").await.status, 401);
+    let r = fay.delete(&format!("/api/v1/auth/sessions/{laptop_id}")).await;
+    assert_eq!(r.status, 404);
+    let r = fay.delete("/api/v1/auth/sessions/not-a-uuid").await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "{:?}", r.body);
+    let list = fay.get("/api/v1/auth/sessions").await;
+    assert_eq!(list.body["sessions"].as_array().unwrap().len(), 1);
+
+    // Ending the current session signs the caller out.
+    let own = second["id"].as_str().unwrap();
+    assert_eq!(fay.delete(&format!("/api/v1/auth/sessions/{own}")).await.status, 204);
+    assert_eq!(fay.get("/api/v1/auth/me").await.status, 401);
+}
+
+#[tokio::test]
 async fn bad_and_expired_access_tokens() {
     let server = TestServer::start_with(Options {
         config: "access_token_ttl_secs = 1\n".into(),

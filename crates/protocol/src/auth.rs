@@ -90,6 +90,30 @@ pub struct Tokens {
     pub expires_in: u64,
 }
 
+/// One of the caller's live sessions (`GET /auth/sessions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id (`DELETE /auth/sessions/{id}` ends it).
+    pub id: Uuid,
+    /// Login time, RFC 3339.
+    pub created_at: String,
+    /// The login or the last token refresh, RFC 3339.
+    pub last_seen_at: String,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client's address at login.
+    pub ip: Option<String>,
+    /// Whether the request came with this session's token.
+    pub current: bool,
+}
+
+/// `GET /auth/sessions`: oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionList {
+    /// The sessions.
+    pub sessions: Vec<Session>,
+}
+
 /// An account as the API shows it (never the password hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {

@@ -14,7 +14,9 @@ mod error;
 mod models;
 mod stream;
 
-pub use auth::{LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Tokens, User, UserRole};
+pub use auth::{
+    LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Session, SessionList, Tokens, User, UserRole,
+};
 pub use conversations::{
     Conversation, ConversationDetail, ConversationPage, ConversationSettings, CreateConversation, ListQuery, Message,
     MessageRole, MessageStatus, SendMessage, UpdateConversation, UserSettings,
