@@ -214,6 +214,20 @@ impl Server {
         answer["documents"][0]["id"].as_str().expect("accepted").to_owned()
     }
 
+    /// `POST /documents/search` with `body`: the answer.
+    async fn search(&self, token: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}/api/v1/documents/search", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn document(&self, token: &str, id: &str) -> Value {
         self.http
             .get(format!("{}/api/v1/documents/{id}", self.base))
@@ -380,20 +394,16 @@ async fn ingestion_and_recall() {
         let mut per_question = Vec::new();
         for q in &questions {
             let started = Instant::now();
-            let answer: Value = server
-                .http
-                .post(format!("{}/api/v1/documents/search", server.base))
-                .bearer_auth(&owner)
-                // The server's hybrid at 5 takes 20 candidates from each list: the lists are
-                // fetched 20 deep for the fusions compared below. The reranker has random
-                // weights: it only runs for its latency, below.
-                .json(&json!({"query": q.question, "limit": if mode == "hybrid" { 5 } else { 20 }, "mode": mode, "rerank": false}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            // The server's hybrid at 5 takes 20 candidates from each list: the lists are
+            // fetched 20 deep for the fusions compared below. The reranker has random weights:
+            // it only runs for its latency, below.
+            let limit = if mode == "hybrid" { 5 } else { 20 };
+            let answer = server
+                .search(
+                    &owner,
+                    json!({"query": q.question, "limit": limit, "mode": mode, "rerank": false}),
+                )
+                .await;
             latencies.push(started.elapsed().as_secs_f64());
             per_question.push(hits_of(&answer));
         }
@@ -438,17 +448,9 @@ async fn ingestion_and_recall() {
     let mut latencies = Vec::new();
     for q in questions.iter().filter(|_| with_reranker()) {
         let started = Instant::now();
-        let answer: Value = server
-            .http
-            .post(format!("{}/api/v1/documents/search", server.base))
-            .bearer_auth(&owner)
-            .json(&json!({"query": q.question, "limit": 5, "rerank": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = server
+            .search(&owner, json!({"query": q.question, "limit": 5, "rerank": true}))
+            .await;
         latencies.push(started.elapsed().as_secs_f64());
         assert_eq!(answer["reranked_by"], "minilm-l6-shaped-reranker", "{answer}");
     }

@@ -162,36 +162,18 @@ impl ModelCatalogue {
         if let Some(default) = &self.default_chat {
             self.check_chat_model(default)?;
         }
-        if let Some(default) = &self.default_embed {
-            match self.models.iter().find(|m| &m.id == default) {
-                Some(m) if m.role == ModelRole::Embed => {}
-                Some(_) => {
-                    return Err(ConfigError::new(format!(
-                        "default_embed {default:?} is not an embedding model"
-                    )))
-                }
-                None => {
-                    return Err(ConfigError::new(format!(
-                        "default_embed {default:?} is not in the model catalogue"
-                    )))
-                }
-            }
-        }
-        if let Some(default) = &self.default_rerank {
-            match self.models.iter().find(|m| &m.id == default) {
-                Some(m) if m.role == ModelRole::Rerank => {}
-                Some(_) => {
-                    return Err(ConfigError::new(format!(
-                        "default_rerank {default:?} is not a rerank model"
-                    )))
-                }
-                None => {
-                    return Err(ConfigError::new(format!(
-                        "default_rerank {default:?} is not in the model catalogue"
-                    )))
-                }
-            }
-        }
+        self.check_default(
+            "default_embed",
+            self.default_embed.as_deref(),
+            ModelRole::Embed,
+            "an embedding",
+        )?;
+        self.check_default(
+            "default_rerank",
+            self.default_rerank.as_deref(),
+            ModelRole::Rerank,
+            "a rerank",
+        )?;
         for model in &self.models {
             if model.role == ModelRole::Rerank && model.provider != "local" {
                 return Err(ConfigError::new(format!(
@@ -201,6 +183,17 @@ impl ModelCatalogue {
             }
         }
         Ok(())
+    }
+
+    /// Fails unless the default named by `key` (when set) is a model of `role` (`kind`, for
+    /// the message) in the catalogue.
+    fn check_default(&self, key: &str, id: Option<&str>, role: ModelRole, kind: &str) -> Result<(), ConfigError> {
+        let Some(id) = id else { return Ok(()) };
+        match self.models.iter().find(|m| m.id == id) {
+            Some(m) if m.role == role => Ok(()),
+            Some(_) => Err(ConfigError::new(format!("{key} {id:?} is not {kind} model"))),
+            None => Err(ConfigError::new(format!("{key} {id:?} is not in the model catalogue"))),
+        }
     }
 
     /// Fails unless `id` is a chat model of the catalogue.

@@ -91,16 +91,15 @@ pub fn write_tiny_cross_encoder(
             tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
             Ok(())
         };
-    let (encoder, positions, types, architecture, model_type, pad) = match family {
-        TinyCrossFamily::Bert => ("bert", shape.window, 2, "BertForSequenceClassification", "bert", 0),
-        // XLM-RoBERTa's positions start after the padding id (here the WordPiece [PAD], 0).
+    // Both pad with the WordPiece [PAD], id 0; XLM-RoBERTa's positions start after it.
+    let (encoder, positions, types, architecture, model_type) = match family {
+        TinyCrossFamily::Bert => ("bert", shape.window, 2, "BertForSequenceClassification", "bert"),
         TinyCrossFamily::XlmRoberta => (
             "roberta",
             shape.window + 2,
             1,
             "XLMRobertaForSequenceClassification",
             "xlm-roberta",
-            0,
         ),
     };
     let h = shape.hidden;
@@ -171,7 +170,7 @@ pub fn write_tiny_cross_encoder(
         "layer_norm_eps": 1e-12,
         "initializer_range": 0.02,
         "classifier_dropout": null,
-        "pad_token_id": pad,
+        "pad_token_id": 0,
         "position_embedding_type": "absolute",
         "id2label": {"0": "LABEL_0"},
     });

@@ -150,23 +150,15 @@ impl ModelRegistry {
 
     /// The loaded local embedding model `id`.
     pub fn embedder(&self, id: &str) -> Result<Embedder, RegistryError> {
-        let slot = self.slot(id)?;
-        if slot.entry.role != ModelRole::Embed {
-            return Err(RegistryError::UnknownModel(id.to_owned()));
-        }
-        let unavailable = |reason: String| RegistryError::Unavailable {
-            id: id.to_owned(),
-            reason,
-        };
-        match &slot.backend {
-            Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
-                LocalSlot::Ready(Loaded::Embed(embedder)) => Ok(embedder.clone()),
-                LocalSlot::Ready(_) => Err(RegistryError::UnknownModel(id.to_owned())),
-                LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
-                LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
+        self.loaded_local(
+            id,
+            ModelRole::Embed,
+            "documents are embedded by local models only",
+            |loaded| match loaded {
+                Loaded::Embed(embedder) => Some(embedder.clone()),
+                _ => None,
             },
-            Backend::Remote { .. } => Err(unavailable("documents are embedded by local models only".into())),
-        }
+        )
     }
 
     /// The cross-encoder search results are reranked with, if the catalogue has one.
@@ -176,8 +168,29 @@ impl ModelRegistry {
 
     /// The loaded cross-encoder `id`.
     pub fn reranker(&self, id: &str) -> Result<Reranker, RegistryError> {
+        // validate() keeps rerank models local.
+        self.loaded_local(
+            id,
+            ModelRole::Rerank,
+            "rerank models run in-process only",
+            |loaded| match loaded {
+                Loaded::Rerank(reranker) => Some(reranker.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    /// The local model `id` of `role` once loaded, as `pick` takes it; unknown when it has
+    /// another role, unavailable (with why) while loading, after a failed load, or when remote.
+    fn loaded_local<T>(
+        &self,
+        id: &str,
+        role: ModelRole,
+        remote_reason: &str,
+        pick: impl FnOnce(&Loaded) -> Option<T>,
+    ) -> Result<T, RegistryError> {
         let slot = self.slot(id)?;
-        if slot.entry.role != ModelRole::Rerank {
+        if slot.entry.role != role {
             return Err(RegistryError::UnknownModel(id.to_owned()));
         }
         let unavailable = |reason: String| RegistryError::Unavailable {
@@ -186,13 +199,11 @@ impl ModelRegistry {
         };
         match &slot.backend {
             Backend::Local(state) => match &*state.read().unwrap_or_else(|p| p.into_inner()) {
-                LocalSlot::Ready(Loaded::Rerank(reranker)) => Ok(reranker.clone()),
-                LocalSlot::Ready(_) => Err(RegistryError::UnknownModel(id.to_owned())),
+                LocalSlot::Ready(loaded) => pick(loaded).ok_or_else(|| RegistryError::UnknownModel(id.to_owned())),
                 LocalSlot::Loading(_) => Err(unavailable("it is still loading".into())),
                 LocalSlot::Failed(e) => Err(unavailable(format!("it failed to load: {e}"))),
             },
-            // validate() keeps rerank models local.
-            Backend::Remote { .. } => Err(unavailable("rerank models run in-process only".into())),
+            Backend::Remote { .. } => Err(unavailable(remote_reason.to_owned())),
         }
     }
 
