@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 enclave::server::run(config).await
             }
             Command::User(UserCommand::Add(args)) => add_user(args).await,
+            Command::User(UserCommand::Unlock(args)) => unlock_user(args),
             Command::Extract(_) => Ok(()),
         }
     });
@@ -53,14 +54,8 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
     };
     // The same data directory and token lifetimes as `serve` with the same flags and file.
     let accounts = config::AccountConfig::resolve(&args.common)?;
-    let store = enclave::store::Store::open(&accounts.database_path())?;
-    let auth = enclave::auth::AuthService::new(
-        store,
-        accounts.access_token_ttl,
-        accounts.refresh_token_ttl,
-        accounts.session_lifetime,
-        accounts.allow_registration,
-    )?;
+    let store = open_store(&accounts)?;
+    let auth = enclave::auth::AuthService::new(store, accounts.auth_settings())?;
     let user = auth
         .create_user(
             enclave::auth::Registration {
@@ -73,4 +68,26 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
         .await?;
     println!("created {} ({}) with role {:?}", user.username, user.email, user.role);
     Ok(())
+}
+
+/// `enclave user unlock LOGIN`: ends an account's lockout.
+fn unlock_user(args: config::UserLoginArgs) -> anyhow::Result<()> {
+    let accounts = config::AccountConfig::resolve(&args.common)?;
+    let store = open_store(&accounts)?;
+    let auth = enclave::auth::AuthService::new(store, accounts.auth_settings())?;
+    if !auth.unlock(&args.login)? {
+        anyhow::bail!("no account has the email or username {:?}", args.login);
+    }
+    println!("unlocked {}", args.login);
+    Ok(())
+}
+
+/// The account database, for commands run beside (not through) the server.
+fn open_store(accounts: &config::AccountConfig) -> anyhow::Result<enclave::store::Store> {
+    enclave::store::Store::open(&accounts.database_path()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {} ({e}); if the server is running, stop it first: it holds the database",
+            accounts.database_path().display()
+        )
+    })
 }

@@ -24,13 +24,7 @@ pub fn install_crypto_provider() {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database_path())
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.database_path().display()))?;
-    let auth = AuthService::new(
-        store.clone(),
-        config.access_token_ttl,
-        config.refresh_token_ttl,
-        config.session_lifetime,
-        config.allow_registration,
-    )?;
+    let auth = AuthService::new(store.clone(), config.auth_settings())?;
     let registry = ModelRegistry::start(&config);
     let chunks = ChunkIndex::open(&config.vectors_dir())
         .await

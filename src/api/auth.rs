@@ -29,16 +29,15 @@ fn user_view(u: UserRecord) -> User {
 /// `POST /auth/register`
 pub async fn register(
     State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = state
-        .auth
-        .register(Registration {
-            email: body.email,
-            username: body.username,
-            password: body.password,
-        })
-        .await?;
+    let registration = Registration {
+        email: body.email,
+        username: body.username,
+        password: body.password,
+    };
+    let user = state.auth.register(registration, client.ip).await?;
     Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
@@ -146,11 +145,12 @@ pub async fn logout(
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<PasswordChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     state
         .auth
-        .change_password(caller.0.user_id, body.current_password, body.new_password)
+        .change_password(caller.0.user_id, body.current_password, body.new_password, client.ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -167,7 +167,7 @@ pub async fn sessions(State(state): State<AppState>, caller: Authenticated) -> R
             created_at: rfc3339(s.created_at),
             last_seen_at: rfc3339(s.last_seen),
             user_agent: s.client.user_agent,
-            ip: s.client.ip,
+            ip: s.client.ip.map(|ip| ip.to_string()),
             current: s.id == current,
         })
         .collect();

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// For people.
     pub message: String,
+    /// Seconds to wait before trying again, sent as `Retry-After` (limits, lockouts, overload).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,7 +30,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to wait `seconds` (at least 1) before trying again.
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 422 with a field problem.
@@ -62,7 +71,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ApiError::body(self.code, &self.message))).into_response()
+        let mut response = (self.status, Json(ApiError::body(self.code, &self.message))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -82,11 +97,27 @@ impl From<AuthError> for ApiError {
             AuthError::TokenReused => (S::UNAUTHORIZED, C::TokenReused),
             AuthError::AccountDisabled => (S::FORBIDDEN, C::AccountDisabled),
             AuthError::SessionNotFound => (S::NOT_FOUND, C::NotFound),
+            AuthError::AccountLocked { retry_after } => {
+                return ApiError::new(S::TOO_MANY_REQUESTS, C::AccountLocked, e.to_string())
+                    .with_retry_after(seconds_up(*retry_after))
+            }
+            AuthError::RateLimited { retry_after } => {
+                return ApiError::new(S::TOO_MANY_REQUESTS, C::RateLimited, e.to_string())
+                    .with_retry_after(seconds_up(*retry_after))
+            }
+            AuthError::Busy => {
+                return ApiError::new(S::SERVICE_UNAVAILABLE, C::Overloaded, e.to_string()).with_retry_after(1)
+            }
             AuthError::Store(inner) => return ApiError::internal("store failure", inner),
             AuthError::Hashing => return ApiError::internal("hashing failure", &e),
         };
         ApiError::new(status, code, e.to_string())
     }
+}
+
+/// Whole seconds, rounded up (a `Retry-After` of 0 would invite an immediate retry).
+fn seconds_up(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl From<ChatError> for ApiError {

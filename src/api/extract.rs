@@ -3,8 +3,10 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use std::net::IpAddr;
+
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use enclave_protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -88,6 +90,10 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // A layer in front (the request budget) may have authenticated the request already.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(Authenticated(caller.clone()));
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -130,21 +136,28 @@ impl Authenticated {
     }
 }
 
-/// Who is asking, as the server sees them: the socket's peer address (forwarded addresses are
-/// not trusted) and the `User-Agent` header (cut to [`USER_AGENT_MAX`] characters). Never fails.
+/// Who is asking, as the server sees them: the client's address and the `User-Agent` header
+/// (cut to [`USER_AGENT_MAX`] characters). Never fails.
+///
+/// The address is the socket's peer, unless that peer is one of the configured trusted
+/// proxies: then `X-Forwarded-For` is read from its right end (the entry the nearest proxy
+/// added), skipping further trusted proxies, and the first other address is the client. A
+/// client cannot spoof its address by sending the header itself: its entries lie to the left of
+/// the ones the trusted proxies append.
 pub struct ClientInfo(pub crate::store::SessionClient);
 
 /// The most characters of a `User-Agent` kept.
 const USER_AGENT_MAX: usize = 200;
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
+            .map(|info| info.0.ip());
+        let ip = peer.map(|peer| client_address(peer, &parts.headers, &state.config.trusted_proxies));
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
@@ -152,5 +165,92 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .map(|v| v.chars().take(USER_AGENT_MAX).collect::<String>())
             .filter(|v| !v.is_empty());
         Ok(ClientInfo(crate::store::SessionClient { user_agent, ip }))
+    }
+}
+
+/// The client's address behind `peer` (see [`ClientInfo`]).
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A malformed entry: what lies beyond it cannot be trusted either.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_header_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+        let h = headers(&["203.0.113.9"]);
+        assert_eq!(client_address(ip("198.51.100.1"), &h, &[]), ip("198.51.100.1"));
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &h, &nets(&["10.0.0.0/8"])),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_address(ip("10.1.2.3"), &h, &nets(&["10.0.0.0/8"])),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_address_that_is_not_a_trusted_proxy() {
+        // The client claims 1.2.3.4; proxy 10.0.0.5 appended the real client, 10.0.0.6 appended 10.0.0.5.
+        let h = headers(&["1.2.3.4, 203.0.113.9", "10.0.0.5"]);
+        assert_eq!(
+            client_address(ip("10.0.0.6"), &h, &nets(&["10.0.0.0/8"])),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn a_malformed_entry_stops_the_walk_and_no_header_means_the_proxy_itself() {
+        let h = headers(&["1.2.3.4, junk, 10.0.0.7"]);
+        assert_eq!(
+            client_address(ip("10.0.0.6"), &h, &nets(&["10.0.0.0/8"])),
+            ip("10.0.0.7")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.6"), &HeaderMap::new(), &nets(&["10.0.0.0/8"])),
+            ip("10.0.0.6")
+        );
     }
 }

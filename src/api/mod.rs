@@ -7,6 +7,7 @@ mod documents;
 mod error;
 mod extract;
 mod health;
+mod limits;
 mod messages;
 mod models;
 mod openai_compat;
@@ -51,6 +52,8 @@ pub fn router(state: AppState) -> Router {
     } else {
         tracing::warn!("this build has no web UI (scripts/build-web.sh builds it); the API works without it");
     }
+    // Chat and /v1 requests are charged to the caller's request budget.
+    let charged = axum::middleware::from_fn_with_state(state.clone(), limits::charge_user_request);
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -68,8 +71,12 @@ pub fn router(state: AppState) -> Router {
                 .put(conversations::update)
                 .delete(conversations::delete),
         )
-        .route("/conversations/{id}/messages", post(messages::send))
-        .route("/conversations/{id}/regenerate", post(messages::regenerate))
+        .merge(
+            Router::new()
+                .route("/conversations/{id}/messages", post(messages::send))
+                .route("/conversations/{id}/regenerate", post(messages::regenerate))
+                .route_layer(charged.clone()),
+        )
         .route("/conversations/{id}/stop", post(messages::stop))
         .route(
             "/documents/upload",
@@ -90,9 +97,13 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .nest("/api/v1", api)
-        .route("/v1/chat/completions", post(openai_compat::chat_completions))
-        .route("/v1/models", get(openai_compat::models))
-        .route("/v1/embeddings", post(openai_compat::embeddings))
+        .merge(
+            Router::new()
+                .route("/v1/chat/completions", post(openai_compat::chat_completions))
+                .route("/v1/models", get(openai_compat::models))
+                .route("/v1/embeddings", post(openai_compat::embeddings))
+                .route_layer(charged),
+        )
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

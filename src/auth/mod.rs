@@ -1,17 +1,26 @@
-//! Accounts and sessions: registration, login, access tokens (JWT), rotating refresh tokens.
+//! Accounts and sessions: registration, login, access tokens (JWT), rotating refresh tokens,
+//! and the limits that stop brute force and abuse ([`limits`]).
 
+pub mod limits;
 mod passwords;
 pub mod roles;
 mod sessions;
 mod tokens;
 mod validate;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::store::{NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, UserRecord, UserRole};
+use crate::store::{
+    LoginFailures, NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, UserRecord, UserRole,
+};
+use limits::address_failures::AddressFailures;
+use limits::lockout::{self, UnknownNames};
+use limits::user_requests::UserRequests;
+use limits::{count_refusal, LimitSettings, Refusal};
 pub use tokens::AccessClaims;
 
 /// What can go wrong in the auth service; the API maps each to a status and code.
@@ -50,6 +59,21 @@ pub enum AuthError {
     /// No such live session of the caller.
     #[error("no such session")]
     SessionNotFound,
+    /// Too many failed logins on this account (or name): refused without checking.
+    #[error("too many failed logins; this account is locked for a while")]
+    AccountLocked {
+        /// Until the lock ends.
+        retry_after: Duration,
+    },
+    /// The caller spent a budget (requests per user, failures per address).
+    #[error("too many requests; slow down")]
+    RateLimited {
+        /// Until the next attempt is allowed.
+        retry_after: Duration,
+    },
+    /// Password hashing is saturated (a flood of logins); try again shortly.
+    #[error("the server is busy checking passwords; try again shortly")]
+    Busy,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,6 +116,21 @@ pub struct Registration {
     pub password: String,
 }
 
+/// How the auth service runs (from the configuration).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// The longest a session lives from its login.
+    pub session_lifetime: Duration,
+    /// Whether anyone may register (the first account always can).
+    pub allow_registration: bool,
+    /// Request and failure budgets.
+    pub limits: LimitSettings,
+}
+
 /// The auth service.
 #[derive(Clone)]
 pub struct AuthService {
@@ -108,37 +147,72 @@ struct Inner {
     allow_registration: bool,
     /// Which sessions are live, kept in step with the store.
     sessions: sessions::SessionCache,
+    /// Lockout state of login names that belong to no account.
+    unknown_names: UnknownNames,
+    /// Failed attempts per client address.
+    address_failures: AddressFailures,
+    /// Chat and `/v1` requests per user.
+    user_requests: UserRequests,
 }
 
 impl AuthService {
     /// A service signing tokens with the store's secret.
-    pub fn new(
-        store: Store,
-        access_ttl: Duration,
-        refresh_ttl: Duration,
-        session_lifetime: Duration,
-        allow_registration: bool,
-    ) -> Result<AuthService, AuthError> {
+    pub fn new(store: Store, settings: AuthSettings) -> Result<AuthService, AuthError> {
         let keys = tokens::Keys::new(&store.jwt_secret()?);
+        let limits = settings.limits;
         Ok(AuthService {
             inner: Arc::new(Inner {
                 store,
                 keys,
-                access_ttl,
-                refresh_ttl,
-                session_lifetime,
-                allow_registration,
+                access_ttl: settings.access_ttl,
+                refresh_ttl: settings.refresh_ttl,
+                session_lifetime: settings.session_lifetime,
+                allow_registration: settings.allow_registration,
                 sessions: sessions::SessionCache::default(),
+                unknown_names: UnknownNames::default(),
+                address_failures: AddressFailures::new(limits.failures_per_minute),
+                user_requests: UserRequests::new(limits.requests_per_minute, limits.request_burst),
             }),
         })
     }
 
-    /// Creates an account through the public endpoint (subject to `allow_registration`).
-    pub async fn register(&self, registration: Registration) -> Result<UserRecord, AuthError> {
-        if !self.inner.allow_registration && self.inner.store.user_count()? > 0 {
-            return Err(AuthError::RegistrationClosed);
+    /// Creates an account through the public endpoint (subject to `allow_registration`); a
+    /// refused registration counts against the address's failure budget (taken emails would
+    /// otherwise list the accounts).
+    pub async fn register(&self, registration: Registration, address: Option<IpAddr>) -> Result<UserRecord, AuthError> {
+        self.check_address(address)?;
+        let result = if !self.inner.allow_registration && self.inner.store.user_count()? > 0 {
+            Err(AuthError::RegistrationClosed)
+        } else {
+            self.create_user(registration, UserRole::User).await
+        };
+        if matches!(
+            result,
+            Err(AuthError::EmailTaken
+                | AuthError::UsernameTaken
+                | AuthError::Invalid(_)
+                | AuthError::WeakPassword(_)
+                | AuthError::RegistrationClosed)
+        ) {
+            self.inner.address_failures.charge(address);
         }
-        self.create_user(registration, UserRole::User).await
+        result
+    }
+
+    /// Refuses `address` while its failure budget is spent.
+    fn check_address(&self, address: Option<IpAddr>) -> Result<(), AuthError> {
+        self.inner.address_failures.check(address).map_err(|retry_after| {
+            count_refusal(Refusal::AddressFailures);
+            AuthError::RateLimited { retry_after }
+        })
+    }
+
+    /// Takes one request of `user_id`'s chat and `/v1` budget, or refuses it.
+    pub fn charge_request(&self, user_id: Uuid) -> Result<(), AuthError> {
+        self.inner.user_requests.check(user_id).map_err(|retry_after| {
+            count_refusal(Refusal::UserRequests);
+            AuthError::RateLimited { retry_after }
+        })
     }
 
     /// Creates an account with a role (CLI and admins); the first account is always super_admin.
@@ -166,33 +240,76 @@ impl AuthService {
     }
 
     /// Checks a login (email or username) and starts a new session for `client`.
+    ///
+    /// In order: the address's failure budget, the name's lockout (a locked name is refused
+    /// without checking the password, so guesses during a lock learn nothing), the password
+    /// (a name of no account spends the same time and counts failures the same way). A failure
+    /// fills the address's budget and the name's count; a success clears the count.
     pub async fn login(
         &self,
         login: &str,
         password: String,
         client: SessionClient,
     ) -> Result<(UserRecord, TokenPair), AuthError> {
+        self.check_address(client.ip)?;
         let login = login.trim();
-        let user = if login.contains('@') {
-            self.inner.store.find_user_by_email(login)?
-        } else {
-            self.inner.store.find_user_by_username(login)?
+        let user = self.inner.store.find_user_by_login(login)?;
+        let now = crate::store::now_ms();
+        let locked = match &user {
+            Some(user) => lockout::locked_for(&user.login_failures, now),
+            None => self.inner.unknown_names.locked_for(login, now),
         };
+        if let Some(retry_after) = locked {
+            count_refusal(Refusal::Lockout);
+            return Err(AuthError::AccountLocked { retry_after });
+        }
         let Some(user) = user else {
-            // Spend the same time as a real check so that timing does not reveal accounts.
-            passwords::verify_dummy(password).await;
+            passwords::verify_dummy(password).await?;
+            self.inner.address_failures.charge(client.ip);
+            self.inner.unknown_names.failed(login, now);
             return Err(AuthError::InvalidCredentials);
         };
-        if !passwords::verify(password, user.password_hash.clone()).await {
-            tracing::info!(user_id = %user.id, "login failed: wrong password");
+        if !passwords::verify(password, user.password_hash.clone()).await? {
+            self.inner.address_failures.charge(client.ip);
+            let failures = self.inner.store.update_user(user.id, |u| {
+                u.login_failures = lockout::after_failure(u.login_failures, now);
+                u.login_failures
+            })?;
+            if failures.count == lockout::LOCK_AFTER {
+                tracing::warn!(user_id = %user.id, "account locked after failed logins");
+            } else {
+                tracing::info!(user_id = %user.id, "login failed: wrong password");
+            }
             return Err(AuthError::InvalidCredentials);
         }
         if user.disabled {
             return Err(AuthError::AccountDisabled);
         }
+        if user.login_failures != LoginFailures::default() {
+            self.inner
+                .store
+                .update_user(user.id, |u| u.login_failures = LoginFailures::default())?;
+        }
         let pair = self.start_session(&user, client)?;
         tracing::info!(user_id = %user.id, "login");
         Ok((user, pair))
+    }
+
+    /// Ends the lockout of the account (or unknown name) `login`: an administrator's unlock.
+    /// Returns whether an account has that name.
+    pub fn unlock(&self, login: &str) -> Result<bool, AuthError> {
+        let login = login.trim();
+        self.inner.unknown_names.forget(login);
+        match self.inner.store.find_user_by_login(login)? {
+            Some(user) => {
+                self.inner
+                    .store
+                    .update_user(user.id, |u| u.login_failures = LoginFailures::default())?;
+                tracing::info!(user_id = %user.id, "account unlocked");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn start_session(&self, user: &UserRecord, client: SessionClient) -> Result<TokenPair, AuthError> {
@@ -280,10 +397,19 @@ impl AuthService {
         Ok(())
     }
 
-    /// Changes a password after checking the current one, and ends every session of the user.
-    pub async fn change_password(&self, user_id: Uuid, current: String, new: String) -> Result<(), AuthError> {
+    /// Changes a password after checking the current one (a wrong one counts against the
+    /// address's failure budget), and ends every session of the user.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        current: String,
+        new: String,
+        address: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
+        self.check_address(address)?;
         let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
-        if !passwords::verify(current, user.password_hash.clone()).await {
+        if !passwords::verify(current, user.password_hash.clone()).await? {
+            self.inner.address_failures.charge(address);
             return Err(AuthError::InvalidCredentials);
         }
         validate::password(&new)?;

@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts from the command line.
     #[command(subcommand)]
     User(UserCommand),
@@ -40,11 +40,24 @@ pub struct ExtractArgs {
     pub file: PathBuf,
 }
 
-/// Account commands.
+/// Account commands (run them while the server is stopped: it holds the database open).
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an account (the password is read from ENCLAVE_NEW_PASSWORD or standard input).
     Add(UserAddArgs),
+    /// End the lockout that failed logins put on an account (for example a locked-out
+    /// super_admin's).
+    Unlock(UserLoginArgs),
+}
+
+/// Options of account commands that name one account.
+#[derive(Debug, Args)]
+pub struct UserLoginArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The account's email or username.
+    pub login: String,
 }
 
 /// Options shared by every command that opens the data directory.
@@ -78,6 +91,22 @@ pub struct ServeArgs {
     /// Whether anyone may register (the first account can always be created) [default: true].
     #[arg(long, env = "ENCLAVE_ALLOW_REGISTRATION", value_name = "BOOL")]
     pub allow_registration: Option<bool>,
+    /// Chat and /v1 requests each user may send a minute; 0 turns the limit off [default: 60].
+    #[arg(long, env = "ENCLAVE_RATE_LIMIT_PER_MINUTE", value_name = "N")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Chat and /v1 requests a user may send at once before the per-minute rate applies
+    /// [default: 30].
+    #[arg(long, env = "ENCLAVE_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+    /// Failed logins (and registrations, 2FA codes, password changes) each client address may
+    /// make a minute before every attempt from it is refused for a while; 0 turns the limit
+    /// off [default: 20].
+    #[arg(long, env = "ENCLAVE_LOGIN_FAILURES_PER_MINUTE", value_name = "N")]
+    pub login_failures_per_minute: Option<u32>,
+    /// Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For
+    /// header names the client; from any other peer the header is ignored [default: none].
+    #[arg(long, env = "ENCLAVE_TRUSTED_PROXIES", value_name = "ADDRS", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Never download models; use only local files and the hf-hub cache [default: false].
     #[arg(long, env = "ENCLAVE_OFFLINE", value_name = "BOOL")]
     pub offline: Option<bool>,

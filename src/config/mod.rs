@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use cli::{Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand};
+pub use cli::{Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand, UserLoginArgs};
 pub use models::{ModelCatalogue, ModelEntry, ModelRole, ProviderEntry, ProviderKind};
 
 /// A configuration problem, with a message meant for the person starting the server.
@@ -51,6 +51,10 @@ struct FileConfig {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     session_lifetime_secs: Option<u64>,
+    rate_limit_per_minute: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    login_failures_per_minute: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
     model_queue_capacity: Option<usize>,
     kv_cache_mb: Option<usize>,
     max_batch_tokens: Option<usize>,
@@ -99,6 +103,10 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// The longest a session lives from its login, however often it is refreshed.
     pub session_lifetime: Duration,
+    /// Request and failure budgets.
+    pub limits: crate::auth::limits::LimitSettings,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Requests waiting per local model before OVERLOADED.
     pub model_queue_capacity: usize,
     /// Bytes of KV cache per local model.
@@ -119,6 +127,17 @@ impl Config {
     /// The database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("enclave.redb")
+    }
+
+    /// What the auth service runs with.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            access_ttl: self.access_token_ttl,
+            refresh_ttl: self.refresh_token_ttl,
+            session_lifetime: self.session_lifetime,
+            allow_registration: self.allow_registration,
+            limits: self.limits,
+        }
     }
 
     /// Where hf-hub downloads go.
@@ -170,6 +189,8 @@ pub struct AccountConfig {
     pub session_lifetime: Duration,
     /// Whether anyone may register (the first account always can).
     pub allow_registration: bool,
+    /// Request and failure budgets.
+    pub limits: crate::auth::limits::LimitSettings,
 }
 
 impl AccountConfig {
@@ -180,14 +201,26 @@ impl AccountConfig {
 
     /// The data directory and token lifetimes chosen by flags, variables or the file.
     pub fn resolve(common: &CommonArgs) -> Result<AccountConfig, ConfigError> {
-        AccountConfig::from_parts(common, &read_file_config(common)?, None)
+        let serve = ServeArgs {
+            common: common.clone(),
+            ..ServeArgs::default()
+        };
+        AccountConfig::from_parts(&serve, &read_file_config(common)?)
     }
 
-    fn from_parts(
-        common: &CommonArgs,
-        file: &FileConfig,
-        allow_registration: Option<bool>,
-    ) -> Result<AccountConfig, ConfigError> {
+    /// What the auth service runs with.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            access_ttl: self.access_token_ttl,
+            refresh_ttl: self.refresh_token_ttl,
+            session_lifetime: self.session_lifetime,
+            allow_registration: self.allow_registration,
+            limits: self.limits,
+        }
+    }
+
+    fn from_parts(args: &ServeArgs, file: &FileConfig) -> Result<AccountConfig, ConfigError> {
+        let common = &args.common;
         let data_dir = common
             .data_dir
             .clone()
@@ -209,7 +242,8 @@ impl AccountConfig {
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
             session_lifetime: Duration::from_secs(lifetime),
-            allow_registration: allow_registration.or(file.allow_registration).unwrap_or(true),
+            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(true),
+            limits: limit_settings(args, file)?,
         })
     }
 }
@@ -219,7 +253,8 @@ impl Config {
     /// then checks the result.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = read_file_config(&args.common)?;
-        let accounts = AccountConfig::from_parts(&args.common, &file, args.allow_registration)?;
+        let accounts = AccountConfig::from_parts(args, &file)?;
+        let trusted_proxies = trusted_proxies(args.trusted_proxies.as_ref().or(file.trusted_proxies.as_ref()))?;
         let addr_text = args
             .addr
             .clone()
@@ -312,6 +347,8 @@ impl Config {
             access_token_ttl: accounts.access_token_ttl,
             refresh_token_ttl: accounts.refresh_token_ttl,
             session_lifetime: accounts.session_lifetime,
+            limits: accounts.limits,
+            trusted_proxies,
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
             max_batch_tokens,
@@ -325,6 +362,51 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
         })
     }
+}
+
+/// The request and failure budgets: flags and variables over the file over the defaults.
+fn limit_settings(args: &ServeArgs, file: &FileConfig) -> Result<crate::auth::limits::LimitSettings, ConfigError> {
+    let defaults = crate::auth::limits::LimitSettings::default();
+    let settings = crate::auth::limits::LimitSettings {
+        requests_per_minute: args
+            .rate_limit_per_minute
+            .or(file.rate_limit_per_minute)
+            .unwrap_or(defaults.requests_per_minute),
+        request_burst: args
+            .rate_limit_burst
+            .or(file.rate_limit_burst)
+            .unwrap_or(defaults.request_burst),
+        failures_per_minute: args
+            .login_failures_per_minute
+            .or(file.login_failures_per_minute)
+            .unwrap_or(defaults.failures_per_minute),
+    };
+    if settings.request_burst == 0 {
+        return Err(ConfigError::new(
+            "rate_limit_burst must be at least 1 (set rate_limit_per_minute to 0 to turn the limit off)",
+        ));
+    }
+    Ok(settings)
+}
+
+/// Parses the trusted proxies: addresses (one host) or CIDR networks.
+fn trusted_proxies(entries: Option<&Vec<String>>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .into_iter()
+        .flatten()
+        .map(|entry| entry.trim())
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(format!(
+                        "trusted_proxies: {entry:?} is neither an address nor a network (10.0.0.1, 10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn absolute(path: &Path) -> PathBuf {

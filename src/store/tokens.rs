@@ -40,7 +40,7 @@ struct FamilyRecord {
     user_agent: Option<String>,
     /// Its address.
     #[serde(default)]
-    ip: Option<String>,
+    ip: Option<std::net::IpAddr>,
     /// The login or the last refresh, ms (0 in records of older versions: the login).
     #[serde(default)]
     last_seen: i64,
@@ -52,7 +52,7 @@ pub struct SessionClient {
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
     /// The peer's address.
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A live session as its owner sees it.

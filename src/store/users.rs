@@ -28,6 +28,20 @@ pub struct UserRecord {
     /// A disabled account cannot log in.
     #[serde(default)]
     pub disabled: bool,
+    /// Failed logins since the last good one: the account's lockout state.
+    #[serde(default)]
+    pub login_failures: LoginFailures,
+}
+
+/// An account's failed logins, as the lockout rules (in the auth service) last left them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFailures {
+    /// Failures since the last good login (or since they were forgotten).
+    pub count: u32,
+    /// When the latest failure happened (ms since the epoch).
+    pub last_at: i64,
+    /// Logins are refused until this time (ms since the epoch; 0 when never locked).
+    pub locked_until: i64,
 }
 
 /// Fields for a new account.
@@ -71,6 +85,7 @@ impl Store {
                 role,
                 created_at: now_ms(),
                 disabled: false,
+                login_failures: LoginFailures::default(),
             };
             users.insert(record.id.as_u128(), encode(&record)?.as_slice())?;
             by_email.insert(email.as_str(), record.id.as_u128())?;
@@ -116,18 +131,35 @@ impl Store {
 
     /// Replaces a user's password hash.
     pub fn set_password_hash(&self, id: Uuid, password_hash: String) -> StoreResult<()> {
+        self.update_user(id, |user| user.password_hash = password_hash)
+    }
+
+    /// Changes the account `id` with `change` in one transaction (read, change, write back);
+    /// returns what `change` returns. `NotFound` when there is no such account. The email and
+    /// username must not be changed here (their indexes are not updated).
+    pub fn update_user<R>(&self, id: Uuid, change: impl FnOnce(&mut UserRecord) -> R) -> StoreResult<R> {
         let txn = self.db.begin_write()?;
-        {
+        let result = {
             let mut users = txn.open_table(USERS)?;
             let mut user: UserRecord = match users.get(id.as_u128())? {
                 Some(v) => decode(v.value())?,
                 None => return Err(StoreError::NotFound),
             };
-            user.password_hash = password_hash;
+            let result = change(&mut user);
             users.insert(id.as_u128(), encode(&user)?.as_slice())?;
-        }
+            result
+        };
         txn.commit()?;
-        Ok(())
+        Ok(result)
+    }
+
+    /// The account whose email (with an `@`) or username (without) is `login`, ignoring case.
+    pub fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
+        if login.contains('@') {
+            self.find_user_by_email(login)
+        } else {
+            self.find_user_by_username(login)
+        }
     }
 
     /// Number of accounts.

@@ -208,6 +208,25 @@ impl TestServer {
         self.spawn(true);
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Runs `enclave ARGS --data-dir ... --config ...` on this server's data directory (stop
+    /// the server first: it holds the database); returns its output.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        let dir = self.dir.path();
+        Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(dir.join("enclave.toml"))
+            .output()
+            .expect("run enclave")
+    }
+
     /// The URL of an API path (`/api/v1/...`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)

@@ -122,6 +122,10 @@ fn configuration_errors_are_clear() {
     assert!(run(&["serve"]).contains("enclave.toml is not valid"));
     std::fs::write(dir.path().join("enclave.toml"), "session_lifetime_secs = 0\n").unwrap();
     assert!(run(&["serve"]).contains("session_lifetime_secs must be positive"));
+    std::fs::write(dir.path().join("enclave.toml"), "rate_limit_burst = 0\n").unwrap();
+    assert!(run(&["serve"]).contains("rate_limit_burst must be at least 1"));
+    std::fs::write(dir.path().join("enclave.toml"), "").unwrap();
+    assert!(run(&["serve", "--trusted-proxies", "10.0.0.1,proxy.local"]).contains("\"proxy.local\" is neither"));
     std::fs::write(dir.path().join("enclave.toml"), "embed_precision = \"int4\"\n").unwrap();
     assert!(run(&["serve"]).contains("embed_precision must be \"auto\" or \"f32\""));
     assert!(run(&["serve", "--config", "missing.toml"]).contains("does not exist"));
@@ -138,6 +142,10 @@ fn configuration_errors_are_clear() {
         "--config",
         "--default-model",
         "--allow-registration",
+        "--rate-limit-per-minute",
+        "--rate-limit-burst",
+        "--login-failures-per-minute",
+        "--trusted-proxies",
         "ENCLAVE_ADDR",
     ] {
         assert!(help.contains(flag), "--help documents {flag}");

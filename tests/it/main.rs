@@ -14,6 +14,7 @@ mod fakes;
 mod fuzz;
 mod house_rules;
 mod lifecycle;
+mod limits;
 mod openai_compat;
 mod providers;
 mod real_model;

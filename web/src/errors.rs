@@ -6,7 +6,7 @@ use crate::api::{ApiError, ErrorCode};
 /// The sentence for a failed answer or request with this code.
 pub fn describe_code(code: ErrorCode) -> String {
     match code {
-        ErrorCode::RateLimited => "The model is rate-limited right now. Wait a moment and retry.".into(),
+        ErrorCode::RateLimited => "Too many requests right now (yours or the model's). Wait a moment and retry.".into(),
         ErrorCode::Overloaded => "The model is busy with other requests. Retry in a moment.".into(),
         ErrorCode::ModelUnavailable => "The model is not available right now.".into(),
         ErrorCode::Network => "The connection to the server was lost.".into(),

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     RegistrationClosed,
     /// The account is disabled (403).
     AccountDisabled,
+    /// Too many failed logins on this account: it is locked for a while, see `Retry-After` (429).
+    AccountLocked,
     /// The email belongs to another account (409).
     EmailTaken,
     /// The username belongs to another account (409).
@@ -85,7 +87,8 @@ pub enum ErrorCode {
     ModelNotFound,
     /// The model exists but cannot answer now: loading, failed, no API key (503).
     ModelUnavailable,
-    /// The provider asked us to slow down.
+    /// Too many requests: a provider asked us to slow down, or this server's limit on the
+    /// caller (requests per user, failed logins per address) is spent; see `Retry-After` (429).
     RateLimited,
     /// The local model's queue is full; retry shortly (503).
     Overloaded,
@@ -110,7 +113,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -129,6 +132,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::RegistrationClosed,
         ErrorCode::AccountDisabled,
+        ErrorCode::AccountLocked,
         ErrorCode::EmailTaken,
         ErrorCode::UsernameTaken,
         ErrorCode::WeakPassword,
@@ -177,6 +181,7 @@ impl ErrorCode {
             Forbidden => "FORBIDDEN",
             RegistrationClosed => "REGISTRATION_CLOSED",
             AccountDisabled => "ACCOUNT_DISABLED",
+            AccountLocked => "ACCOUNT_LOCKED",
             EmailTaken => "EMAIL_TAKEN",
             UsernameTaken => "USERNAME_TAKEN",
             WeakPassword => "WEAK_PASSWORD",

@@ -1,0 +1,25 @@
+//! The per-user request budget in front of the costly routes (chat messages, regeneration,
+//! `/v1`): a layer that authenticates the request, takes one request of the caller's budget
+//! (429 `RATE_LIMITED` with `Retry-After` when it is spent) and hands the caller on to the
+//! handler's [`Authenticated`] extractor, so the token is checked once.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::extract::Authenticated;
+use super::AppState;
+
+/// The layer's function (`axum::middleware::from_fn_with_state`).
+pub async fn charge_user_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let caller = match Authenticated::from_request_parts(&mut parts, &state).await {
+        Ok(Authenticated(caller)) => caller,
+        Err(error) => return error.into_response(),
+    };
+    if let Err(error) = state.auth.charge_request(caller.user_id) {
+        return super::ApiError::from(error).into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
