@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             }
             Command::User(UserCommand::Add(args)) => add_user(args).await,
             Command::User(UserCommand::Unlock(args)) => unlock_user(args),
+            Command::User(UserCommand::Reset2fa(args)) => reset_two_factor(args),
             Command::Extract(_) => Ok(()),
         }
     });
@@ -79,6 +80,17 @@ fn unlock_user(args: config::UserLoginArgs) -> anyhow::Result<()> {
         anyhow::bail!("no account has the email or username {:?}", args.login);
     }
     println!("unlocked {}", args.login);
+    Ok(())
+}
+
+/// `enclave user reset-2fa LOGIN`: removes an account's second factor.
+fn reset_two_factor(args: config::UserLoginArgs) -> anyhow::Result<()> {
+    let accounts = config::AccountConfig::resolve(&args.common)?;
+    let auth = enclave::auth::AuthService::new(open_store(&accounts)?, accounts.auth_settings())?;
+    if !auth.reset_totp(&args.login)? {
+        anyhow::bail!("no account has the email or username {:?}", args.login);
+    }
+    println!("two-factor authentication removed from {}", args.login);
     Ok(())
 }
 

@@ -6,13 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use enclave_protocol::{
-    ErrorCode, LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Session, SessionList, Tokens, User,
+    ErrorCode, LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session,
+    SessionList, Tokens, TotpDisableRequest, TotpSetup, TotpVerifyRequest, User,
 };
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
-use crate::auth::{Registration, TokenPair};
+use crate::auth::{Registration, SecondFactor, TokenPair};
 use crate::store::UserRecord;
 
 /// An account as the API shows it (never the password hash).
@@ -23,6 +24,7 @@ fn user_view(u: UserRecord) -> User {
         username: u.username,
         role: u.role,
         created_at: rfc3339(u.created_at),
+        totp_enabled: u.totp.is_some_and(|t| t.enabled),
     }
 }
 
@@ -99,7 +101,17 @@ pub async fn login(
         .or(body.username)
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| ApiError::validation("send \"email\" or \"username\" with the password"))?;
-    let (_, tokens) = state.auth.login(&login, body.password, client).await?;
+    let second_factor = match (body.totp_code, body.recovery_code) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "send \"totp_code\" or \"recovery_code\", not both",
+            ))
+        }
+        (Some(code), None) => SecondFactor::TotpCode(code),
+        (None, Some(code)) => SecondFactor::RecoveryCode(code),
+        (None, None) => SecondFactor::Missing,
+    };
+    let (_, tokens) = state.auth.login(&login, body.password, second_factor, client).await?;
     Ok(token_response(&state, tokens, body.cookie))
 }
 
@@ -187,4 +199,49 @@ pub async fn end_session(
 /// `GET /auth/me`
 pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(user_view(state.auth.user(caller.0.user_id)?)))
+}
+
+/// `POST /auth/2fa/setup`: a new authenticator secret with its URI and QR code (not in force
+/// until confirmed). Never cached: it is a secret.
+pub async fn totp_setup(State(state): State<AppState>, caller: Authenticated) -> Result<Response, ApiError> {
+    let setup = state.auth.totp_setup(caller.0.user_id)?;
+    let body = TotpSetup {
+        secret: setup.secret,
+        otpauth_uri: setup.uri,
+        qr_svg: setup.qr_svg,
+    };
+    Ok(([(CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+}
+
+/// `POST /auth/2fa/verify`: confirms the new secret with a code; 2FA is on and the recovery
+/// codes come back, this once.
+pub async fn totp_verify(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ClientInfo(client): ClientInfo,
+    ApiJson(body): ApiJson<TotpVerifyRequest>,
+) -> Result<Response, ApiError> {
+    let recovery_codes = state.auth.totp_enable(caller.0.user_id, &body.code, client.ip)?;
+    let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    Ok((no_store, Json(RecoveryCodes { recovery_codes })).into_response())
+}
+
+/// `POST /auth/2fa/disable`: with the password and a current or recovery code.
+pub async fn totp_disable(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ClientInfo(client): ClientInfo,
+    ApiJson(body): ApiJson<TotpDisableRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let factor = match (body.code, body.recovery_code) {
+        (Some(_), Some(_)) => return Err(ApiError::validation("send \"code\" or \"recovery_code\", not both")),
+        (Some(code), None) => SecondFactor::TotpCode(code),
+        (None, Some(code)) => SecondFactor::RecoveryCode(code),
+        (None, None) => SecondFactor::Missing,
+    };
+    state
+        .auth
+        .totp_disable(caller.0.user_id, body.password, factor, client.ip)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -97,6 +97,10 @@ impl From<AuthError> for ApiError {
             AuthError::TokenReused => (S::UNAUTHORIZED, C::TokenReused),
             AuthError::AccountDisabled => (S::FORBIDDEN, C::AccountDisabled),
             AuthError::SessionNotFound => (S::NOT_FOUND, C::NotFound),
+            AuthError::TotpRequired => (S::UNAUTHORIZED, C::TotpRequired),
+            AuthError::InvalidTotp => (S::UNAUTHORIZED, C::InvalidTotp),
+            AuthError::TotpAlreadyEnabled => (S::CONFLICT, C::TotpAlreadyEnabled),
+            AuthError::TotpNotSetUp => (S::CONFLICT, C::TotpNotSetUp),
             AuthError::AccountLocked { retry_after } => {
                 return ApiError::new(S::TOO_MANY_REQUESTS, C::AccountLocked, e.to_string())
                     .with_retry_after(seconds_up(*retry_after))
@@ -110,6 +114,7 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Store(inner) => return ApiError::internal("store failure", inner),
             AuthError::Hashing => return ApiError::internal("hashing failure", &e),
+            AuthError::TotpSecret => return ApiError::internal("2FA setup failure", &e),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -63,6 +63,9 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/me", get(auth::me))
         .route("/auth/sessions", get(auth::sessions))
         .route("/auth/sessions/{id}", delete(auth::end_session))
+        .route("/auth/2fa/setup", post(auth::totp_setup))
+        .route("/auth/2fa/verify", post(auth::totp_verify))
+        .route("/auth/2fa/disable", post(auth::totp_disable))
         .route("/conversations", get(conversations::list).post(conversations::create))
         .route(
             "/conversations/{id}",

@@ -6,6 +6,7 @@ mod passwords;
 pub mod roles;
 mod sessions;
 mod tokens;
+pub mod two_factor;
 mod validate;
 
 use std::net::IpAddr;
@@ -15,7 +16,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::store::{
-    LoginFailures, NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, UserRecord, UserRole,
+    LoginFailures, NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, TotpRecord, UserRecord,
+    UserRole,
 };
 use limits::address_failures::AddressFailures;
 use limits::lockout::{self, UnknownNames};
@@ -71,6 +73,18 @@ pub enum AuthError {
         /// Until the next attempt is allowed.
         retry_after: Duration,
     },
+    /// The password was right, and the account needs its second factor.
+    #[error("this account has two-factor authentication: send the authenticator code")]
+    TotpRequired,
+    /// The authenticator or recovery code is wrong, expired or used.
+    #[error("the code is wrong, expired or already used")]
+    InvalidTotp,
+    /// 2FA is already on.
+    #[error("two-factor authentication is already on; disable it first to set up a new authenticator")]
+    TotpAlreadyEnabled,
+    /// 2FA is not set up (or not on, for disabling).
+    #[error("two-factor authentication is not set up")]
+    TotpNotSetUp,
     /// Password hashing is saturated (a flood of logins); try again shortly.
     #[error("the server is busy checking passwords; try again shortly")]
     Busy,
@@ -80,6 +94,9 @@ pub enum AuthError {
     /// Hashing failed (should not happen).
     #[error("password hashing failed")]
     Hashing,
+    /// The authenticator URI or QR code could not be made (should not happen).
+    #[error("cannot make the authenticator secret's QR code")]
+    TotpSecret,
 }
 
 /// Access and refresh tokens handed to a client.
@@ -104,6 +121,29 @@ pub struct Caller {
     pub role: UserRole,
     /// The session the request's token belongs to.
     pub session_id: Uuid,
+}
+
+/// What a login brings besides the password.
+#[derive(Debug, Clone, Default)]
+pub enum SecondFactor {
+    /// Nothing (enough for an account without 2FA).
+    #[default]
+    Missing,
+    /// The authenticator app's current code.
+    TotpCode(String),
+    /// One of the account's recovery codes.
+    RecoveryCode(String),
+}
+
+/// A new authenticator secret, for the user to add to their app.
+#[derive(Debug, Clone)]
+pub struct TotpSetupInfo {
+    /// The secret, base32.
+    pub secret: String,
+    /// The `otpauth://` URI.
+    pub uri: String,
+    /// The URI as an SVG QR code.
+    pub qr_svg: String,
 }
 
 /// Registration request fields.
@@ -244,11 +284,14 @@ impl AuthService {
     /// In order: the address's failure budget, the name's lockout (a locked name is refused
     /// without checking the password, so guesses during a lock learn nothing), the password
     /// (a name of no account spends the same time and counts failures the same way). A failure
-    /// fills the address's budget and the name's count; a success clears the count.
+    /// fills the address's budget and the name's count; a success clears the count. An account
+    /// with 2FA then needs its code (a wrong one counts like a wrong password; none at all is
+    /// `TotpRequired`, which counts nothing).
     pub async fn login(
         &self,
         login: &str,
         password: String,
+        second_factor: SecondFactor,
         client: SessionClient,
     ) -> Result<(UserRecord, TokenPair), AuthError> {
         self.check_address(client.ip)?;
@@ -270,20 +313,18 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         };
         if !passwords::verify(password, user.password_hash.clone()).await? {
-            self.inner.address_failures.charge(client.ip);
-            let failures = self.inner.store.update_user(user.id, |u| {
-                u.login_failures = lockout::after_failure(u.login_failures, now);
-                u.login_failures
-            })?;
-            if failures.count == lockout::LOCK_AFTER {
-                tracing::warn!(user_id = %user.id, "account locked after failed logins");
-            } else {
-                tracing::info!(user_id = %user.id, "login failed: wrong password");
-            }
+            self.login_failed(&user, client.ip, now, "wrong password")?;
             return Err(AuthError::InvalidCredentials);
         }
         if user.disabled {
             return Err(AuthError::AccountDisabled);
+        }
+        match self.check_second_factor(&user, &second_factor, now) {
+            Err(AuthError::InvalidTotp) => {
+                self.login_failed(&user, client.ip, now, "wrong second factor")?;
+                return Err(AuthError::InvalidTotp);
+            }
+            other => other?,
         }
         if user.login_failures != LoginFailures::default() {
             self.inner
@@ -293,6 +334,152 @@ impl AuthService {
         let pair = self.start_session(&user, client)?;
         tracing::info!(user_id = %user.id, "login");
         Ok((user, pair))
+    }
+
+    /// Counts a failed login of `user` (its lockout count and the address's budget).
+    fn login_failed(&self, user: &UserRecord, address: Option<IpAddr>, now: i64, why: &str) -> Result<(), AuthError> {
+        self.inner.address_failures.charge(address);
+        let failures = self.inner.store.update_user(user.id, |u| {
+            u.login_failures = lockout::after_failure(u.login_failures, now);
+            u.login_failures
+        })?;
+        if failures.count == lockout::LOCK_AFTER {
+            tracing::warn!(user_id = %user.id, "account locked after failed logins");
+        } else {
+            tracing::info!(user_id = %user.id, "login failed: {why}");
+        }
+        Ok(())
+    }
+
+    /// Checks the second factor of `user` (whose password was right): nothing to check without
+    /// 2FA on; otherwise the code must match (and is used up), else `TotpRequired` /
+    /// `InvalidTotp`.
+    fn check_second_factor(&self, user: &UserRecord, factor: &SecondFactor, now_ms: i64) -> Result<(), AuthError> {
+        if !user.totp.as_ref().is_some_and(|t| t.enabled) {
+            return Ok(());
+        }
+        if matches!(factor, SecondFactor::Missing) {
+            return Err(AuthError::TotpRequired);
+        }
+        let now_secs = (now_ms / 1000).max(0) as u64;
+        let accepted = self.inner.store.update_user(user.id, |u| {
+            let email = u.email.clone();
+            let Some(totp) = u.totp.as_mut().filter(|t| t.enabled) else {
+                return false;
+            };
+            match factor {
+                SecondFactor::TotpCode(code) => match two_factor::matching_step(totp, &email, code, now_secs) {
+                    Some(step) => {
+                        totp.last_step = step;
+                        true
+                    }
+                    None => false,
+                },
+                SecondFactor::RecoveryCode(code) => two_factor::use_recovery_code(totp, code),
+                SecondFactor::Missing => false,
+            }
+        })?;
+        if accepted {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidTotp)
+        }
+    }
+
+    /// Starts setting up 2FA for `user_id`: a new secret, not in force until
+    /// [`AuthService::totp_enable`] confirms a code from it (setting up again replaces it).
+    pub fn totp_setup(&self, user_id: Uuid) -> Result<TotpSetupInfo, AuthError> {
+        let secret = two_factor::new_secret();
+        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
+        let uri = two_factor::otpauth_uri(&secret, &user.email).ok_or(AuthError::TotpSecret)?;
+        let qr_svg = two_factor::qr_svg(&uri).ok_or(AuthError::TotpSecret)?;
+        let pending = TotpRecord {
+            secret: secret.clone(),
+            enabled: false,
+            recovery_codes: Vec::new(),
+            last_step: 0,
+        };
+        self.inner.store.update_user(user_id, |u| match &u.totp {
+            Some(t) if t.enabled => Err(AuthError::TotpAlreadyEnabled),
+            _ => {
+                u.totp = Some(pending);
+                Ok(())
+            }
+        })??;
+        tracing::info!(%user_id, "2FA setup started");
+        Ok(TotpSetupInfo { secret, uri, qr_svg })
+    }
+
+    /// Turns 2FA on once `code` from the new secret matches; returns the recovery codes (shown
+    /// this once). A wrong code counts against the address's failure budget.
+    pub fn totp_enable(&self, user_id: Uuid, code: &str, address: Option<IpAddr>) -> Result<Vec<String>, AuthError> {
+        self.check_address(address)?;
+        let now_secs = (crate::store::now_ms() / 1000).max(0) as u64;
+        let (codes, hashes) = two_factor::new_recovery_codes();
+        let outcome = self.inner.store.update_user(user_id, |u| {
+            let email = u.email.clone();
+            match u.totp.as_mut() {
+                None => Err(AuthError::TotpNotSetUp),
+                Some(t) if t.enabled => Err(AuthError::TotpAlreadyEnabled),
+                Some(t) => match two_factor::matching_step(t, &email, code, now_secs) {
+                    Some(step) => {
+                        t.last_step = step;
+                        t.enabled = true;
+                        t.recovery_codes = hashes;
+                        Ok(())
+                    }
+                    None => Err(AuthError::InvalidTotp),
+                },
+            }
+        })?;
+        if matches!(outcome, Err(AuthError::InvalidTotp)) {
+            self.inner.address_failures.charge(address);
+        }
+        outcome?;
+        tracing::info!(%user_id, "2FA enabled");
+        Ok(codes)
+    }
+
+    /// Turns 2FA off, given the password and a current code or a recovery code (failures count
+    /// against the address's budget).
+    pub async fn totp_disable(
+        &self,
+        user_id: Uuid,
+        password: String,
+        factor: SecondFactor,
+        address: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
+        self.check_address(address)?;
+        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
+        if !user.totp.as_ref().is_some_and(|t| t.enabled) {
+            return Err(AuthError::TotpNotSetUp);
+        }
+        if !passwords::verify(password, user.password_hash.clone()).await? {
+            self.inner.address_failures.charge(address);
+            return Err(AuthError::InvalidCredentials);
+        }
+        if let Err(e) = self.check_second_factor(&user, &factor, crate::store::now_ms()) {
+            if matches!(e, AuthError::InvalidTotp) {
+                self.inner.address_failures.charge(address);
+            }
+            return Err(e);
+        }
+        self.inner.store.update_user(user_id, |u| u.totp = None)?;
+        tracing::info!(%user_id, "2FA disabled");
+        Ok(())
+    }
+
+    /// Removes the second factor of the account `login` (an administrator's reset, for a user
+    /// who lost their app and codes). Returns whether an account has that name.
+    pub fn reset_totp(&self, login: &str) -> Result<bool, AuthError> {
+        match self.inner.store.find_user_by_login(login.trim())? {
+            Some(user) => {
+                self.inner.store.update_user(user.id, |u| u.totp = None)?;
+                tracing::info!(user_id = %user.id, "2FA reset by an administrator");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Ends the lockout of the account (or unknown name) `login`: an administrator's unlock.

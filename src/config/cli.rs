@@ -48,6 +48,10 @@ pub enum UserCommand {
     /// End the lockout that failed logins put on an account (for example a locked-out
     /// super_admin's).
     Unlock(UserLoginArgs),
+    /// Remove an account's two-factor authentication (its owner lost the app and the recovery
+    /// codes); they log in with the password alone and can set it up again.
+    #[command(name = "reset-2fa")]
+    Reset2fa(UserLoginArgs),
 }
 
 /// Options of account commands that name one account.

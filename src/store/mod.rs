@@ -30,7 +30,7 @@ pub use documents::{
 pub use messages::{MessageRecord, MessageRole, MessageStatus};
 pub use settings::UserSettings;
 pub use tokens::{RefreshOutcome, RefreshTokenHash, SessionClient, SessionInfo, SessionStatus};
-pub use users::{LoginFailures, NewUser, UserRecord, UserRole};
+pub use users::{LoginFailures, NewUser, TotpRecord, UserRecord, UserRole};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,26 @@ pub struct UserRecord {
     /// Failed logins since the last good one: the account's lockout state.
     #[serde(default)]
     pub login_failures: LoginFailures,
+    /// The authenticator (TOTP) second factor, once set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpRecord>,
+}
+
+/// An account's authenticator second factor (the rules are the auth service's). The secret is
+/// stored like the account's other secrets (in this database; encrypted at rest once the data
+/// protection work lands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpRecord {
+    /// The shared secret, base32.
+    pub secret: String,
+    /// Whether logins need a code (false while set up but not yet confirmed).
+    pub enabled: bool,
+    /// SHA-256 (hex) of each recovery code not used yet.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
+    /// The latest time step whose code was accepted: a code works once.
+    #[serde(default)]
+    pub last_step: u64,
 }
 
 /// An account's failed logins, as the lockout rules (in the auth service) last left them.
@@ -86,6 +106,7 @@ impl Store {
                 created_at: now_ms(),
                 disabled: false,
                 login_failures: LoginFailures::default(),
+                totp: None,
             };
             users.insert(record.id.as_u128(), encode(&record)?.as_slice())?;
             by_email.insert(email.as_str(), record.id.as_u128())?;

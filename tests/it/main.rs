@@ -19,5 +19,6 @@ mod openai_compat;
 mod providers;
 mod real_model;
 mod rerank;
+mod two_factor;
 mod ui;
 mod ui_documents;

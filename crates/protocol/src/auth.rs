@@ -57,6 +57,52 @@ pub struct LoginRequest {
     /// scripts never see it).
     #[serde(default)]
     pub cookie: bool,
+    /// The authenticator app's current code, for an account with 2FA (without it such a login
+    /// answers `TOTP_REQUIRED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_code: Option<String>,
+    /// Or one of the account's one-time recovery codes (used up by this login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
+}
+
+/// `POST /auth/2fa/setup`: a new authenticator secret, not in force until confirmed with
+/// `POST /auth/2fa/verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpSetup {
+    /// The shared secret, base32 (for typing into an app).
+    pub secret: String,
+    /// The `otpauth://totp/...` URI (what the QR code holds).
+    pub otpauth_uri: String,
+    /// The URI as a QR code, an SVG document.
+    pub qr_svg: String,
+}
+
+/// `POST /auth/2fa/verify`: the app's code, proving it holds the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpVerifyRequest {
+    /// The current 6-digit code.
+    pub code: String,
+}
+
+/// The answer to `POST /auth/2fa/verify`: 2FA is on; the recovery codes are shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    /// Ten one-time codes, each good for one login without the app.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `POST /auth/2fa/disable`: the password and a current code (or a recovery code).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpDisableRequest {
+    /// The account's password.
+    pub password: String,
+    /// The app's current code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Or a recovery code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
 }
 
 /// `POST /auth/refresh` and `POST /auth/logout`.
@@ -127,4 +173,7 @@ pub struct User {
     pub role: UserRole,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// Whether logins need an authenticator code.
+    #[serde(default)]
+    pub totp_enabled: bool,
 }

@@ -51,6 +51,14 @@ pub enum ErrorCode {
     AccountDisabled,
     /// Too many failed logins on this account: it is locked for a while, see `Retry-After` (429).
     AccountLocked,
+    /// The password was right; the account has 2FA: send `totp_code` or `recovery_code` (401).
+    TotpRequired,
+    /// The authenticator or recovery code is wrong, expired or already used (401).
+    InvalidTotp,
+    /// 2FA is already on for this account (disable it first) (409).
+    TotpAlreadyEnabled,
+    /// 2FA has not been set up (`POST /auth/2fa/setup` first) or is not on (409).
+    TotpNotSetUp,
     /// The email belongs to another account (409).
     EmailTaken,
     /// The username belongs to another account (409).
@@ -113,7 +121,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 43] = [
+    pub const ALL: [ErrorCode; 47] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -133,6 +141,10 @@ impl ErrorCode {
         ErrorCode::RegistrationClosed,
         ErrorCode::AccountDisabled,
         ErrorCode::AccountLocked,
+        ErrorCode::TotpRequired,
+        ErrorCode::InvalidTotp,
+        ErrorCode::TotpAlreadyEnabled,
+        ErrorCode::TotpNotSetUp,
         ErrorCode::EmailTaken,
         ErrorCode::UsernameTaken,
         ErrorCode::WeakPassword,
@@ -182,6 +194,10 @@ impl ErrorCode {
             RegistrationClosed => "REGISTRATION_CLOSED",
             AccountDisabled => "ACCOUNT_DISABLED",
             AccountLocked => "ACCOUNT_LOCKED",
+            TotpRequired => "TOTP_REQUIRED",
+            InvalidTotp => "INVALID_TOTP",
+            TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
+            TotpNotSetUp => "TOTP_NOT_SET_UP",
             EmailTaken => "EMAIL_TAKEN",
             UsernameTaken => "USERNAME_TAKEN",
             WeakPassword => "WEAK_PASSWORD",

@@ -15,7 +15,8 @@ mod models;
 mod stream;
 
 pub use auth::{
-    LoginRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest, Session, SessionList, Tokens, User, UserRole,
+    LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session, SessionList, Tokens,
+    TotpDisableRequest, TotpSetup, TotpVerifyRequest, User, UserRole,
 };
 pub use conversations::{
     Conversation, ConversationDetail, ConversationPage, ConversationSettings, CreateConversation, ListQuery, Message,

@@ -204,6 +204,8 @@ pub async fn login(login: &str, password: &str) -> Result<Tokens, ApiError> {
         username: Some(login.to_owned()),
         password: password.to_owned(),
         cookie: true,
+        totp_code: None,
+        recovery_code: None,
     };
     let tokens: Tokens = request("POST", "/api/v1/auth/login", Some(&to_json(&body))).await?;
     remember_session(true);
