@@ -46,7 +46,7 @@ async fn in_process(calls: usize) {
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(7 * 86400),
             session_lifetime: Duration::from_secs(30 * 86400),
-            allow_registration: true,
+            registration: enclave::store::RegistrationPolicy::Open,
             // A budget that is never spent: the cost of taking a token, not of refusing.
             limits: LimitSettings {
                 requests_per_minute: u32::MAX / 2,

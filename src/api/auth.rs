@@ -6,18 +6,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use enclave_protocol::{
-    ErrorCode, LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session,
-    SessionList, Tokens, TotpDisableRequest, TotpSetup, TotpVerifyRequest, User,
+    ErrorCode, LoginRequest, PasswordChangeRequest, PasswordResetRequest, RecoveryCodes, RefreshRequest,
+    RegisterRequest, Session, SessionList, Tokens, TotpDisableRequest, TotpSetup, TotpVerifyRequest, User,
 };
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
+use crate::auth::roles::Permission;
 use crate::auth::{Registration, SecondFactor, TokenPair};
-use crate::store::UserRecord;
+use crate::store::{SessionInfo, UserRecord};
 
 /// An account as the API shows it (never the password hash).
-fn user_view(u: UserRecord) -> User {
+pub(super) fn user_view(u: UserRecord) -> User {
     User {
         id: u.id,
         email: u.email,
@@ -39,7 +40,10 @@ pub async fn register(
         username: body.username,
         password: body.password,
     };
-    let user = state.auth.register(registration, client.ip).await?;
+    let user = state
+        .auth
+        .register(registration, body.invite.as_deref(), client.ip)
+        .await?;
     Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
@@ -162,28 +166,57 @@ pub async fn change_password(
 ) -> Result<impl IntoResponse, ApiError> {
     state
         .auth
-        .change_password(caller.0.user_id, body.current_password, body.new_password, client.ip)
+        .change_password(
+            caller.require(Permission::OwnAccount)?.user_id,
+            body.current_password,
+            body.new_password,
+            client.ip,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /auth/sessions`: the caller's live sessions, oldest first.
 pub async fn sessions(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    let current = caller.0.session_id;
+    let current = caller.require(Permission::OwnAccount)?.session_id;
     let sessions = state
         .auth
         .sessions(caller.0.user_id)?
         .into_iter()
-        .map(|s| Session {
-            id: s.id,
-            created_at: rfc3339(s.created_at),
-            last_seen_at: rfc3339(s.last_seen),
-            user_agent: s.client.user_agent,
-            ip: s.client.ip.map(|ip| ip.to_string()),
-            current: s.id == current,
-        })
+        .map(|s| session_view(s, Some(current)))
         .collect();
     Ok(Json(SessionList { sessions }))
+}
+
+/// A session as the API shows it; `current` when it is the caller's own.
+pub(super) fn session_view(s: SessionInfo, current: Option<uuid::Uuid>) -> Session {
+    Session {
+        id: s.id,
+        created_at: rfc3339(s.created_at),
+        last_seen_at: rfc3339(s.last_seen),
+        user_agent: s.client.user_agent,
+        ip: s.client.ip.map(|ip| ip.to_string()),
+        current: Some(s.id) == current,
+    }
+}
+
+/// `Cache-Control: no-store`, for answers that carry secrets.
+pub(super) fn no_store() -> [(axum::http::HeaderName, HeaderValue); 1] {
+    [(CACHE_CONTROL, HeaderValue::from_static("no-store"))]
+}
+
+/// `POST /auth/password/reset`: sets a new password through an administrator's one-time link
+/// (no sign-in); every session of the account ends.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    ApiJson(body): ApiJson<PasswordResetRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .auth
+        .reset_password(&body.token, body.new_password, client.ip)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions (the current one too).
@@ -192,19 +225,23 @@ pub async fn end_session(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.auth.end_session(caller.0.user_id, id)?;
+    state
+        .auth
+        .end_session(caller.require(Permission::OwnAccount)?.user_id, id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /auth/me`
 pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(user_view(state.auth.user(caller.0.user_id)?)))
+    Ok(Json(user_view(
+        state.auth.user(caller.require(Permission::OwnAccount)?.user_id)?,
+    )))
 }
 
 /// `POST /auth/2fa/setup`: a new authenticator secret with its URI and QR code (not in force
 /// until confirmed). Never cached: it is a secret.
 pub async fn totp_setup(State(state): State<AppState>, caller: Authenticated) -> Result<Response, ApiError> {
-    let setup = state.auth.totp_setup(caller.0.user_id)?;
+    let setup = state.auth.totp_setup(caller.require(Permission::OwnAccount)?.user_id)?;
     let body = TotpSetup {
         secret: setup.secret,
         otpauth_uri: setup.uri,
@@ -221,7 +258,10 @@ pub async fn totp_verify(
     ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<TotpVerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let recovery_codes = state.auth.totp_enable(caller.0.user_id, &body.code, client.ip)?;
+    let recovery_codes =
+        state
+            .auth
+            .totp_enable(caller.require(Permission::OwnAccount)?.user_id, &body.code, client.ip)?;
     let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
     Ok((no_store, Json(RecoveryCodes { recovery_codes })).into_response())
 }
@@ -241,7 +281,12 @@ pub async fn totp_disable(
     };
     state
         .auth
-        .totp_disable(caller.0.user_id, body.password, factor, client.ip)
+        .totp_disable(
+            caller.require(Permission::OwnAccount)?.user_id,
+            body.password,
+            factor,
+            client.ip,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -57,7 +57,7 @@ pub async fn list(
     caller: Authenticated,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     let page = state
         .chat
         .list_conversations(user.user_id, query.limit, query.cursor.as_deref(), query.q.as_deref())?;
@@ -84,7 +84,7 @@ pub async fn get(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     let (conversation, branch) = state.chat.conversation_with_branch(user.user_id, id)?;
     Ok(Json(ConversationDetail {
         conversation: conversation_view(conversation),

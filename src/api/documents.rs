@@ -49,7 +49,7 @@ pub async fn upload(
     caller: Authenticated,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let user = caller.require(Permission::Chat)?;
+    let user = caller.require(Permission::ManageOwnDocuments)?;
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -142,7 +142,12 @@ pub async fn list(
     caller: Authenticated,
     ApiQuery(query): ApiQuery<DocumentListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
+    Ok(Json(document_page(&state, user.user_id, query)?))
+}
+
+/// One page of `owner`'s documents as `query` asks.
+pub(super) fn document_page(state: &AppState, owner: Uuid, query: DocumentListQuery) -> Result<DocumentPage, ApiError> {
     let filter = DocumentFilter {
         name: query.q,
         kind: query.kind,
@@ -150,11 +155,11 @@ pub async fn list(
     };
     let page = state
         .documents
-        .list(user.user_id, query.limit, query.cursor.as_deref(), filter)?;
-    Ok(Json(DocumentPage {
+        .list(owner, query.limit, query.cursor.as_deref(), filter)?;
+    Ok(DocumentPage {
         items: page.items.into_iter().map(document_view).collect(),
         next_cursor: page.next.map(|c| c.encode()),
-    }))
+    })
 }
 
 /// `GET /documents/{id}` (also `/documents/{id}/status`).
@@ -163,7 +168,7 @@ pub async fn get(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     Ok(Json(document_view(state.documents.get(user.user_id, id)?)))
 }
 
@@ -174,7 +179,7 @@ pub async fn file(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     let (record, bytes) = state.documents.original(user.user_id, id).await?;
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
@@ -208,7 +213,7 @@ pub async fn section(
     caller: Authenticated,
     Path((id, index)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("document"))?;
     let index: u32 = index.parse().map_err(|_| ApiError::not_found("section"))?;
     let section = state.documents.section(user.user_id, id, index)?;
@@ -228,7 +233,7 @@ pub async fn delete(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Chat)?;
+    let user = caller.require(Permission::ManageOwnDocuments)?;
     state.documents.delete(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -239,7 +244,7 @@ pub async fn retry(
     caller: Authenticated,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Chat)?;
+    let user = caller.require(Permission::ManageOwnDocuments)?;
     let record = state.documents.retry(user.user_id, id)?;
     Ok((StatusCode::ACCEPTED, Json(document_view(record))))
 }
@@ -250,7 +255,7 @@ pub async fn search(
     caller: Authenticated,
     ApiJson(body): ApiJson<SearchRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.require(Permission::Read)?;
+    let user = caller.require(Permission::ReadOwn)?;
     let limit = body.limit.unwrap_or(10);
     if !(1..=MAX_SEARCH_HITS).contains(&limit) {
         return Err(ApiError::validation(format!(

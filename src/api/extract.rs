@@ -94,31 +94,35 @@ impl FromRequestParts<AppState> for Authenticated {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(Authenticated(caller.clone()));
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthenticated,
-                    "send Authorization: Bearer <access token>",
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::InvalidToken,
-                    "the Authorization header is not a bearer token",
-                )
-            })?;
+        let token = bearer_token(&parts.headers)?;
         Ok(Authenticated(state.auth.authenticate(token)?))
     }
+}
+
+/// The token of `Authorization: Bearer <token>` (401 without one).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                "send Authorization: Bearer <access token>",
+            )
+        })?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidToken,
+                "the Authorization header is not a bearer token",
+            )
+        })
 }
 
 impl Authenticated {

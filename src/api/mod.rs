@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, error mapping and SSE encoding. The only module that knows HTTP;
 //! it holds no business rules (those live in `auth` and `chat`).
 
+mod admin;
 mod auth;
 mod conversations;
 mod documents;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/password/change", put(auth::change_password))
+        .route("/auth/password/reset", post(auth::reset_password))
         .route("/auth/me", get(auth::me))
         .route("/auth/sessions", get(auth::sessions))
         .route("/auth/sessions/{id}", delete(auth::end_session))
@@ -94,7 +96,22 @@ pub fn router(state: AppState) -> Router {
         .route("/documents/{id}/retry", post(documents::retry))
         .route("/models", get(models::list))
         .route("/models/{id}/status", get(models::status))
-        .route("/settings", get(settings::get).put(settings::put));
+        .route("/settings", get(settings::get).put(settings::put))
+        .route("/admin/users", get(admin::list_users).post(admin::create_user))
+        .route("/admin/users/{id}", get(admin::get_user).patch(admin::update_user))
+        .route("/admin/users/{id}/sign-out", post(admin::sign_out))
+        .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route("/admin/users/{id}/reset-2fa", post(admin::reset_two_factor))
+        .route("/admin/users/{id}/password-reset", post(admin::password_reset_link))
+        .route("/admin/users/{id}/sessions", get(admin::user_sessions))
+        .route("/admin/users/{id}/sessions/{session}", delete(admin::end_user_session))
+        .route("/admin/users/{id}/documents", get(admin::user_documents))
+        .route(
+            "/admin/registration",
+            get(admin::registration).put(admin::set_registration),
+        )
+        .route("/admin/invites", get(admin::invites).post(admin::create_invite))
+        .route("/admin/invites/{id}", delete(admin::revoke_invite));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

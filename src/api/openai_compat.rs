@@ -245,7 +245,8 @@ pub async fn chat_completions(
 }
 
 /// `GET /v1/models`: the chat models, in OpenAI's list shape.
-pub async fn models(State(state): State<AppState>, _caller: Authenticated) -> impl IntoResponse {
+pub async fn models(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Permission::ReadOwn)?;
     let data: Vec<Value> = state
         .chat
         .registry()
@@ -254,7 +255,7 @@ pub async fn models(State(state): State<AppState>, _caller: Authenticated) -> im
         .filter(|m| m.role == crate::config::ModelRole::Chat)
         .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
 #[derive(Deserialize)]

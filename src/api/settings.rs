@@ -8,10 +8,12 @@ use enclave_protocol::UserSettings;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated};
 use super::AppState;
+use crate::auth::roles::Permission;
 
 /// `GET /settings`
 pub async fn get(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.chat.user_settings(caller.0.user_id)?))
+    let user = caller.require(Permission::OwnAccount)?;
+    Ok(Json(state.chat.user_settings(user.user_id)?))
 }
 
 /// `PUT /settings`: replaces the settings after checking them.
@@ -20,5 +22,6 @@ pub async fn put(
     caller: Authenticated,
     ApiJson(settings): ApiJson<UserSettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.chat.put_user_settings(caller.0.user_id, settings)?))
+    let user = caller.require(Permission::OwnAccount)?;
+    Ok(Json(state.chat.put_user_settings(user.user_id, settings)?))
 }

@@ -1,8 +1,10 @@
 //! Accounts and sessions: registration, login, access tokens (JWT), rotating refresh tokens,
 //! and the limits that stop brute force and abuse ([`limits`]).
 
+pub mod admin;
 pub mod limits;
 mod passwords;
+pub mod registration;
 pub mod roles;
 mod sessions;
 mod tokens;
@@ -16,8 +18,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::store::{
-    LoginFailures, NewUser, RefreshOutcome, SessionClient, SessionInfo, Store, StoreError, TotpRecord, UserRecord,
-    UserRole,
+    LoginFailures, NewUser, RefreshOutcome, RegistrationPolicy, SessionClient, SessionInfo, Store, StoreError,
+    TotpRecord, UserRecord, UserRole,
 };
 use limits::address_failures::AddressFailures;
 use limits::lockout::{self, UnknownNames};
@@ -85,6 +87,21 @@ pub enum AuthError {
     /// 2FA is not set up (or not on, for disabling).
     #[error("two-factor authentication is not set up")]
     TotpNotSetUp,
+    /// The caller's role may not do this to that account.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such account.
+    #[error("no such account")]
+    UserNotFound,
+    /// Registration is by invitation and none was sent.
+    #[error("registration on this server is by invitation; ask an administrator for an invitation link")]
+    InviteRequired,
+    /// The invitation or reset link is unknown, expired or used.
+    #[error("this link is unknown, expired or already used; ask an administrator for a new one")]
+    InvalidLink,
+    /// No such open invitation.
+    #[error("no such invitation")]
+    LinkNotFound,
     /// Password hashing is saturated (a flood of logins); try again shortly.
     #[error("the server is busy checking passwords; try again shortly")]
     Busy,
@@ -165,8 +182,8 @@ pub struct AuthSettings {
     pub refresh_ttl: Duration,
     /// The longest a session lives from its login.
     pub session_lifetime: Duration,
-    /// Whether anyone may register (the first account always can).
-    pub allow_registration: bool,
+    /// Who may register unless an administrator chose otherwise (the first account always can).
+    pub registration: RegistrationPolicy,
     /// Request and failure budgets.
     pub limits: LimitSettings,
 }
@@ -184,7 +201,8 @@ struct Inner {
     refresh_ttl: Duration,
     /// The longest a session lives from its login.
     session_lifetime: Duration,
-    allow_registration: bool,
+    /// The configured registration policy (an administrator's choice in the store wins).
+    registration: RegistrationPolicy,
     /// Which sessions are live, kept in step with the store.
     sessions: sessions::SessionCache,
     /// Lockout state of login names that belong to no account.
@@ -207,36 +225,13 @@ impl AuthService {
                 access_ttl: settings.access_ttl,
                 refresh_ttl: settings.refresh_ttl,
                 session_lifetime: settings.session_lifetime,
-                allow_registration: settings.allow_registration,
+                registration: settings.registration,
                 sessions: sessions::SessionCache::default(),
                 unknown_names: UnknownNames::default(),
                 address_failures: AddressFailures::new(limits.failures_per_minute),
                 user_requests: UserRequests::new(limits.requests_per_minute, limits.request_burst),
             }),
         })
-    }
-
-    /// Creates an account through the public endpoint (subject to `allow_registration`); a
-    /// refused registration counts against the address's failure budget (taken emails would
-    /// otherwise list the accounts).
-    pub async fn register(&self, registration: Registration, address: Option<IpAddr>) -> Result<UserRecord, AuthError> {
-        self.check_address(address)?;
-        let result = if !self.inner.allow_registration && self.inner.store.user_count()? > 0 {
-            Err(AuthError::RegistrationClosed)
-        } else {
-            self.create_user(registration, UserRole::User).await
-        };
-        if matches!(
-            result,
-            Err(AuthError::EmailTaken
-                | AuthError::UsernameTaken
-                | AuthError::Invalid(_)
-                | AuthError::WeakPassword(_)
-                | AuthError::RegistrationClosed)
-        ) {
-            self.inner.address_failures.charge(address);
-        }
-        result
     }
 
     /// Refuses `address` while its failure budget is spent.

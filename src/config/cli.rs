@@ -93,8 +93,17 @@ pub struct ServeArgs {
     #[arg(long, env = "ENCLAVE_DEFAULT_MODEL", value_name = "ID")]
     pub default_model: Option<String>,
     /// Whether anyone may register (the first account can always be created) [default: true].
+    /// Kept for older setups: true is `--registration open`, false `--registration closed`.
     #[arg(long, env = "ENCLAVE_ALLOW_REGISTRATION", value_name = "BOOL")]
     pub allow_registration: Option<bool>,
+    /// Who may register: open, invite-only or closed (the first account always can; an
+    /// administrator's choice in the web UI or API wins over this) [default: open].
+    #[arg(long, env = "ENCLAVE_REGISTRATION", value_name = "POLICY")]
+    pub registration: Option<String>,
+    /// A bearer secret that opens /metrics to a scraper without an account (admins can always
+    /// read it) [default: none].
+    #[arg(long, env = "ENCLAVE_METRICS_TOKEN", value_name = "SECRET")]
+    pub metrics_token: Option<String>,
     /// Chat and /v1 requests each user may send a minute; 0 turns the limit off [default: 60].
     #[arg(long, env = "ENCLAVE_RATE_LIMIT_PER_MINUTE", value_name = "N")]
     pub rate_limit_per_minute: Option<u32>,

@@ -38,6 +38,8 @@ struct FileConfig {
     models: Option<PathBuf>,
     default_model: Option<String>,
     allow_registration: Option<bool>,
+    registration: Option<String>,
+    metrics_token: Option<String>,
     offline: Option<bool>,
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<u64>,
@@ -75,8 +77,10 @@ pub struct Config {
     pub catalogue: ModelCatalogue,
     /// Model used when a conversation names none.
     pub default_model: String,
-    /// Whether anyone may register (the first account always can).
-    pub allow_registration: bool,
+    /// Who may register unless an administrator chose otherwise (the first account always can).
+    pub registration: crate::store::RegistrationPolicy,
+    /// The bearer secret that opens /metrics without an account.
+    pub metrics_token: Option<String>,
     /// Never touch the network for models.
     pub offline: bool,
     /// Largest request body (JSON routes).
@@ -135,7 +139,7 @@ impl Config {
             access_ttl: self.access_token_ttl,
             refresh_ttl: self.refresh_token_ttl,
             session_lifetime: self.session_lifetime,
-            allow_registration: self.allow_registration,
+            registration: self.registration,
             limits: self.limits,
         }
     }
@@ -187,8 +191,8 @@ pub struct AccountConfig {
     pub refresh_token_ttl: Duration,
     /// The longest a session lives from its login, however often it is refreshed.
     pub session_lifetime: Duration,
-    /// Whether anyone may register (the first account always can).
-    pub allow_registration: bool,
+    /// Who may register unless an administrator chose otherwise (the first account always can).
+    pub registration: crate::store::RegistrationPolicy,
     /// Request and failure budgets.
     pub limits: crate::auth::limits::LimitSettings,
 }
@@ -214,7 +218,7 @@ impl AccountConfig {
             access_ttl: self.access_token_ttl,
             refresh_ttl: self.refresh_token_ttl,
             session_lifetime: self.session_lifetime,
-            allow_registration: self.allow_registration,
+            registration: self.registration,
             limits: self.limits,
         }
     }
@@ -242,7 +246,7 @@ impl AccountConfig {
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
             session_lifetime: Duration::from_secs(lifetime),
-            allow_registration: args.allow_registration.or(file.allow_registration).unwrap_or(true),
+            registration: registration_policy(args, file)?,
             limits: limit_settings(args, file)?,
         })
     }
@@ -333,7 +337,12 @@ impl Config {
             data_dir: absolute(&data_dir),
             catalogue,
             default_model,
-            allow_registration: accounts.allow_registration,
+            registration: accounts.registration,
+            metrics_token: args
+                .metrics_token
+                .clone()
+                .or(file.metrics_token)
+                .filter(|t| !t.is_empty()),
             offline: args.offline.or(file.offline).unwrap_or(false),
             max_body_bytes,
             max_upload_bytes,
@@ -387,6 +396,33 @@ fn limit_settings(args: &ServeArgs, file: &FileConfig) -> Result<crate::auth::li
         ));
     }
     Ok(settings)
+}
+
+/// The registration policy: `registration` (open, invite-only, closed), or the older
+/// `allow_registration` (true: open, false: closed); both at once must agree.
+fn registration_policy(args: &ServeArgs, file: &FileConfig) -> Result<crate::store::RegistrationPolicy, ConfigError> {
+    use crate::store::RegistrationPolicy;
+    let policy = match args.registration.as_ref().or(file.registration.as_ref()) {
+        Some(text) => Some(text.parse::<RegistrationPolicy>().map_err(ConfigError::new)?),
+        None => None,
+    };
+    let allow = args.allow_registration.or(file.allow_registration);
+    let from_allow = allow.map(|open| {
+        if open {
+            RegistrationPolicy::Open
+        } else {
+            RegistrationPolicy::Closed
+        }
+    });
+    match (policy, from_allow) {
+        (Some(policy), Some(old)) if policy != old => Err(ConfigError::new(format!(
+            "registration {policy:?} and allow_registration {} disagree; keep only registration",
+            allow.unwrap_or(true)
+        ))),
+        (Some(policy), _) => Ok(policy),
+        (None, Some(old)) => Ok(old),
+        (None, None) => Ok(RegistrationPolicy::Open),
+    }
 }
 
 /// Parses the trusted proxies: addresses (one host) or CIDR networks.

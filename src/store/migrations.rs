@@ -9,7 +9,12 @@ const VERSION_KEY: &str = "schema_version";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 type Migration = fn(&WriteTransaction) -> StoreResult<()>;
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_tables, index_usernames, create_document_tables];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
+    create_tables,
+    index_usernames,
+    create_document_tables,
+    create_grant_table,
+];
 
 /// Runs every migration the file has not seen yet.
 pub fn migrate(db: &Database) -> StoreResult<()> {
@@ -102,6 +107,12 @@ fn create_document_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(DOCUMENTS_BY_HASH)?;
     txn.open_table(DOCUMENT_SECTIONS)?;
     txn.open_table(INGEST_QUEUE)?;
+    Ok(())
+}
+
+/// Version 3 -> 4: invitations and password reset links.
+fn create_grant_table(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(GRANTS)?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 pub mod chunks;
 mod conversations;
 mod documents;
+mod grants;
 mod messages;
 mod migrations;
 mod schema;
@@ -27,6 +28,7 @@ pub use conversations::{ConversationPage, ConversationRecord, ConversationSettin
 pub use documents::{
     Created, DocumentCursor, DocumentFilter, DocumentListing, DocumentRecord, NewDocument, SectionRecord,
 };
+pub use grants::{Grant, GrantRecord, GrantTokenHash, RegistrationPolicy};
 pub use messages::{MessageRecord, MessageRole, MessageStatus};
 pub use settings::UserSettings;
 pub use tokens::{RefreshOutcome, RefreshTokenHash, SessionClient, SessionInfo, SessionStatus};

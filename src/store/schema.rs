@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 
 /// Newest schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Server-wide values: schema version, signing secret.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -41,3 +41,6 @@ pub const DOCUMENTS_BY_HASH: TableDefinition<(u128, &[u8]), u128> = TableDefinit
 pub const DOCUMENT_SECTIONS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("document_sections");
 /// Job id (time-ordered) -> document id: the ingestion backlog.
 pub const INGEST_QUEUE: TableDefinition<u128, u128> = TableDefinition::new("ingest_queue");
+/// SHA-256 of a one-time link's token -> its record: invitations and password reset links
+/// (added in schema version 4).
+pub const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants");

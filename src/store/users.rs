@@ -183,6 +183,30 @@ impl Store {
         }
     }
 
+    /// Up to `limit` accounts after `after` (in id order: oldest first) whose email or
+    /// username contains `search`, ignoring case.
+    pub fn list_users(&self, search: Option<&str>, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+        let search = search.map(str::to_lowercase);
+        let txn = self.db.begin_read()?;
+        let users = txn.open_table(USERS)?;
+        let start = after.map_or(0, |id| id.as_u128().saturating_add(1));
+        let mut out = Vec::new();
+        for entry in users.range(start..)? {
+            let (_, value) = entry?;
+            let user: UserRecord = decode(value.value())?;
+            let matches = search
+                .as_deref()
+                .is_none_or(|s| user.email.contains(s) || user.username.to_lowercase().contains(s));
+            if matches {
+                out.push(user);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of accounts.
     pub fn user_count(&self) -> StoreResult<u64> {
         let txn = self.db.begin_read()?;

@@ -79,6 +79,9 @@ pub struct TestServer {
 
 pub const LOCAL_MODEL: &str = "tiny";
 
+/// The bearer secret test servers open `/metrics` with.
+pub const METRICS_TOKEN: &str = "test-metrics-secret";
+
 fn write_catalogue(dir: &Path, options: &Options) {
     let source = options.local_source.clone().unwrap_or_else(|| {
         format!(
@@ -147,6 +150,7 @@ impl TestServer {
             .arg("--config")
             .arg(dir.join("enclave.toml"))
             .env("ENCLAVE_LOG", "error")
+            .env("ENCLAVE_METRICS_TOKEN", METRICS_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &self.options_env {
@@ -333,10 +337,12 @@ impl Client {
             .await
     }
 
-    /// The Prometheus scrape text of `/metrics`.
+    /// The Prometheus scrape text of `/metrics` (read with the metrics secret).
     pub async fn metrics(&self) -> String {
         let response = self
-            .request(::reqwest::Method::GET, "/metrics")
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(METRICS_TOKEN)
             .send()
             .await
             .expect("scrape");

@@ -1,5 +1,7 @@
 //! Integration tests: one binary, real server processes over real HTTP.
 
+mod access;
+mod admin;
 mod auth;
 mod browser;
 mod chat;

@@ -205,7 +205,7 @@ async fn the_chat_works_in_a_browser() {
     b.type_into("#composer-input", ENTER).await;
     b.wait_for(
         "the rate-limit error",
-        "[...document.querySelectorAll('.inline-error')].some(e => e.textContent.includes('rate-limited'))",
+        "[...document.querySelectorAll('.inline-error')].some(e => e.textContent.includes('Too many requests'))",
     )
     .await;
     b.screenshot("08-error").await;

@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn known_codes_get_their_sentence_and_others_name_the_code() {
-        assert!(describe_code(ErrorCode::RateLimited).contains("rate-limited"));
+        assert!(describe_code(ErrorCode::RateLimited).contains("Too many requests"));
         assert_eq!(
             describe_code(ErrorCode::ProviderError),
             "The answer failed (PROVIDER_ERROR)."

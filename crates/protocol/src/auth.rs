@@ -40,6 +40,10 @@ pub struct RegisterRequest {
     pub username: String,
     /// At least 12 characters.
     pub password: String,
+    /// An invitation's token (needed when registration is by invitation; it also sets the
+    /// role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// `POST /auth/login`: `email` or `username` with the password.

@@ -59,6 +59,10 @@ pub enum ErrorCode {
     TotpAlreadyEnabled,
     /// 2FA has not been set up (`POST /auth/2fa/setup` first) or is not on (409).
     TotpNotSetUp,
+    /// Registration is by invitation: send an invitation's token as `invite` (403).
+    InviteRequired,
+    /// The invitation or reset link is unknown, expired or already used (400).
+    InvalidLink,
     /// The email belongs to another account (409).
     EmailTaken,
     /// The username belongs to another account (409).
@@ -121,7 +125,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 47] = [
+    pub const ALL: [ErrorCode; 49] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -145,6 +149,8 @@ impl ErrorCode {
         ErrorCode::InvalidTotp,
         ErrorCode::TotpAlreadyEnabled,
         ErrorCode::TotpNotSetUp,
+        ErrorCode::InviteRequired,
+        ErrorCode::InvalidLink,
         ErrorCode::EmailTaken,
         ErrorCode::UsernameTaken,
         ErrorCode::WeakPassword,
@@ -198,6 +204,8 @@ impl ErrorCode {
             InvalidTotp => "INVALID_TOTP",
             TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
             TotpNotSetUp => "TOTP_NOT_SET_UP",
+            InviteRequired => "INVITE_REQUIRED",
+            InvalidLink => "INVALID_LINK",
             EmailTaken => "EMAIL_TAKEN",
             UsernameTaken => "USERNAME_TAKEN",
             WeakPassword => "WEAK_PASSWORD",

@@ -7,6 +7,7 @@
 //! Plain data only: no validation (that is the server's services' job) and nothing that needs
 //! a platform, so that it builds for wasm32 as well as for the host.
 
+mod admin;
 mod auth;
 mod conversations;
 mod documents;
@@ -14,6 +15,10 @@ mod error;
 mod models;
 mod stream;
 
+pub use admin::{
+    AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, GrantLink, InviteList, InviteRequest,
+    PasswordResetRequest, RegistrationPolicy, RegistrationSettings,
+};
 pub use auth::{
     LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session, SessionList, Tokens,
     TotpDisableRequest, TotpSetup, TotpVerifyRequest, User, UserRole,

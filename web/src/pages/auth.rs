@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::api::{self, RegisterRequest};
 use crate::errors::describe_sign_in_error;
@@ -99,6 +99,9 @@ pub fn Register() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
+    // An invitation link (`/register?invite=...`) carries its token.
+    let query = use_query_map();
+    let invite = move || query.with_untracked(|q| q.get("invite")).filter(|t| !t.is_empty());
     Effect::new(move |_| {
         if state.session.get() == Session::SignedIn {
             navigate("/c", Default::default());
@@ -109,6 +112,7 @@ pub fn Register() -> impl IntoView {
         if busy.get_untracked() {
             return;
         }
+        let invite = invite();
         let (mail, name, secret) = (
             email.get_untracked().trim().to_owned(),
             username.get_untracked().trim().to_owned(),
@@ -129,6 +133,7 @@ pub fn Register() -> impl IntoView {
                 email: mail,
                 username: name.clone(),
                 password: secret.clone(),
+                invite,
             };
             let created = api::request_empty("POST", "/api/v1/auth/register", Some(&api::to_json(&body))).await;
             let result = match created {
