@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use enclave_protocol::{
     AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, DocumentListQuery, GrantLink,
-    InviteList, InviteRequest, RegistrationSettings,
+    InviteList, InviteRequest, RegistrationSettings, SecuritySettings,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -30,14 +30,15 @@ use crate::store::{Grant, GrantRecord, UserRecord};
 /// The most accounts on one page.
 const PAGE_MAX: usize = 200;
 
-fn admin_user_view(user: UserRecord) -> AdminUser {
+fn admin_user_view(state: &AppState, user: UserRecord) -> AdminUser {
     let now = crate::store::now_ms();
     let failures = user.login_failures;
+    let pending = state.auth.needs_totp_setup(&user);
     AdminUser {
         disabled: user.disabled,
         locked_until: (failures.locked_until > now).then(|| rfc3339(failures.locked_until)),
         failed_logins: failures.count,
-        user: user_view(user),
+        user: user_view(user, pending),
     }
 }
 
@@ -92,7 +93,7 @@ pub async fn list_users(
         None
     };
     Ok(Json(AdminUserPage {
-        users: users.into_iter().map(admin_user_view).collect(),
+        users: users.into_iter().map(|u| admin_user_view(&state, u)).collect(),
         next_cursor,
     }))
 }
@@ -110,7 +111,7 @@ pub async fn create_user(
         password: body.password,
     };
     let user = state.auth.admin_create_user(actor, registration, body.role).await?;
-    Ok((StatusCode::CREATED, Json(admin_user_view(user))))
+    Ok((StatusCode::CREATED, Json(admin_user_view(&state, user))))
 }
 
 /// `GET /admin/users/{id}`
@@ -120,7 +121,7 @@ pub async fn get_user(
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Permission::ManageUsers)?;
-    Ok(Json(admin_user_view(state.auth.get_user(id)?)))
+    Ok(Json(admin_user_view(&state, state.auth.get_user(id)?)))
 }
 
 /// `PATCH /admin/users/{id}` with `role` and / or `disabled`.
@@ -138,7 +139,10 @@ pub async fn update_user(
         role: body.role,
         disabled: body.disabled,
     };
-    Ok(Json(admin_user_view(state.auth.change_account(actor, id, change)?)))
+    Ok(Json(admin_user_view(
+        &state,
+        state.auth.change_account(actor, id, change)?,
+    )))
 }
 
 /// `POST /admin/users/{id}/sign-out`: ends every session of the account.
@@ -230,6 +234,26 @@ pub async fn user_documents(
     caller.require(Permission::ReadAllDocuments)?;
     state.auth.get_user(id)?;
     Ok(Json(document_page(&state, id, query)?))
+}
+
+/// `GET /admin/security`
+pub async fn security(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Permission::ManageUsers)?;
+    Ok(Json(SecuritySettings {
+        require_2fa_for: state.auth.roles_requiring_2fa(),
+    }))
+}
+
+/// `PUT /admin/security`
+pub async fn set_security(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<SecuritySettings>,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .auth
+        .require_2fa_for(caller.require(Permission::ManageUsers)?, body.require_2fa_for.clone())?;
+    Ok(Json(body))
 }
 
 /// `GET /admin/registration`

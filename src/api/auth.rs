@@ -11,14 +11,14 @@ use enclave_protocol::{
 };
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated, ClientInfo, IdPath};
+use super::extract::{ApiJson, Authenticated, ClientInfo, Https, IdPath};
 use super::{rfc3339, AppState};
 use crate::auth::roles::Permission;
 use crate::auth::{Registration, SecondFactor, TokenPair};
 use crate::store::{SessionInfo, UserRecord};
 
 /// An account as the API shows it (never the password hash).
-pub(super) fn user_view(u: UserRecord) -> User {
+pub(super) fn user_view(u: UserRecord, totp_setup_required: bool) -> User {
     User {
         id: u.id,
         email: u.email,
@@ -26,6 +26,7 @@ pub(super) fn user_view(u: UserRecord) -> User {
         role: u.role,
         created_at: rfc3339(u.created_at),
         totp_enabled: u.totp.is_some_and(|t| t.enabled),
+        totp_setup_required,
     }
 }
 
@@ -44,21 +45,24 @@ pub async fn register(
         .auth
         .register(registration, body.invite.as_deref(), client.ip)
         .await?;
-    Ok((StatusCode::CREATED, Json(user_view(user))))
+    let pending = state.auth.needs_totp_setup(&user);
+    Ok((StatusCode::CREATED, Json(user_view(user, pending))))
 }
 
 /// The cookie that carries the web UI's refresh token.
 const REFRESH_COOKIE: &str = "enclave_refresh";
 
 /// `Set-Cookie` for `token` (or, with `None`, one that clears the cookie): HttpOnly, sent only
-/// to the auth endpoints, never cross-site.
-fn refresh_cookie(token: Option<&str>, max_age: std::time::Duration) -> HeaderValue {
+/// to the auth endpoints, never cross-site, and `Secure` (HTTPS only) when the request came
+/// over HTTPS (on plain HTTP, as on localhost, a Secure cookie would never come back).
+fn refresh_cookie(token: Option<&str>, max_age: std::time::Duration, https: bool) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
     let value = match token {
         Some(token) => format!(
-            "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={}",
+            "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={}{secure}",
             max_age.as_secs()
         ),
-        None => format!("{REFRESH_COOKIE}=; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=0"),
+        None => format!("{REFRESH_COOKIE}=; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age=0{secure}"),
     };
     // Tokens are URL-safe base64 or hex: always a valid header value.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -79,7 +83,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// The token response; with `in_cookie` the refresh token goes into the cookie, not the body.
 /// Never cached (`Cache-Control: no-store`): it carries credentials.
-fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Response {
+fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool, https: bool) -> Response {
     let mut body = Tokens {
         access_token: tokens.access_token,
         refresh_token: Some(tokens.refresh_token),
@@ -90,7 +94,11 @@ fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Respo
     if !in_cookie {
         return ([no_store], Json(body)).into_response();
     }
-    let cookie = refresh_cookie(body.refresh_token.take().as_deref(), state.config.refresh_token_ttl);
+    let cookie = refresh_cookie(
+        body.refresh_token.take().as_deref(),
+        state.config.refresh_token_ttl,
+        https,
+    );
     ([(SET_COOKIE, cookie), no_store], Json(body)).into_response()
 }
 
@@ -98,6 +106,7 @@ fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool) -> Respo
 pub async fn login(
     State(state): State<AppState>,
     ClientInfo(client): ClientInfo,
+    Https(https): Https,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let login = body
@@ -116,7 +125,7 @@ pub async fn login(
         (None, None) => SecondFactor::Missing,
     };
     let (_, tokens) = state.auth.login(&login, body.password, second_factor, client).await?;
-    Ok(token_response(&state, tokens, body.cookie))
+    Ok(token_response(&state, tokens, body.cookie, https))
 }
 
 /// The refresh token of the body, else of the cookie, and whether it came from the cookie.
@@ -137,23 +146,25 @@ fn presented_token(body: RefreshRequest, headers: &HeaderMap) -> Result<(String,
 /// `POST /auth/refresh`: rotates the refresh token.
 pub async fn refresh(
     State(state): State<AppState>,
+    Https(https): Https,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, from_cookie) = presented_token(body, &headers)?;
     let tokens = state.auth.refresh(&token)?;
-    Ok(token_response(&state, tokens, from_cookie))
+    Ok(token_response(&state, tokens, from_cookie, https))
 }
 
 /// `POST /auth/logout`: ends the session of the refresh token (and clears the cookie).
 pub async fn logout(
     State(state): State<AppState>,
+    Https(https): Https,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, _) = presented_token(body, &headers)?;
     state.auth.logout(&token)?;
-    let clear = refresh_cookie(None, std::time::Duration::ZERO);
+    let clear = refresh_cookie(None, std::time::Duration::ZERO, https);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
 
@@ -233,9 +244,9 @@ pub async fn end_session(
 
 /// `GET /auth/me`
 pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(user_view(
-        state.auth.user(caller.require(Permission::OwnAccount)?.user_id)?,
-    )))
+    let user = state.auth.user(caller.require(Permission::OwnAccount)?.user_id)?;
+    let pending = state.auth.needs_totp_setup(&user);
+    Ok(Json(user_view(user, pending)))
 }
 
 /// `POST /auth/2fa/setup`: a new authenticator secret with its URI and QR code (not in force

@@ -127,7 +127,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 impl Authenticated {
     /// Fails with 403 unless the caller's role grants `permission`.
+    /// An account whose role requires 2FA and that has none gets only its own account's
+    /// routes (to set it up): 403 `TOTP_SETUP_REQUIRED` for the rest.
     pub fn require(&self, permission: Permission) -> Result<&Caller, ApiError> {
+        if self.0.totp_setup_pending && permission != Permission::OwnAccount {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::TotpSetupRequired,
+                "your role requires two-factor authentication: set it up first (POST /api/v1/auth/2fa/setup)",
+            ));
+        }
         if allows(self.0.role, permission) {
             Ok(&self.0)
         } else {
@@ -169,6 +178,38 @@ impl FromRequestParts<AppState> for ClientInfo {
             .map(|v| v.chars().take(USER_AGENT_MAX).collect::<String>())
             .filter(|v| !v.is_empty());
         Ok(ClientInfo(crate::store::SessionClient { user_agent, ip }))
+    }
+}
+
+/// Whether the client's connection is HTTPS. Enclave itself listens on plain HTTP, so that is
+/// when a trusted proxy (which terminates TLS) says so in `X-Forwarded-Proto` (its last entry,
+/// the one the nearest proxy set); the header from any other peer is ignored.
+pub struct Https(pub bool);
+
+impl FromRequestParts<AppState> for Https {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let trusted_peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|info| {
+                state
+                    .config
+                    .trusted_proxies
+                    .iter()
+                    .any(|net| net.contains(&info.0.ip()))
+            });
+        let https = trusted_peer
+            && parts
+                .headers
+                .get_all("x-forwarded-proto")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+        Ok(Https(https))
     }
 }
 

@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/registration",
             get(admin::registration).put(admin::set_registration),
         )
+        .route("/admin/security", get(admin::security).put(admin::set_security))
         .route("/admin/invites", get(admin::invites).post(admin::create_invite))
         .route("/admin/invites/{id}", delete(admin::revoke_invite));
     Router::new()

@@ -138,6 +138,9 @@ pub struct Caller {
     pub role: UserRole,
     /// The session the request's token belongs to.
     pub session_id: Uuid,
+    /// The role requires 2FA and the account has none yet: only its own account's routes
+    /// answer (see `roles`).
+    pub totp_setup_pending: bool,
 }
 
 /// What a login brings besides the password.
@@ -211,12 +214,15 @@ struct Inner {
     address_failures: AddressFailures,
     /// Chat and `/v1` requests per user.
     user_requests: UserRequests,
+    /// Roles whose accounts must have 2FA (kept in step with the store; read on every request).
+    roles_requiring_2fa: std::sync::RwLock<Vec<UserRole>>,
 }
 
 impl AuthService {
     /// A service signing tokens with the store's secret.
     pub fn new(store: Store, settings: AuthSettings) -> Result<AuthService, AuthError> {
         let keys = tokens::Keys::new(&store.jwt_secret()?);
+        let roles_requiring_2fa = std::sync::RwLock::new(store.roles_requiring_2fa()?);
         let limits = settings.limits;
         Ok(AuthService {
             inner: Arc::new(Inner {
@@ -230,6 +236,7 @@ impl AuthService {
                 unknown_names: UnknownNames::default(),
                 address_failures: AddressFailures::new(limits.failures_per_minute),
                 user_requests: UserRequests::new(limits.requests_per_minute, limits.request_burst),
+                roles_requiring_2fa,
             }),
         })
     }
@@ -628,7 +635,35 @@ impl AuthService {
             user_id,
             role: user.role,
             session_id,
+            totp_setup_pending: self.needs_totp_setup(&user),
         })
+    }
+
+    /// Whether `user`'s role requires 2FA and it has none.
+    pub fn needs_totp_setup(&self, user: &UserRecord) -> bool {
+        let required = self.inner.roles_requiring_2fa.read().unwrap_or_else(|e| e.into_inner());
+        required.contains(&user.role) && !user.totp.as_ref().is_some_and(|t| t.enabled)
+    }
+
+    /// The roles whose accounts must have 2FA.
+    pub fn roles_requiring_2fa(&self) -> Vec<UserRole> {
+        self.inner
+            .roles_requiring_2fa
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets the roles whose accounts must have 2FA (in force at their next request).
+    pub fn require_2fa_for(&self, actor: &Caller, roles: Vec<UserRole>) -> Result<(), AuthError> {
+        self.inner.store.set_roles_requiring_2fa(&roles)?;
+        tracing::info!(actor = %actor.user_id, ?roles, "roles requiring 2FA changed");
+        *self
+            .inner
+            .roles_requiring_2fa
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = roles;
+        Ok(())
     }
 
     /// The account of a caller.

@@ -1,7 +1,8 @@
 //! One-time links an administrator hands out: invitations (register under an invite-only
 //! policy, with a role) and password reset links. Stored by the SHA-256 of their token (the
 //! token itself is shown once and never stored); each works once, until it expires. Also the
-//! registration policy, a server-wide value in the meta table.
+//! server-wide account rules kept in the meta table: the registration policy and the roles that
+//! must have 2FA.
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use super::{decode, encode, new_id, Store, StoreResult};
 pub use enclave_protocol::RegistrationPolicy;
 
 const REGISTRATION_POLICY_KEY: &str = "registration_policy";
+const REQUIRED_2FA_KEY: &str = "require_2fa_for";
 
 /// What a link grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +166,23 @@ impl Store {
         let meta = txn.open_table(META)?;
         let value = meta.get(REGISTRATION_POLICY_KEY)?;
         value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The roles whose accounts must have 2FA (none unless an administrator chose some).
+    pub fn roles_requiring_2fa(&self) -> StoreResult<Vec<enclave_protocol::UserRole>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let value = meta.get(REQUIRED_2FA_KEY)?;
+        Ok(value.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// Sets the roles whose accounts must have 2FA.
+    pub fn set_roles_requiring_2fa(&self, roles: &[enclave_protocol::UserRole]) -> StoreResult<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(REQUIRED_2FA_KEY, encode(&roles)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Sets the registration policy.

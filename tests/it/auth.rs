@@ -532,3 +532,44 @@ async fn the_browser_session_keeps_its_refresh_token_in_a_cookie() {
     let none = c.post("/api/v1/auth/logout", json!({})).await;
     assert_eq!((none.status, none.code()), (401, "NOT_SIGNED_IN"));
 }
+
+#[tokio::test]
+async fn the_refresh_cookie_is_secure_when_a_trusted_proxy_says_the_client_came_over_https() {
+    let server = TestServer::start_with(crate::common::Options {
+        env: vec![("ENCLAVE_TRUSTED_PROXIES", "127.0.0.1".into())],
+        ..Default::default()
+    });
+    let mut c = Client::new(&server);
+    c.signup("sid").await;
+    let login = |proto: Option<&'static str>| {
+        let c = &c;
+        async move {
+            let mut builder = c
+                .request(reqwest::Method::POST, "/api/v1/auth/login")
+                .json(&json!({"username": "sid", "password": "sid-password-123", "cookie": true}));
+            if let Some(proto) = proto {
+                builder = builder.header("x-forwarded-proto", proto);
+            }
+            let reply = c.send(builder).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            reply.headers[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(login(Some("https")).await.contains("; Secure"));
+    // Plain HTTP (localhost): a Secure cookie would never be sent back.
+    assert!(!login(None).await.contains("Secure"));
+    assert!(!login(Some("http")).await.contains("Secure"));
+    // From a peer that is not a trusted proxy the header means nothing.
+    let untrusted = TestServer::start();
+    let mut d = Client::new(&untrusted);
+    d.signup("sid").await;
+    let reply = d
+        .send(
+            d.request(reqwest::Method::POST, "/api/v1/auth/login")
+                .header("x-forwarded-proto", "https")
+                .json(&json!({"username": "sid", "password": "sid-password-123", "cookie": true})),
+        )
+        .await;
+    let cookie = reply.headers[reqwest::header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}

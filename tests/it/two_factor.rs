@@ -172,3 +172,33 @@ async fn wrong_codes_lock_the_account_like_wrong_passwords_and_an_administrator_
     let r = login(&bob, "bob", json!({})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn a_role_that_requires_2fa_gets_only_its_own_account_until_it_is_set_up() {
+    let server = TestServer::start();
+    let mut root = Client::new(&server);
+    root.signup("root").await;
+    let mut pat = Client::new(&server);
+    pat.signup("pat").await;
+    assert_eq!(pat.get("/api/v1/conversations").await.status, 200);
+    let r = root
+        .put("/api/v1/admin/security", json!({"require_2fa_for": ["user"]}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        root.get("/api/v1/admin/security").await.body["require_2fa_for"],
+        json!(["user"])
+    );
+    // At pat's next request: only the own-account routes answer.
+    let r = pat.get("/api/v1/conversations").await;
+    assert_eq!((r.status, r.code()), (403, "TOTP_SETUP_REQUIRED"));
+    let me = pat.get("/api/v1/auth/me").await;
+    assert_eq!(me.body["totp_setup_required"], true);
+    // The super_admin's role is not concerned.
+    assert_eq!(root.get("/api/v1/conversations").await.status, 200);
+    enable(&pat).await;
+    assert_eq!(pat.get("/api/v1/conversations").await.status, 200);
+    assert_eq!(pat.get("/api/v1/auth/me").await.body["totp_setup_required"], false);
+    let r = pat.put("/api/v1/admin/security", json!({"require_2fa_for": []})).await;
+    assert_eq!(r.status, 403, "users do not set the rules");
+}

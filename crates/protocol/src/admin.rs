@@ -32,6 +32,15 @@ impl std::str::FromStr for RegistrationPolicy {
     }
 }
 
+/// `GET`/`PUT /admin/security`: server-wide account rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Roles whose accounts must have 2FA: until an account sets it up, only its own account's
+    /// routes answer (`TOTP_SETUP_REQUIRED`).
+    pub require_2fa_for: Vec<UserRole>,
+}
+
 /// `GET`/`PUT /admin/registration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistrationSettings {

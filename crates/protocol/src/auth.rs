@@ -180,4 +180,8 @@ pub struct User {
     /// Whether logins need an authenticator code.
     #[serde(default)]
     pub totp_enabled: bool,
+    /// The account's role requires 2FA and it is not set up: nothing but the account's own
+    /// routes answer until it is.
+    #[serde(default)]
+    pub totp_setup_required: bool,
 }

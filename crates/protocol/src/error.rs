@@ -59,6 +59,9 @@ pub enum ErrorCode {
     TotpAlreadyEnabled,
     /// 2FA has not been set up (`POST /auth/2fa/setup` first) or is not on (409).
     TotpNotSetUp,
+    /// The account's role requires 2FA and it has none yet: only its own account's routes
+    /// (2FA setup first) answer until it is set up (403).
+    TotpSetupRequired,
     /// Registration is by invitation: send an invitation's token as `invite` (403).
     InviteRequired,
     /// The invitation or reset link is unknown, expired or already used (400).
@@ -125,7 +128,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 50] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -149,6 +152,7 @@ impl ErrorCode {
         ErrorCode::InvalidTotp,
         ErrorCode::TotpAlreadyEnabled,
         ErrorCode::TotpNotSetUp,
+        ErrorCode::TotpSetupRequired,
         ErrorCode::InviteRequired,
         ErrorCode::InvalidLink,
         ErrorCode::EmailTaken,
@@ -204,6 +208,7 @@ impl ErrorCode {
             InvalidTotp => "INVALID_TOTP",
             TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
             TotpNotSetUp => "TOTP_NOT_SET_UP",
+            TotpSetupRequired => "TOTP_SETUP_REQUIRED",
             InviteRequired => "INVITE_REQUIRED",
             InvalidLink => "INVALID_LINK",
             EmailTaken => "EMAIL_TAKEN",

@@ -17,7 +17,7 @@ mod stream;
 
 pub use admin::{
     AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, GrantLink, InviteList, InviteRequest,
-    PasswordResetRequest, RegistrationPolicy, RegistrationSettings,
+    PasswordResetRequest, RegistrationPolicy, RegistrationSettings, SecuritySettings,
 };
 pub use auth::{
     LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session, SessionList, Tokens,
