@@ -6,6 +6,7 @@
 //! (docs/ARCHITECTURE.md).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod config;

@@ -4,7 +4,9 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::Parser;
-use enclave::config::{self, Cli, Command, Config, UserCommand};
+use enclave::audit::{AuditEvent, AuditLog};
+use enclave::config::{self, AuditCommand, Cli, Command, Config, UserCommand};
+use enclave_protocol::AuditAction;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,8 +30,9 @@ fn main() -> ExitCode {
                 enclave::server::run(config).await
             }
             Command::User(UserCommand::Add(args)) => add_user(args).await,
-            Command::User(UserCommand::Unlock(args)) => unlock_user(args),
-            Command::User(UserCommand::Reset2fa(args)) => reset_two_factor(args),
+            Command::User(UserCommand::Unlock(args)) => unlock_user(args).await,
+            Command::User(UserCommand::Reset2fa(args)) => reset_two_factor(args).await,
+            Command::Audit(AuditCommand::Verify(args)) => verify_audit(args),
             Command::Extract(_) => Ok(()),
         }
     });
@@ -56,7 +59,7 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
     // The same data directory and token lifetimes as `serve` with the same flags and file.
     let accounts = config::AccountConfig::resolve(&args.common)?;
     let store = open_store(&accounts)?;
-    let auth = enclave::auth::AuthService::new(store, accounts.auth_settings())?;
+    let auth = enclave::auth::AuthService::new(store.clone(), accounts.auth_settings())?;
     let user = auth
         .create_user(
             enclave::auth::Registration {
@@ -67,30 +70,71 @@ async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {
             role,
         )
         .await?;
+    let event = AuditEvent::new(AuditAction::UserCreate)
+        .about(user.id)
+        .with(serde_json::json!({ "role": user.role, "via": "command line" }));
+    record(&store, event).await?;
     println!("created {} ({}) with role {:?}", user.username, user.email, user.role);
     Ok(())
 }
 
 /// `enclave user unlock LOGIN`: ends an account's lockout.
-fn unlock_user(args: config::UserLoginArgs) -> anyhow::Result<()> {
+async fn unlock_user(args: config::UserLoginArgs) -> anyhow::Result<()> {
     let accounts = config::AccountConfig::resolve(&args.common)?;
     let store = open_store(&accounts)?;
-    let auth = enclave::auth::AuthService::new(store, accounts.auth_settings())?;
-    if !auth.unlock(&args.login)? {
+    let auth = enclave::auth::AuthService::new(store.clone(), accounts.auth_settings())?;
+    let Some(id) = auth.account_id(&args.login)? else {
         anyhow::bail!("no account has the email or username {:?}", args.login);
-    }
+    };
+    auth.unlock(&args.login)?;
+    let event = AuditEvent::new(AuditAction::Unlock)
+        .about(id)
+        .with(serde_json::json!({ "via": "command line" }));
+    record(&store, event).await?;
     println!("unlocked {}", args.login);
     Ok(())
 }
 
 /// `enclave user reset-2fa LOGIN`: removes an account's second factor.
-fn reset_two_factor(args: config::UserLoginArgs) -> anyhow::Result<()> {
+async fn reset_two_factor(args: config::UserLoginArgs) -> anyhow::Result<()> {
     let accounts = config::AccountConfig::resolve(&args.common)?;
-    let auth = enclave::auth::AuthService::new(open_store(&accounts)?, accounts.auth_settings())?;
-    if !auth.reset_totp(&args.login)? {
+    let store = open_store(&accounts)?;
+    let auth = enclave::auth::AuthService::new(store.clone(), accounts.auth_settings())?;
+    let Some(id) = auth.account_id(&args.login)? else {
         anyhow::bail!("no account has the email or username {:?}", args.login);
-    }
+    };
+    auth.reset_totp(&args.login)?;
+    let event = AuditEvent::new(AuditAction::TotpReset)
+        .about(id)
+        .with(serde_json::json!({ "via": "command line" }));
+    record(&store, event).await?;
     println!("two-factor authentication removed from {}", args.login);
+    Ok(())
+}
+
+/// `enclave audit verify`: checks the chain of the audit log; an error names the first entry
+/// that does not hold.
+fn verify_audit(args: config::AuditVerifyArgs) -> anyhow::Result<()> {
+    let accounts = config::AccountConfig::resolve(&args.common)?;
+    let check = open_store(&accounts)?.verify_audit()?;
+    match check.broken {
+        None => {
+            println!("the audit log is intact: {} entries checked", check.checked);
+            Ok(())
+        }
+        Some((seq, problem)) => anyhow::bail!(
+            "the audit log is broken at entry {seq}: {problem} ({} entries checked)",
+            check.checked
+        ),
+    }
+}
+
+/// Records what a command did in the audit log (no account acted: someone at the server's
+/// console did) and waits until it is stored.
+async fn record(store: &enclave::store::Store, event: AuditEvent) -> anyhow::Result<()> {
+    let log = AuditLog::start(store.clone())?;
+    log.record(event);
+    log.flush().await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
+use crate::audit::AuditLog;
 use crate::auth::AuthService;
 use crate::chat::ChatService;
 use crate::config::Config;
@@ -25,6 +26,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database_path())
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.database_path().display()))?;
     let auth = AuthService::new(store.clone(), config.auth_settings())?;
+    let audit = AuditLog::start(store.clone()).map_err(|e| anyhow::anyhow!("cannot start the audit writer: {e}"))?;
+    crate::audit::retention::spawn(audit.clone(), config.audit_retention);
     let registry = ModelRegistry::start(&config);
     let chunks = ChunkIndex::open(&config.vectors_dir())
         .await
@@ -51,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         registry,
         documents.clone(),
+        audit.clone(),
         config.default_system_prompt.clone(),
     );
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -60,6 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = crate::telemetry::install_metrics();
     let state = AppState {
         auth,
+        audit: audit.clone(),
         chat: chat.clone(),
         documents: documents.clone(),
         config: Arc::new(config),
@@ -79,6 +84,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .await?;
     documents.shutdown().await;
+    // The answers stopped above recorded their entries: store them before the process ends.
+    audit.flush().await;
     drop(chat);
     drop(store);
     tracing::info!("stopped cleanly");

@@ -10,22 +10,24 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use enclave_protocol::{
-    AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, DocumentListQuery, GrantLink,
-    InviteList, InviteRequest, RegistrationSettings, SecuritySettings,
+    AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, AuditAction, DocumentListQuery,
+    GrantLink, InviteList, InviteRequest, RegistrationSettings, SecuritySettings,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit::audited;
 use super::auth::{session_view, user_view};
 use super::documents::document_page;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Authenticated, IdPath};
+use super::extract::{ApiJson, ApiQuery, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
+use crate::audit::AuditEvent;
 use crate::auth::admin::AccountChange;
 use crate::auth::registration::DEFAULT_INVITE_LIFETIME;
 use crate::auth::roles::Permission;
 use crate::auth::Registration;
-use crate::store::{Grant, GrantRecord, UserRecord};
+use crate::store::{Grant, GrantRecord, SessionClient, UserRecord};
 
 /// The most accounts on one page.
 const PAGE_MAX: usize = 200;
@@ -54,6 +56,19 @@ fn link_view(record: GrantRecord, token: Option<String>) -> GrantLink {
         expires_at: rfc3339(record.expires_at),
         token,
         path,
+    }
+}
+
+/// An administrator's action, from the request's client.
+fn admin_event(action: AuditAction, actor: &crate::auth::Caller, client: &SessionClient) -> AuditEvent {
+    AuditEvent::new(action).by(actor.user_id).from_client(client)
+}
+
+/// Records `event` with the outcome of `result` (one request, several entries).
+fn record_outcome<T>(state: &AppState, event: AuditEvent, result: &Result<T, ApiError>) {
+    match result {
+        Ok(_) => state.audit.record(event),
+        Err(e) => state.audit.record(event.failed(e.code)),
     }
 }
 
@@ -102,6 +117,7 @@ pub async fn list_users(
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<AdminUserCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = caller.require(Permission::ManageUsers)?;
@@ -110,7 +126,12 @@ pub async fn create_user(
         username: body.username,
         password: body.password,
     };
-    let user = state.auth.admin_create_user(actor, registration, body.role).await?;
+    let created = state.auth.admin_create_user(actor, registration, body.role).await;
+    let mut event = admin_event(AuditAction::UserCreate, actor, &client).with(serde_json::json!({ "role": body.role }));
+    if let Ok(user) = &created {
+        event = event.about(user.id);
+    }
+    let user = audited(&state, event, created)?;
     Ok((StatusCode::CREATED, Json(admin_user_view(&state, user))))
 }
 
@@ -128,6 +149,7 @@ pub async fn get_user(
 pub async fn update_user(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<AdminUserUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -135,25 +157,41 @@ pub async fn update_user(
     if body.role.is_none() && body.disabled.is_none() {
         return Err(ApiError::validation("send \"role\" and / or \"disabled\""));
     }
+    let before = state.auth.get_user(id).ok();
     let change = AccountChange {
         role: body.role,
         disabled: body.disabled,
     };
-    Ok(Json(admin_user_view(
-        &state,
-        state.auth.change_account(actor, id, change)?,
-    )))
+    let changed = state.auth.change_account(actor, id, change).map_err(ApiError::from);
+    // One entry per change asked for: a role change, a disable or an enable.
+    if let Some(role) = body.role {
+        let from = before.as_ref().map(|u| u.role);
+        let event = admin_event(AuditAction::RoleChange, actor, &client)
+            .about(id)
+            .with(serde_json::json!({ "from": from, "to": role }));
+        record_outcome(&state, event, &changed);
+    }
+    if let Some(disabled) = body.disabled {
+        let action = if disabled {
+            AuditAction::UserDisable
+        } else {
+            AuditAction::UserEnable
+        };
+        record_outcome(&state, admin_event(action, actor, &client).about(id), &changed);
+    }
+    Ok(Json(admin_user_view(&state, changed?)))
 }
 
 /// `POST /admin/users/{id}/sign-out`: ends every session of the account.
 pub async fn sign_out(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .sign_out_everywhere(caller.require(Permission::ManageUsers)?, id)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::SignOut, actor, &client).about(id);
+    audited(&state, event, state.auth.sign_out_everywhere(actor, id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -161,11 +199,12 @@ pub async fn sign_out(
 pub async fn unlock(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .unlock_account(caller.require(Permission::ManageUsers)?, id)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::Unlock, actor, &client).about(id);
+    audited(&state, event, state.auth.unlock_account(actor, id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -173,11 +212,12 @@ pub async fn unlock(
 pub async fn reset_two_factor(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .remove_second_factor(caller.require(Permission::ManageUsers)?, id)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::TotpReset, actor, &client).about(id);
+    audited(&state, event, state.auth.remove_second_factor(actor, id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,11 +225,12 @@ pub async fn reset_two_factor(
 pub async fn password_reset_link(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (token, record) = state
-        .auth
-        .password_reset_link(caller.require(Permission::ManageUsers)?, id)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::PasswordResetLink, actor, &client).about(id);
+    let (token, record) = audited(&state, event, state.auth.password_reset_link(actor, id))?;
     Ok((
         StatusCode::CREATED,
         super::auth::no_store(),
@@ -216,11 +257,16 @@ pub async fn user_sessions(
 pub async fn end_user_session(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = caller.require(Permission::ManageUsers)?;
     let parse = |raw: &str| Uuid::parse_str(raw).map_err(|_| ApiError::not_found("session"));
-    state.auth.end_account_session(actor, parse(&id)?, parse(&session)?)?;
+    let (id, session) = (parse(&id)?, parse(&session)?);
+    let event = admin_event(AuditAction::AdminSessionEnd, actor, &client)
+        .about(id)
+        .on(format!("session/{session}"));
+    audited(&state, event, state.auth.end_account_session(actor, id, session))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -228,12 +274,14 @@ pub async fn end_user_session(
 pub async fn user_documents(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<DocumentListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Permission::ReadAllDocuments)?;
+    let actor = caller.require(Permission::ReadAllDocuments)?;
     state.auth.get_user(id)?;
-    Ok(Json(document_page(&state, id, query)?))
+    let event = admin_event(AuditAction::DocumentsRead, actor, &client).about(id);
+    Ok(Json(audited(&state, event, document_page(&state, id, query))?))
 }
 
 /// `GET /admin/security`
@@ -248,11 +296,17 @@ pub async fn security(State(state): State<AppState>, caller: Authenticated) -> R
 pub async fn set_security(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<SecuritySettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .require_2fa_for(caller.require(Permission::ManageUsers)?, body.require_2fa_for.clone())?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::SecuritySettings, actor, &client)
+        .with(serde_json::json!({ "require_2fa_for": body.require_2fa_for }));
+    audited(
+        &state,
+        event,
+        state.auth.require_2fa_for(actor, body.require_2fa_for.clone()),
+    )?;
     Ok(Json(body))
 }
 
@@ -268,11 +322,13 @@ pub async fn registration(State(state): State<AppState>, caller: Authenticated) 
 pub async fn set_registration(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<RegistrationSettings>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .set_registration_policy(caller.require(Permission::ManageUsers)?, body.policy)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event =
+        admin_event(AuditAction::RegistrationPolicy, actor, &client).with(serde_json::json!({ "policy": body.policy }));
+    audited(&state, event, state.auth.set_registration_policy(actor, body.policy))?;
     Ok(Json(body))
 }
 
@@ -292,6 +348,7 @@ pub async fn invites(State(state): State<AppState>, caller: Authenticated) -> Re
 pub async fn create_invite(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<InviteRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = caller.require(Permission::ManageUsers)?;
@@ -300,7 +357,14 @@ pub async fn create_invite(
         Some(hours @ 1..=720) => Duration::from_secs(u64::from(hours) * 3600),
         Some(_) => return Err(ApiError::validation("expires_in_hours must be 1 to 720")),
     };
-    let (token, record) = state.auth.invite(actor, body.role, lifetime)?;
+    let invited = state.auth.invite(actor, body.role, lifetime);
+    let mut event = admin_event(AuditAction::InviteCreate, actor, &client).with(serde_json::json!({
+        "role": body.role, "expires_in_hours": lifetime.as_secs() / 3600,
+    }));
+    if let Ok((_, record)) = &invited {
+        event = event.on(format!("invite/{}", record.id));
+    }
+    let (token, record) = audited(&state, event, invited)?;
     Ok((
         StatusCode::CREATED,
         super::auth::no_store(),
@@ -312,8 +376,11 @@ pub async fn create_invite(
 pub async fn revoke_invite(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.auth.revoke_invite(caller.require(Permission::ManageUsers)?, id)?;
+    let actor = caller.require(Permission::ManageUsers)?;
+    let event = admin_event(AuditAction::InviteRevoke, actor, &client).on(format!("invite/{id}"));
+    audited(&state, event, state.auth.revoke_invite(actor, id))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,14 +6,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use enclave_protocol::{
-    ErrorCode, LoginRequest, PasswordChangeRequest, PasswordResetRequest, RecoveryCodes, RefreshRequest,
+    AuditAction, ErrorCode, LoginRequest, PasswordChangeRequest, PasswordResetRequest, RecoveryCodes, RefreshRequest,
     RegisterRequest, Session, SessionList, Tokens, TotpDisableRequest, TotpSetup, TotpVerifyRequest, User,
 };
 
+use super::audit::audited;
 use super::error::ApiError;
 use super::extract::{ApiJson, Authenticated, ClientInfo, Https, IdPath};
 use super::{rfc3339, AppState};
+use crate::audit::AuditEvent;
 use crate::auth::roles::Permission;
+use crate::auth::AuthError;
 use crate::auth::{Registration, SecondFactor, TokenPair};
 use crate::store::{SessionInfo, UserRecord};
 
@@ -41,10 +44,15 @@ pub async fn register(
         username: body.username,
         password: body.password,
     };
-    let user = state
+    let registered = state
         .auth
         .register(registration, body.invite.as_deref(), client.ip)
-        .await?;
+        .await;
+    let mut event = AuditEvent::new(AuditAction::Register).from_client(&client);
+    if let Ok(user) = &registered {
+        event = event.by(user.id).with(serde_json::json!({ "role": user.role }));
+    }
+    let user = audited(&state, event, registered)?;
     let pending = state.auth.needs_totp_setup(&user);
     Ok((StatusCode::CREATED, Json(user_view(user, pending))))
 }
@@ -96,7 +104,7 @@ fn token_response(state: &AppState, tokens: TokenPair, in_cookie: bool, https: b
     }
     let cookie = refresh_cookie(
         body.refresh_token.take().as_deref(),
-        state.config.refresh_token_ttl,
+        state.config.accounts.refresh_token_ttl,
         https,
     );
     ([(SET_COOKIE, cookie), no_store], Json(body)).into_response()
@@ -114,18 +122,39 @@ pub async fn login(
         .or(body.username)
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| ApiError::validation("send \"email\" or \"username\" with the password"))?;
-    let second_factor = match (body.totp_code, body.recovery_code) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation(
-                "send \"totp_code\" or \"recovery_code\", not both",
-            ))
-        }
-        (Some(code), None) => SecondFactor::TotpCode(code),
-        (None, Some(code)) => SecondFactor::RecoveryCode(code),
-        (None, None) => SecondFactor::Missing,
+    let second_factor = second_factor(body.totp_code, body.recovery_code, "totp_code")?;
+    let attempt = state
+        .auth
+        .login(&login, body.password, second_factor, client.clone())
+        .await;
+    let event = AuditEvent::new(AuditAction::Login).from_client(&client);
+    let event = match &attempt {
+        Ok((user, _)) => event.by(user.id),
+        // The name is not recorded (people type passwords into it); its account, if any, is.
+        Err(_) => match state.auth.account_id(&login)? {
+            Some(id) => event.by(id),
+            None => event.with(serde_json::json!({ "account": "unknown" })),
+        },
     };
-    let (_, tokens) = state.auth.login(&login, body.password, second_factor, client).await?;
+    let (_, tokens) = audited(&state, event, attempt)?;
     Ok(token_response(&state, tokens, body.cookie, https))
+}
+
+/// The second factor a body brings: a current code (in the field `code_field`) or a recovery
+/// code, not both.
+fn second_factor(
+    code: Option<String>,
+    recovery_code: Option<String>,
+    code_field: &str,
+) -> Result<SecondFactor, ApiError> {
+    match (code, recovery_code) {
+        (Some(_), Some(_)) => Err(ApiError::validation(format!(
+            "send \"{code_field}\" or \"recovery_code\", not both"
+        ))),
+        (Some(code), None) => Ok(SecondFactor::TotpCode(code)),
+        (None, Some(code)) => Ok(SecondFactor::RecoveryCode(code)),
+        (None, None) => Ok(SecondFactor::Missing),
+    }
 }
 
 /// The refresh token of the body, else of the cookie, and whether it came from the cookie.
@@ -147,11 +176,20 @@ fn presented_token(body: RefreshRequest, headers: &HeaderMap) -> Result<(String,
 pub async fn refresh(
     State(state): State<AppState>,
     Https(https): Https,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, from_cookie) = presented_token(body, &headers)?;
-    let tokens = state.auth.refresh(&token)?;
+    let refreshed = state.auth.refresh(&token);
+    if let Err(AuthError::TokenReused { user_id }) = &refreshed {
+        // Someone replayed a rotated token: a stolen token or a confused client.
+        let event = AuditEvent::new(AuditAction::RefreshReuse)
+            .about(*user_id)
+            .from_client(&client);
+        state.audit.record(event.failed(ErrorCode::TokenReused));
+    }
+    let tokens = refreshed?;
     Ok(token_response(&state, tokens, from_cookie, https))
 }
 
@@ -159,11 +197,15 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     Https(https): Https,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let (token, _) = presented_token(body, &headers)?;
-    state.auth.logout(&token)?;
+    let user_id = state.auth.logout(&token)?;
+    state
+        .audit
+        .record(AuditEvent::new(AuditAction::Logout).by(user_id).from_client(&client));
     let clear = refresh_cookie(None, std::time::Duration::ZERO, https);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
@@ -175,15 +217,15 @@ pub async fn change_password(
     ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<PasswordChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
+    let user_id = caller.require(Permission::OwnAccount)?.user_id;
+    let changed = state
         .auth
-        .change_password(
-            caller.require(Permission::OwnAccount)?.user_id,
-            body.current_password,
-            body.new_password,
-            client.ip,
-        )
-        .await?;
+        .change_password(user_id, body.current_password, body.new_password, client.ip)
+        .await;
+    let event = AuditEvent::new(AuditAction::PasswordChange)
+        .by(user_id)
+        .from_client(&client);
+    audited(&state, event, changed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,10 +265,15 @@ pub async fn reset_password(
     ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<PasswordResetRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
+    let reset = state
         .auth
         .reset_password(&body.token, body.new_password, client.ip)
-        .await?;
+        .await;
+    let mut event = AuditEvent::new(AuditAction::PasswordReset).from_client(&client);
+    if let Ok(user_id) = &reset {
+        event = event.by(*user_id);
+    }
+    audited(&state, event, reset)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -234,11 +281,15 @@ pub async fn reset_password(
 pub async fn end_session(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .auth
-        .end_session(caller.require(Permission::OwnAccount)?.user_id, id)?;
+    let user_id = caller.require(Permission::OwnAccount)?.user_id;
+    let event = AuditEvent::new(AuditAction::SessionEnd)
+        .by(user_id)
+        .on(format!("session/{id}"))
+        .from_client(&client);
+    audited(&state, event, state.auth.end_session(user_id, id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,10 +320,11 @@ pub async fn totp_verify(
     ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<TotpVerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let recovery_codes =
-        state
-            .auth
-            .totp_enable(caller.require(Permission::OwnAccount)?.user_id, &body.code, client.ip)?;
+    let user_id = caller.require(Permission::OwnAccount)?.user_id;
+    let event = AuditEvent::new(AuditAction::TotpEnable)
+        .by(user_id)
+        .from_client(&client);
+    let recovery_codes = audited(&state, event, state.auth.totp_enable(user_id, &body.code, client.ip))?;
     let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
     Ok((no_store, Json(RecoveryCodes { recovery_codes })).into_response())
 }
@@ -284,20 +336,12 @@ pub async fn totp_disable(
     ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<TotpDisableRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let factor = match (body.code, body.recovery_code) {
-        (Some(_), Some(_)) => return Err(ApiError::validation("send \"code\" or \"recovery_code\", not both")),
-        (Some(code), None) => SecondFactor::TotpCode(code),
-        (None, Some(code)) => SecondFactor::RecoveryCode(code),
-        (None, None) => SecondFactor::Missing,
-    };
-    state
-        .auth
-        .totp_disable(
-            caller.require(Permission::OwnAccount)?.user_id,
-            body.password,
-            factor,
-            client.ip,
-        )
-        .await?;
+    let factor = second_factor(body.code, body.recovery_code, "code")?;
+    let user_id = caller.require(Permission::OwnAccount)?.user_id;
+    let disabled = state.auth.totp_disable(user_id, body.password, factor, client.ip).await;
+    let event = AuditEvent::new(AuditAction::TotpDisable)
+        .by(user_id)
+        .from_client(&client);
+    audited(&state, event, disabled)?;
     Ok(StatusCode::NO_CONTENT)
 }

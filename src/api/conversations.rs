@@ -6,12 +6,15 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use enclave_protocol::{
-    Conversation, ConversationDetail, ConversationPage, CreateConversation, ListQuery, Message, UpdateConversation,
+    AuditAction, Conversation, ConversationDetail, ConversationPage, CreateConversation, ListQuery, Message,
+    UpdateConversation,
 };
 
+use super::audit::audited;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Authenticated, IdPath};
+use super::extract::{ApiJson, ApiQuery, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
+use crate::audit::AuditEvent;
 use crate::auth::roles::Permission;
 use crate::chat::BranchMessage;
 use crate::store::ConversationRecord;
@@ -109,9 +112,14 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    state.chat.delete_conversation(user.user_id, id).await?;
+    let event = AuditEvent::new(AuditAction::ConversationDelete)
+        .by(user.user_id)
+        .on(format!("conversation/{id}"))
+        .from_client(&client);
+    audited(&state, event, state.chat.delete_conversation(user.user_id, id).await)?;
     Ok(StatusCode::NO_CONTENT)
 }

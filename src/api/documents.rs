@@ -8,14 +8,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use enclave_protocol::{
-    Document, DocumentListQuery, DocumentPage, DocumentPageText, ErrorCode, SearchHit, SearchRequest, SearchResponse,
-    UploadResponse, UploadedPart,
+    AuditAction, Document, DocumentListQuery, DocumentPage, DocumentPageText, ErrorCode, SearchHit, SearchRequest,
+    SearchResponse, UploadResponse, UploadedPart,
 };
 use uuid::Uuid;
 
+use super::audit::audited;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Authenticated, IdPath};
+use super::extract::{ApiJson, ApiQuery, Authenticated, ClientInfo, IdPath};
 use super::{rfc3339, AppState};
+use crate::audit::AuditEvent;
 use crate::auth::roles::Permission;
 use crate::documents::{DocumentError, SearchQuery};
 use crate::store::{DocumentFilter, DocumentRecord};
@@ -47,6 +49,7 @@ pub fn document_view(d: DocumentRecord) -> Document {
 pub async fn upload(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::ManageOwnDocuments)?;
@@ -93,13 +96,25 @@ pub async fn upload(
             parts.push(refused(&filename, error.code, error.message));
             continue;
         }
-        match state.documents.upload(user.user_id, &filename, bytes).await {
+        let size = bytes.len();
+        let uploaded = state.documents.upload(user.user_id, &filename, bytes).await;
+        let event = AuditEvent::new(AuditAction::DocumentUpload)
+            .by(user.user_id)
+            .from_client(&client);
+        let event = match &uploaded {
+            Ok(accepted) => event
+                .on(format!("document/{}", accepted.record.id))
+                .with(serde_json::json!({
+                    "kind": accepted.record.kind, "size_bytes": size, "duplicate": accepted.duplicate,
+                })),
+            Err(_) => event.with(serde_json::json!({ "size_bytes": size })),
+        };
+        match audited(&state, event, uploaded) {
             Ok(accepted) => parts.push(UploadedPart::Accepted {
                 document: document_view(accepted.record),
                 duplicate: accepted.duplicate,
             }),
             Err(error) => {
-                let error = ApiError::from(error);
                 if error.status.is_server_error() {
                     return Err(error);
                 }
@@ -231,10 +246,15 @@ pub async fn section(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.require(Permission::ManageOwnDocuments)?;
-    state.documents.delete(user.user_id, id).await?;
+    let event = AuditEvent::new(AuditAction::DocumentDelete)
+        .by(user.user_id)
+        .on(format!("document/{id}"))
+        .from_client(&client);
+    audited(&state, event, state.documents.delete(user.user_id, id).await)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -94,7 +94,7 @@ impl From<AuthError> for ApiError {
             AuthError::WeakPassword(_) => (S::UNPROCESSABLE_ENTITY, C::WeakPassword),
             AuthError::InvalidToken => (S::UNAUTHORIZED, C::InvalidToken),
             AuthError::TokenExpired => (S::UNAUTHORIZED, C::TokenExpired),
-            AuthError::TokenReused => (S::UNAUTHORIZED, C::TokenReused),
+            AuthError::TokenReused { .. } => (S::UNAUTHORIZED, C::TokenReused),
             AuthError::AccountDisabled => (S::FORBIDDEN, C::AccountDisabled),
             AuthError::SessionNotFound => (S::NOT_FOUND, C::NotFound),
             AuthError::TotpRequired => (S::UNAUTHORIZED, C::TotpRequired),

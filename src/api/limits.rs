@@ -7,8 +7,9 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::Authenticated;
+use super::extract::{Authenticated, ClientInfo};
 use super::AppState;
+use crate::audit::AuditEvent;
 
 /// The layer's function (`axum::middleware::from_fn_with_state`).
 pub async fn charge_user_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -18,7 +19,21 @@ pub async fn charge_user_request(State(state): State<AppState>, request: Request
         Err(error) => return error.into_response(),
     };
     if let Err(error) = state.auth.charge_request(caller.user_id) {
-        return super::ApiError::from(error).into_response();
+        let error = super::ApiError::from(error);
+        let client = match ClientInfo::from_request_parts(&mut parts, &state).await {
+            Ok(ClientInfo(client)) => client,
+            Err(_) => Default::default(),
+        };
+        let event = AuditEvent::new(enclave_protocol::AuditAction::RateLimited)
+            .by(caller.user_id)
+            .from_client(&client)
+            .on(parts.uri.path().to_owned())
+            .failed(error.code)
+            .with(serde_json::json!({ "limit": "user_requests" }));
+        state
+            .audit
+            .record_unless_repeated(format!("user_requests:{}", caller.user_id), event);
+        return error.into_response();
     }
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await

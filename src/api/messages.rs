@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated, IdPath};
+use super::extract::{ApiJson, Authenticated, ClientInfo, IdPath};
 use super::AppState;
 use crate::auth::roles::Permission;
 use crate::chat::{DocumentChoice, Placement, StartedTurn, StreamEvent};
@@ -25,6 +25,7 @@ use crate::chat::{DocumentChoice, Placement, StartedTurn, StreamEvent};
 pub async fn send(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
@@ -52,7 +53,7 @@ pub async fn send(
     };
     let turn = state
         .chat
-        .send_message(user.user_id, id, body.content, placement, documents)
+        .send_message(user.user_id, id, body.content, placement, documents, client)
         .await?;
     Ok(stream_response(turn))
 }
@@ -61,10 +62,11 @@ pub async fn send(
 pub async fn regenerate(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    let turn = state.chat.regenerate(user.user_id, id).await?;
+    let turn = state.chat.regenerate(user.user_id, id, client).await?;
     Ok(stream_response(turn))
 }
 

@@ -2,6 +2,7 @@
 //! it holds no business rules (those live in `auth` and `chat`).
 
 mod admin;
+mod audit;
 mod auth;
 mod conversations;
 mod documents;
@@ -36,6 +37,8 @@ pub use error::ApiError;
 pub struct AppState {
     /// Accounts and tokens.
     pub auth: AuthService,
+    /// Who did what: the security-relevant events.
+    pub audit: crate::audit::AuditLog,
     /// Conversations, streaming answers, chat preferences, models.
     pub chat: ChatService,
     /// Uploaded documents, their ingestion and search.
@@ -111,6 +114,8 @@ pub fn router(state: AppState) -> Router {
             get(admin::registration).put(admin::set_registration),
         )
         .route("/admin/security", get(admin::security).put(admin::set_security))
+        .route("/admin/audit", get(audit::list))
+        .route("/admin/audit/verify", get(audit::verify))
         .route("/admin/invites", get(admin::invites).post(admin::create_invite))
         .route("/admin/invites/{id}", delete(admin::revoke_invite));
     Router::new()

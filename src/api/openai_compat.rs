@@ -15,13 +15,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Authenticated};
+use super::extract::{ApiJson, Authenticated, ClientInfo};
 use super::AppState;
+use crate::audit::AuditEvent;
 use crate::auth::roles::Permission;
 use crate::providers::registry::RegistryError;
 use crate::providers::{
     ChatEvent, ChatMessage, ChatRequest, FinishReason, GenerationParams, ProviderError, Role, Usage,
 };
+use enclave_protocol::AuditAction;
 
 #[derive(Deserialize)]
 pub struct CompletionBody {
@@ -168,9 +170,14 @@ fn usage_json(usage: Usage) -> Value {
 pub async fn chat_completions(
     State(state): State<AppState>,
     caller: Authenticated,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<CompletionBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Chat)?;
+    let audit = state.audit.clone();
+    let answered = AuditEvent::new(AuditAction::ChatAnswer)
+        .by(caller.0.user_id)
+        .from_client(&client);
     let registry = state.chat.registry().clone();
     let model = body
         .model
@@ -197,6 +204,7 @@ pub async fn chat_completions(
             match event {
                 Ok(ChatEvent::Token(t)) => text.push_str(&t),
                 Ok(ChatEvent::Done { finish_reason, usage }) => {
+                    audit.record(answer_event(answered, &served_by, usage, finish_reason));
                     return Ok(Json(json!({
                         "id": id, "object": "chat.completion", "created": created, "model": served_by,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -213,6 +221,7 @@ pub async fn chat_completions(
         ))));
     }
 
+    let model_name = served_by.clone();
     let chunk = move |delta: Value, finish: Option<&str>| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": served_by,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -223,6 +232,7 @@ pub async fn chat_completions(
             match event {
                 Ok(ChatEvent::Token(t)) => yield Ok(Event::default().data(chunk(json!({"content": t}), None).to_string())),
                 Ok(ChatEvent::Done { finish_reason, usage }) => {
+                    audit.record(answer_event(answered, &model_name, usage, finish_reason));
                     yield Ok(Event::default().data(chunk(json!({}), Some(finish_name(finish_reason))).to_string()));
                     if include_usage {
                         let mut last = chunk(json!({}), None);
@@ -242,6 +252,17 @@ pub async fn chat_completions(
         yield Ok(Event::default().data("[DONE]"));
     };
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The audit entry of a finished `/v1` answer: model and token counts, never the text.
+fn answer_event(event: AuditEvent, model: &str, usage: Usage, finish: FinishReason) -> AuditEvent {
+    event.with(json!({
+        "api": "v1",
+        "model": model,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "finish_reason": finish_name(finish),
+    }))
 }
 
 /// `GET /v1/models`: the chat models, in OpenAI's list shape.

@@ -164,7 +164,7 @@ impl AuthService {
         grant: Grant,
         lifetime: Duration,
     ) -> Result<(String, GrantRecord), AuthError> {
-        let (token, hash) = tokens::new_refresh_token();
+        let (token, hash) = tokens::new_secret_token();
         let now = crate::store::now_ms();
         let expires_at = now + lifetime.min(LONGEST_LINK).as_millis() as i64;
         let record = self
@@ -181,10 +181,10 @@ impl AuthService {
         token: &str,
         new_password: String,
         address: Option<std::net::IpAddr>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Uuid, AuthError> {
         self.check_address(address)?;
         super::validate::password(&new_password)?;
-        let hash = tokens::hash_refresh_token(token);
+        let hash = tokens::hash_secret_token(token);
         let now = crate::store::now_ms();
         let used = self
             .inner
@@ -212,6 +212,6 @@ impl AuthService {
         })?;
         self.end_all_sessions(user_id)?;
         tracing::info!(%user_id, "password set through a reset link; sessions ended");
-        Ok(())
+        Ok(user_id)
     }
 }

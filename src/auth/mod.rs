@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod limits;
+mod login;
 mod passwords;
 pub mod registration;
 pub mod roles;
+mod second_factor;
 mod sessions;
 mod tokens;
 pub mod two_factor;
@@ -18,11 +20,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::store::{
-    LoginFailures, NewUser, RefreshOutcome, RegistrationPolicy, SessionClient, SessionInfo, Store, StoreError,
-    TotpRecord, UserRecord, UserRole,
+    NewUser, RefreshOutcome, RegistrationPolicy, SessionClient, SessionInfo, Store, StoreError, UserRecord, UserRole,
 };
 use limits::address_failures::AddressFailures;
-use limits::lockout::{self, UnknownNames};
+use limits::lockout::UnknownNames;
 use limits::user_requests::UserRequests;
 use limits::{count_refusal, LimitSettings, Refusal};
 pub use tokens::AccessClaims;
@@ -56,7 +57,10 @@ pub enum AuthError {
     TokenExpired,
     /// A rotated refresh token was used again: every session of that login was ended.
     #[error("this refresh token was already used; the session has been revoked, log in again")]
-    TokenReused,
+    TokenReused {
+        /// The account whose session was revoked.
+        user_id: Uuid,
+    },
     /// The account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
@@ -281,228 +285,8 @@ impl AuthService {
         Ok(user)
     }
 
-    /// Checks a login (email or username) and starts a new session for `client`.
-    ///
-    /// In order: the address's failure budget, the name's lockout (a locked name is refused
-    /// without checking the password, so guesses during a lock learn nothing), the password
-    /// (a name of no account spends the same time and counts failures the same way). A failure
-    /// fills the address's budget and the name's count; a success clears the count. An account
-    /// with 2FA then needs its code (a wrong one counts like a wrong password; none at all is
-    /// `TotpRequired`, which counts nothing).
-    pub async fn login(
-        &self,
-        login: &str,
-        password: String,
-        second_factor: SecondFactor,
-        client: SessionClient,
-    ) -> Result<(UserRecord, TokenPair), AuthError> {
-        self.check_address(client.ip)?;
-        let login = login.trim();
-        let user = self.inner.store.find_user_by_login(login)?;
-        let now = crate::store::now_ms();
-        let locked = match &user {
-            Some(user) => lockout::locked_for(&user.login_failures, now),
-            None => self.inner.unknown_names.locked_for(login, now),
-        };
-        if let Some(retry_after) = locked {
-            count_refusal(Refusal::Lockout);
-            return Err(AuthError::AccountLocked { retry_after });
-        }
-        let Some(user) = user else {
-            passwords::verify_dummy(password).await?;
-            self.inner.address_failures.charge(client.ip);
-            self.inner.unknown_names.failed(login, now);
-            return Err(AuthError::InvalidCredentials);
-        };
-        if !passwords::verify(password, user.password_hash.clone()).await? {
-            self.login_failed(&user, client.ip, now, "wrong password")?;
-            return Err(AuthError::InvalidCredentials);
-        }
-        if user.disabled {
-            return Err(AuthError::AccountDisabled);
-        }
-        match self.check_second_factor(&user, &second_factor, now) {
-            Err(AuthError::InvalidTotp) => {
-                self.login_failed(&user, client.ip, now, "wrong second factor")?;
-                return Err(AuthError::InvalidTotp);
-            }
-            other => other?,
-        }
-        if user.login_failures != LoginFailures::default() {
-            self.inner
-                .store
-                .update_user(user.id, |u| u.login_failures = LoginFailures::default())?;
-        }
-        let pair = self.start_session(&user, client)?;
-        tracing::info!(user_id = %user.id, "login");
-        Ok((user, pair))
-    }
-
-    /// Counts a failed login of `user` (its lockout count and the address's budget).
-    fn login_failed(&self, user: &UserRecord, address: Option<IpAddr>, now: i64, why: &str) -> Result<(), AuthError> {
-        self.inner.address_failures.charge(address);
-        let failures = self.inner.store.update_user(user.id, |u| {
-            u.login_failures = lockout::after_failure(u.login_failures, now);
-            u.login_failures
-        })?;
-        if failures.count == lockout::LOCK_AFTER {
-            tracing::warn!(user_id = %user.id, "account locked after failed logins");
-        } else {
-            tracing::info!(user_id = %user.id, "login failed: {why}");
-        }
-        Ok(())
-    }
-
-    /// Checks the second factor of `user` (whose password was right): nothing to check without
-    /// 2FA on; otherwise the code must match (and is used up), else `TotpRequired` /
-    /// `InvalidTotp`.
-    fn check_second_factor(&self, user: &UserRecord, factor: &SecondFactor, now_ms: i64) -> Result<(), AuthError> {
-        if !user.totp.as_ref().is_some_and(|t| t.enabled) {
-            return Ok(());
-        }
-        if matches!(factor, SecondFactor::Missing) {
-            return Err(AuthError::TotpRequired);
-        }
-        let now_secs = (now_ms / 1000).max(0) as u64;
-        let accepted = self.inner.store.update_user(user.id, |u| {
-            let email = u.email.clone();
-            let Some(totp) = u.totp.as_mut().filter(|t| t.enabled) else {
-                return false;
-            };
-            match factor {
-                SecondFactor::TotpCode(code) => match two_factor::matching_step(totp, &email, code, now_secs) {
-                    Some(step) => {
-                        totp.last_step = step;
-                        true
-                    }
-                    None => false,
-                },
-                SecondFactor::RecoveryCode(code) => two_factor::use_recovery_code(totp, code),
-                SecondFactor::Missing => false,
-            }
-        })?;
-        if accepted {
-            Ok(())
-        } else {
-            Err(AuthError::InvalidTotp)
-        }
-    }
-
-    /// Starts setting up 2FA for `user_id`: a new secret, not in force until
-    /// [`AuthService::totp_enable`] confirms a code from it (setting up again replaces it).
-    pub fn totp_setup(&self, user_id: Uuid) -> Result<TotpSetupInfo, AuthError> {
-        let secret = two_factor::new_secret();
-        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
-        let uri = two_factor::otpauth_uri(&secret, &user.email).ok_or(AuthError::TotpSecret)?;
-        let qr_svg = two_factor::qr_svg(&uri).ok_or(AuthError::TotpSecret)?;
-        let pending = TotpRecord {
-            secret: secret.clone(),
-            enabled: false,
-            recovery_codes: Vec::new(),
-            last_step: 0,
-        };
-        self.inner.store.update_user(user_id, |u| match &u.totp {
-            Some(t) if t.enabled => Err(AuthError::TotpAlreadyEnabled),
-            _ => {
-                u.totp = Some(pending);
-                Ok(())
-            }
-        })??;
-        tracing::info!(%user_id, "2FA setup started");
-        Ok(TotpSetupInfo { secret, uri, qr_svg })
-    }
-
-    /// Turns 2FA on once `code` from the new secret matches; returns the recovery codes (shown
-    /// this once). A wrong code counts against the address's failure budget.
-    pub fn totp_enable(&self, user_id: Uuid, code: &str, address: Option<IpAddr>) -> Result<Vec<String>, AuthError> {
-        self.check_address(address)?;
-        let now_secs = (crate::store::now_ms() / 1000).max(0) as u64;
-        let (codes, hashes) = two_factor::new_recovery_codes();
-        let outcome = self.inner.store.update_user(user_id, |u| {
-            let email = u.email.clone();
-            match u.totp.as_mut() {
-                None => Err(AuthError::TotpNotSetUp),
-                Some(t) if t.enabled => Err(AuthError::TotpAlreadyEnabled),
-                Some(t) => match two_factor::matching_step(t, &email, code, now_secs) {
-                    Some(step) => {
-                        t.last_step = step;
-                        t.enabled = true;
-                        t.recovery_codes = hashes;
-                        Ok(())
-                    }
-                    None => Err(AuthError::InvalidTotp),
-                },
-            }
-        })?;
-        if matches!(outcome, Err(AuthError::InvalidTotp)) {
-            self.inner.address_failures.charge(address);
-        }
-        outcome?;
-        tracing::info!(%user_id, "2FA enabled");
-        Ok(codes)
-    }
-
-    /// Turns 2FA off, given the password and a current code or a recovery code (failures count
-    /// against the address's budget).
-    pub async fn totp_disable(
-        &self,
-        user_id: Uuid,
-        password: String,
-        factor: SecondFactor,
-        address: Option<IpAddr>,
-    ) -> Result<(), AuthError> {
-        self.check_address(address)?;
-        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
-        if !user.totp.as_ref().is_some_and(|t| t.enabled) {
-            return Err(AuthError::TotpNotSetUp);
-        }
-        if !passwords::verify(password, user.password_hash.clone()).await? {
-            self.inner.address_failures.charge(address);
-            return Err(AuthError::InvalidCredentials);
-        }
-        if let Err(e) = self.check_second_factor(&user, &factor, crate::store::now_ms()) {
-            if matches!(e, AuthError::InvalidTotp) {
-                self.inner.address_failures.charge(address);
-            }
-            return Err(e);
-        }
-        self.inner.store.update_user(user_id, |u| u.totp = None)?;
-        tracing::info!(%user_id, "2FA disabled");
-        Ok(())
-    }
-
-    /// Removes the second factor of the account `login` (an administrator's reset, for a user
-    /// who lost their app and codes). Returns whether an account has that name.
-    pub fn reset_totp(&self, login: &str) -> Result<bool, AuthError> {
-        match self.inner.store.find_user_by_login(login.trim())? {
-            Some(user) => {
-                self.inner.store.update_user(user.id, |u| u.totp = None)?;
-                tracing::info!(user_id = %user.id, "2FA reset by an administrator");
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Ends the lockout of the account (or unknown name) `login`: an administrator's unlock.
-    /// Returns whether an account has that name.
-    pub fn unlock(&self, login: &str) -> Result<bool, AuthError> {
-        let login = login.trim();
-        self.inner.unknown_names.forget(login);
-        match self.inner.store.find_user_by_login(login)? {
-            Some(user) => {
-                self.inner
-                    .store
-                    .update_user(user.id, |u| u.login_failures = LoginFailures::default())?;
-                tracing::info!(user_id = %user.id, "account unlocked");
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
     fn start_session(&self, user: &UserRecord, client: SessionClient) -> Result<TokenPair, AuthError> {
-        let (refresh, hash) = tokens::new_refresh_token();
+        let (refresh, hash) = tokens::new_secret_token();
         let expires_at =
             crate::store::now_ms() + self.inner.refresh_ttl.min(self.inner.session_lifetime).as_millis() as i64;
         let session_id = self
@@ -527,8 +311,8 @@ impl AuthService {
 
     /// Exchanges a refresh token for a new pair; reuse of a rotated token revokes its family.
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
-        let old = tokens::hash_refresh_token(refresh_token);
-        let (new, new_hash) = tokens::new_refresh_token();
+        let old = tokens::hash_secret_token(refresh_token);
+        let (new, new_hash) = tokens::new_secret_token();
         let expires_at = crate::store::now_ms() + self.inner.refresh_ttl.as_millis() as i64;
         let lifetime = self.inner.session_lifetime.as_millis() as i64;
         match self
@@ -546,24 +330,24 @@ impl AuthService {
             RefreshOutcome::ReuseDetected { user_id, session_id } => {
                 self.inner.sessions.ended(session_id, user_id);
                 tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
-                Err(AuthError::TokenReused)
+                Err(AuthError::TokenReused { user_id })
             }
             RefreshOutcome::Revoked => Err(AuthError::TokenExpired),
             RefreshOutcome::Unknown => Err(AuthError::InvalidToken),
         }
     }
 
-    /// Ends the session the refresh token belongs to.
-    pub fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
+    /// Ends the session the refresh token belongs to; returns its account.
+    pub fn logout(&self, refresh_token: &str) -> Result<Uuid, AuthError> {
         match self
             .inner
             .store
-            .revoke_refresh_family(&tokens::hash_refresh_token(refresh_token))?
+            .revoke_refresh_family(&tokens::hash_secret_token(refresh_token))?
         {
             Some((user_id, session_id)) => {
                 self.inner.sessions.ended(session_id, user_id);
                 tracing::info!(%user_id, "logout");
-                Ok(())
+                Ok(user_id)
             }
             None => Err(AuthError::InvalidToken),
         }
@@ -610,15 +394,20 @@ impl AuthService {
         Ok(())
     }
 
-    /// Checks an access token and returns its caller: the signature and lifetime, then that
-    /// its session is live (an ended session's tokens are refused at once, not at expiry; a
-    /// session past its absolute lifetime has ended),
-    /// then the account as the store has it now (a disabled account is refused; the role is
-    /// the current one, not the token's).
+    /// Checks an access token and returns its caller: the signature and lifetime, then the
+    /// account as the store has it now (a disabled account is refused; the role is the current
+    /// one, not the token's), then that its session is live (an ended session's tokens are
+    /// refused at once, not at expiry; a session past its absolute lifetime has ended).
     pub fn authenticate(&self, access_token: &str) -> Result<Caller, AuthError> {
         let claims = self.inner.keys.verify_access(access_token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
+        // The account first: disabling it also ends its sessions, and its open pages should
+        // learn why they were signed out (ACCOUNT_DISABLED, not just INVALID_TOKEN).
+        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
+        if user.disabled {
+            return Err(AuthError::AccountDisabled);
+        }
         let lifetime = self.inner.session_lifetime.as_millis() as i64;
         if !self
             .inner
@@ -626,10 +415,6 @@ impl AuthService {
             .is_live(&self.inner.store, session_id, user_id, lifetime)?
         {
             return Err(AuthError::InvalidToken);
-        }
-        let user = self.inner.store.get_user(user_id)?.ok_or(AuthError::InvalidToken)?;
-        if user.disabled {
-            return Err(AuthError::AccountDisabled);
         }
         Ok(Caller {
             user_id,
@@ -664,6 +449,11 @@ impl AuthService {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = roles;
         Ok(())
+    }
+
+    /// The id of the account with the email or username `login`, if one has it.
+    pub fn account_id(&self, login: &str) -> Result<Option<Uuid>, AuthError> {
+        Ok(self.inner.store.find_user_by_login(login.trim())?.map(|u| u.id))
     }
 
     /// The account of a caller.

@@ -110,7 +110,7 @@ impl AuthService {
         super::validate::email(&registration.email)?;
         super::validate::username(&registration.username)?;
         super::validate::password(&registration.password)?;
-        let hash = tokens::hash_refresh_token(invite);
+        let hash = tokens::hash_secret_token(invite);
         let used = self.inner.store.use_grant(&hash, crate::store::now_ms(), |grant| {
             matches!(grant, Grant::Invite { .. })
         })?;

@@ -82,16 +82,17 @@ impl Keys {
     }
 }
 
-/// A fresh refresh token and its hash.
-pub fn new_refresh_token() -> (String, RefreshTokenHash) {
+/// A fresh secret token and its hash: 256 random bits, URL-safe, stored only as the hash.
+/// Refresh tokens, invitation links and password reset links are all such tokens.
+pub fn new_secret_token() -> (String, RefreshTokenHash) {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = hash_refresh_token(&token);
+    let hash = hash_secret_token(&token);
     (token, hash)
 }
 
-/// The stored form of a refresh token.
-pub fn hash_refresh_token(token: &str) -> RefreshTokenHash {
+/// The stored form of a secret token (SHA-256).
+pub fn hash_secret_token(token: &str) -> RefreshTokenHash {
     Sha256::digest(token.as_bytes()).into()
 }

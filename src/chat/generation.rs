@@ -6,10 +6,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{title, ChatService, StreamEvent, Turn};
+use crate::audit::AuditEvent;
 use crate::providers::registry::RegistryError;
 use crate::providers::{ChatEvent, FinishReason, Usage};
 use crate::store::{MessageRecord, MessageRole, MessageStatus};
-use enclave_protocol::ErrorCode;
+use enclave_protocol::{AuditAction, ErrorCode};
 
 /// How the stream loop ended.
 enum Ending {
@@ -132,6 +133,24 @@ pub(super) async fn run(service: &ChatService, turn: Turn, cancel: CancellationT
     answer.finish_reason = Some(finish_reason);
     answer.citations = turn.citations.clone();
     let stored = inner.store.append_message(turn.owner, &answer);
+    let mut event = AuditEvent::new(AuditAction::ChatAnswer)
+        .by(turn.owner)
+        .on(format!(
+            "conversation/{}/message/{}",
+            turn.conversation.id, turn.assistant_id
+        ))
+        .from_client(&turn.client)
+        .with(serde_json::json!({
+            "model": served_by,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "status": status,
+            "documents": turn.citations.len(),
+        }));
+    if let Some(code) = error_code {
+        event = event.failed(code);
+    }
+    inner.audit.record(event);
     let status_label = match status {
         MessageStatus::Complete => "complete",
         MessageStatus::Stopped => "stopped",

@@ -20,10 +20,11 @@ use uuid::Uuid;
 
 use enclave_protocol::{Citation, ErrorCode, ModelStatus};
 
+use crate::audit::AuditLog;
 use crate::documents::{DocumentError, DocumentScope, DocumentService};
 use crate::providers::registry::{ModelRegistry, RegistryError};
 use crate::providers::{FinishReason, Usage};
-use crate::store::{ConversationRecord, MessageRecord, MessageRole, Store, StoreError};
+use crate::store::{ConversationRecord, MessageRecord, MessageRole, SessionClient, Store, StoreError};
 pub use active::ActiveGenerations;
 pub use conversations::BranchMessage;
 pub use prompt::path_to;
@@ -160,6 +161,8 @@ pub struct ChatService {
 
 struct Inner {
     store: Store,
+    /// Where finished answers are recorded (model and token counts).
+    audit: AuditLog,
     registry: Arc<ModelRegistry>,
     documents: DocumentService,
     active: ActiveGenerations,
@@ -180,6 +183,8 @@ struct Turn {
     first_exchange: bool,
     first_user_text: Option<String>,
     citations: Vec<Citation>,
+    /// Who asked, for the audit entry of the answer.
+    client: SessionClient,
 }
 
 impl ChatService {
@@ -189,11 +194,13 @@ impl ChatService {
         store: Store,
         registry: Arc<ModelRegistry>,
         documents: DocumentService,
+        audit: AuditLog,
         default_system_prompt: String,
     ) -> ChatService {
         ChatService {
             inner: Arc::new(Inner {
                 store,
+                audit,
                 registry,
                 documents,
                 active: ActiveGenerations::default(),
@@ -230,6 +237,7 @@ impl ChatService {
         content: String,
         placement: Placement,
         documents: DocumentChoice,
+        client: SessionClient,
     ) -> Result<StartedTurn, ChatError> {
         let content = content.trim().to_string();
         if content.is_empty() {
@@ -284,7 +292,7 @@ impl ChatService {
                 .store
                 .update_conversation(owner, conversation_id, false, |c| c.title = provisional)?;
         }
-        let (assistant_message_id, events) = self.spawn(turn, token, guard);
+        let (assistant_message_id, events) = self.spawn(Turn { client, ..turn }, token, guard);
         Ok(StartedTurn {
             user_message_id: Some(user.id),
             assistant_message_id,
@@ -293,7 +301,12 @@ impl ChatService {
     }
 
     /// Generates a new answer to the last user message, as a sibling of the current answer.
-    pub async fn regenerate(&self, owner: Uuid, conversation_id: Uuid) -> Result<StartedTurn, ChatError> {
+    pub async fn regenerate(
+        &self,
+        owner: Uuid,
+        conversation_id: Uuid,
+        client: SessionClient,
+    ) -> Result<StartedTurn, ChatError> {
         let conversation = self.inner.store.get_conversation(owner, conversation_id)?;
         let messages = self.inner.store.list_messages(owner, conversation_id)?;
         let leaf = conversation.active_leaf_id.ok_or(ChatError::NothingToRegenerate)?;
@@ -315,7 +328,7 @@ impl ChatService {
                 &DocumentChoice::default(),
             )
             .await?;
-        let (assistant_message_id, events) = self.spawn(turn, token, guard);
+        let (assistant_message_id, events) = self.spawn(Turn { client, ..turn }, token, guard);
         Ok(StartedTurn {
             user_message_id: None,
             assistant_message_id,
@@ -424,6 +437,7 @@ impl ChatService {
             prompt_tokens,
             conversation,
             citations,
+            client: SessionClient::default(),
         })
     }
 

@@ -21,6 +21,9 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check the audit log from the command line.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Read a document's text and print it as JSON (the server runs this in a child process,
     /// with time and memory limits, to isolate its parsers).
     #[command(hide = true)]
@@ -52,6 +55,24 @@ pub enum UserCommand {
     /// codes); they log in with the password alone and can set it up again.
     #[command(name = "reset-2fa")]
     Reset2fa(UserLoginArgs),
+}
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that no entry of the audit log was edited or removed: every entry must match its
+    /// hash and link to the one before. Exits with 1 and names the first entry that does not
+    /// hold. Reads the database, so run it while the server is stopped; a running server
+    /// answers the same check at GET /api/v1/admin/audit/verify.
+    Verify(AuditVerifyArgs),
+}
+
+/// `enclave audit verify` options.
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// Options of account commands that name one account.
@@ -120,6 +141,10 @@ pub struct ServeArgs {
     /// header names the client; from any other peer the header is ignored [default: none].
     #[arg(long, env = "ENCLAVE_TRUSTED_PROXIES", value_name = "ADDRS", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Days the audit log keeps its entries; older ones are removed hourly (the chain of
+    /// hashes goes on from the newest removed); 0 keeps them forever [default: 365].
+    #[arg(long, env = "ENCLAVE_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u32>,
     /// Never download models; use only local files and the hf-hub cache [default: false].
     #[arg(long, env = "ENCLAVE_OFFLINE", value_name = "BOOL")]
     pub offline: Option<bool>,

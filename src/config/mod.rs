@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use cli::{Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand, UserLoginArgs};
+pub use cli::{
+    AuditCommand, AuditVerifyArgs, Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand,
+    UserLoginArgs,
+};
 pub use models::{ModelCatalogue, ModelEntry, ModelRole, ProviderEntry, ProviderKind};
 
 /// A configuration problem, with a message meant for the person starting the server.
@@ -57,6 +60,7 @@ struct FileConfig {
     rate_limit_burst: Option<u32>,
     login_failures_per_minute: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    audit_retention_days: Option<u32>,
     model_queue_capacity: Option<usize>,
     kv_cache_mb: Option<usize>,
     max_batch_tokens: Option<usize>,
@@ -77,8 +81,9 @@ pub struct Config {
     pub catalogue: ModelCatalogue,
     /// Model used when a conversation names none.
     pub default_model: String,
-    /// Who may register unless an administrator chose otherwise (the first account always can).
-    pub registration: crate::store::RegistrationPolicy,
+    /// Token lifetimes, the registration policy and the limits (what `enclave user` commands
+    /// resolve by the same rules).
+    pub accounts: AccountConfig,
     /// The bearer secret that opens /metrics without an account.
     pub metrics_token: Option<String>,
     /// Never touch the network for models.
@@ -101,16 +106,10 @@ pub struct Config {
     pub extract_memory_bytes: u64,
     /// Log filter.
     pub log: String,
-    /// Lifetime of access tokens.
-    pub access_token_ttl: Duration,
-    /// Lifetime of refresh tokens.
-    pub refresh_token_ttl: Duration,
-    /// The longest a session lives from its login, however often it is refreshed.
-    pub session_lifetime: Duration,
-    /// Request and failure budgets.
-    pub limits: crate::auth::limits::LimitSettings,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long audit entries are kept (`None`: forever).
+    pub audit_retention: Option<Duration>,
     /// Requests waiting per local model before OVERLOADED.
     pub model_queue_capacity: usize,
     /// Bytes of KV cache per local model.
@@ -135,13 +134,7 @@ impl Config {
 
     /// What the auth service runs with.
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
-        crate::auth::AuthSettings {
-            access_ttl: self.access_token_ttl,
-            refresh_ttl: self.refresh_token_ttl,
-            session_lifetime: self.session_lifetime,
-            registration: self.registration,
-            limits: self.limits,
-        }
+        self.accounts.auth_settings()
     }
 
     /// Where hf-hub downloads go.
@@ -267,7 +260,7 @@ impl Config {
         let addr: SocketAddr = addr_text
             .parse()
             .map_err(|_| ConfigError::new(format!("addr {addr_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))?;
-        let data_dir = accounts.data_dir;
+        let data_dir = accounts.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| ConfigError::new(format!("cannot create the data directory {}: {e}", data_dir.display())))?;
         let models_path = args
@@ -337,7 +330,6 @@ impl Config {
             data_dir: absolute(&data_dir),
             catalogue,
             default_model,
-            registration: accounts.registration,
             metrics_token: args
                 .metrics_token
                 .clone()
@@ -353,11 +345,12 @@ impl Config {
             extract_timeout: Duration::from_secs(file.extract_timeout_secs.unwrap_or(300).max(1)),
             extract_memory_bytes: file.extract_memory_mb.unwrap_or(2048).max(256) << 20,
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
-            access_token_ttl: accounts.access_token_ttl,
-            refresh_token_ttl: accounts.refresh_token_ttl,
-            session_lifetime: accounts.session_lifetime,
-            limits: accounts.limits,
+            accounts,
             trusted_proxies,
+            audit_retention: match args.audit_retention_days.or(file.audit_retention_days).unwrap_or(365) {
+                0 => None,
+                days => Some(Duration::from_secs(u64::from(days) * 86400)),
+            },
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
             max_batch_tokens,

@@ -14,6 +14,7 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     index_usernames,
     create_document_tables,
     create_grant_table,
+    create_audit_tables,
 ];
 
 /// Runs every migration the file has not seen yet.
@@ -113,6 +114,14 @@ fn create_document_tables(txn: &WriteTransaction) -> StoreResult<()> {
 /// Version 3 -> 4: invitations and password reset links.
 fn create_grant_table(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(GRANTS)?;
+    Ok(())
+}
+
+/// Version 4 -> 5: the audit log and its pseudonym keys.
+fn create_audit_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(AUDIT_LOG)?;
+    txn.open_table(AUDIT_KEYS)?;
+    txn.open_table(AUDIT_PSEUDONYMS)?;
     Ok(())
 }
 

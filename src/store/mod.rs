@@ -1,11 +1,12 @@
 //! Records in redb: users, refresh tokens, conversations, messages, settings, documents and
-//! their ingestion queue; document chunks with their vectors in LanceDB ([`chunks`]).
+//! their ingestion queue, the audit log ([`audit`]); document chunks with their vectors in LanceDB ([`chunks`]).
 //!
 //! This is the only module that knows redb's tables and LanceDB. Values are JSON-encoded records; keys are
 //! time-ordered UUIDv7 ids stored as `u128`, so ranges come back oldest first. Every write is
 //! one redb transaction, committed before the call returns (redb is crash-safe; there is no
 //! write-behind cache to lose).
 
+mod audit;
 pub mod chunks;
 mod conversations;
 mod documents;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase};
 use uuid::Uuid;
 
+pub use audit::{AuditCheck, AuditFilter, AuditItem, AuditRecord, NewAuditEntry};
 pub use chunks::{ChunkFilter, ChunkHit, ChunkIndex, ChunkRow};
 pub use conversations::{ConversationPage, ConversationRecord, ConversationSettings, ListCursor};
 pub use documents::{

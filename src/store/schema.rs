@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 
 /// Newest schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Server-wide values: schema version, signing secret.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -44,3 +44,10 @@ pub const INGEST_QUEUE: TableDefinition<u128, u128> = TableDefinition::new("inge
 /// SHA-256 of a one-time link's token -> its record: invitations and password reset links
 /// (added in schema version 4).
 pub const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants");
+/// Entry number -> its hash and JSON body: the audit log (added in schema version 5, like the
+/// tables below).
+pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// User id -> the random key of that account's audit pseudonym.
+pub const AUDIT_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("audit_keys");
+/// Audit pseudonym -> user id, while the account's key exists.
+pub const AUDIT_PSEUDONYMS: TableDefinition<&str, u128> = TableDefinition::new("audit_pseudonyms");

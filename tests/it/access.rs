@@ -190,6 +190,9 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
         ),
         ("GET", "/api/v1/admin/registration", no_body.clone(), admin),
         ("GET", "/api/v1/admin/invites", no_body.clone(), admin),
+        ("GET", "/api/v1/admin/audit", no_body.clone(), admin),
+        ("GET", "/api/v1/admin/audit?format=jsonl", no_body.clone(), admin),
+        ("GET", "/api/v1/admin/audit/verify", no_body.clone(), admin),
         (
             "POST",
             "/api/v1/admin/invites",
@@ -297,7 +300,12 @@ async fn disabling_a_new_role_and_signing_out_take_effect_at_the_next_request() 
     let r = root.patch(&otto_path, json!({"disabled": true})).await;
     assert_eq!((r.status, r.body["disabled"].as_bool()), (200, Some(true)));
     let r = otto.get("/api/v1/auth/me").await;
-    assert_eq!(r.status, 401, "its sessions ended: {:?}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "ACCOUNT_DISABLED"),
+        "refused at once, saying why: {:?}",
+        r.body
+    );
     let r = otto
         .post(
             "/api/v1/auth/login",

@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod auth;
 mod browser;
 mod chat;

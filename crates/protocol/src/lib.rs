@@ -8,6 +8,7 @@
 //! a platform, so that it builds for wasm32 as well as for the host.
 
 mod admin;
+mod audit;
 mod auth;
 mod conversations;
 mod documents;
@@ -19,6 +20,7 @@ pub use admin::{
     AdminSessionList, AdminUser, AdminUserCreate, AdminUserPage, AdminUserUpdate, GrantLink, InviteList, InviteRequest,
     PasswordResetRequest, RegistrationPolicy, RegistrationSettings, SecuritySettings,
 };
+pub use audit::{AuditAction, AuditEntry, AuditPage, AuditUser, AuditVerification};
 pub use auth::{
     LoginRequest, PasswordChangeRequest, RecoveryCodes, RefreshRequest, RegisterRequest, Session, SessionList, Tokens,
     TotpDisableRequest, TotpSetup, TotpVerifyRequest, User, UserRole,
