@@ -25,3 +25,4 @@ mod rerank;
 mod two_factor;
 mod ui;
 mod ui_documents;
+mod ui_security;

@@ -8,9 +8,11 @@ use leptos_router::hooks::use_navigate;
 use leptos_router::path;
 
 use crate::api;
-use crate::pages::auth::{Login, Register};
+use crate::pages::admin::AdminPage;
+use crate::pages::auth::{Login, Register, ResetPassword};
 use crate::pages::chat::ChatPage;
 use crate::pages::documents::DocumentsPage;
+use crate::pages::security::SecurityPage;
 use crate::pages::settings::SettingsPage;
 use crate::state::{AppState, Session};
 
@@ -20,7 +22,7 @@ pub fn App() -> impl IntoView {
     let state = AppState::new();
     provide_context(state);
     crate::interop::apply_theme(&state.theme.get_untracked());
-    api::on_signed_out(move || state.end_session(Some("Your session has ended. Please sign in again.")));
+    api::on_signed_out(move |reason| state.end_session(Some(reason)));
     // A reload: the HttpOnly cookie may still hold a session. A first visit has none to ask
     // about.
     if api::may_have_session() {
@@ -39,6 +41,9 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <Redirect path="/c"/> }>
                 <Route path=path!("/login") view=Login/>
                 <Route path=path!("/register") view=Register/>
+                <Route path=path!("/reset-password") view=ResetPassword/>
+                <Route path=path!("/security") view=move || view! { <SignedIn><SecurityPage/></SignedIn> }/>
+                <Route path=path!("/admin/:tab?") view=move || view! { <SignedIn><AdminPage/></SignedIn> }/>
                 <Route path=path!("/documents") view=move || view! { <SignedIn><DocumentsPage/></SignedIn> }/>
                 <Route path=path!("/settings") view=move || view! { <SignedIn><SettingsPage/></SignedIn> }/>
                 <Route path=path!("/c/:id?") view=move || view! { <SignedIn><ChatPage/></SignedIn> }/>
@@ -49,14 +54,18 @@ pub fn App() -> impl IntoView {
 }
 
 /// Shows its children to a signed-in user, a loading screen while the session is being
-/// checked, and sends everyone else to the sign-in page.
+/// checked, and sends everyone else to the sign-in page. An account whose role requires 2FA
+/// and has none yet is sent to the security page (nothing else answers it).
 #[component]
 fn SignedIn(children: ChildrenFn) -> impl IntoView {
     let state = expect_context::<AppState>();
     let navigate = use_navigate();
+    let location = leptos_router::hooks::use_location();
     Effect::new(move |_| {
         if state.session.get() == Session::SignedOut {
             navigate("/login", Default::default());
+        } else if state.user.get().is_some_and(|u| u.totp_setup_required) && location.pathname.get() != "/security" {
+            navigate("/security", Default::default());
         }
     });
     view! {

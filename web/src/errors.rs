@@ -32,6 +32,9 @@ pub fn describe_turn_error(error: &ApiError) -> String {
 pub fn describe_sign_in_error(error: &ApiError) -> String {
     match error.code {
         ErrorCode::InvalidCredentials => "Wrong email, username or password.".into(),
+        ErrorCode::InvalidTotp => "That code is not right (or was used already). Try the next one.".into(),
+        ErrorCode::AccountLocked => format!("{} Wait, or ask an administrator to unlock it.", error.message),
+        ErrorCode::AccountDisabled => "This account is disabled. Ask an administrator.".into(),
         _ => error.message.clone(),
     }
 }

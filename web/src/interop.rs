@@ -44,6 +44,37 @@ pub fn enhance(root: &Element) {
     }
 }
 
+/// Moves the keyboard focus to the element `selector` names, if it is on the page.
+pub fn focus(selector: &str) {
+    if let Some(element) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector(selector).ok().flatten())
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = element.focus();
+    }
+}
+
+/// Saves `blob` as a file named `filename` (the browser's download).
+pub fn save_file(blob: &web_sys::Blob, filename: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(blob) else {
+        return;
+    };
+    if let Some(anchor) = document
+        .create_element("a")
+        .ok()
+        .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok())
+    {
+        anchor.set_href(&url);
+        anchor.set_download(filename);
+        anchor.click();
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
 /// Copies `text` to the clipboard.
 pub fn copy(text: &str) {
     if let Some(window) = web_sys::window() {
@@ -95,6 +126,12 @@ pub fn apply_theme(theme: &str) {
 /// Milliseconds since the epoch of an RFC 3339 time (the server's `...Z` format).
 pub fn parse_time(rfc3339: &str) -> f64 {
     js_sys::Date::parse(rfc3339)
+}
+
+/// An RFC 3339 time as the browser writes a local date and time ("30/11/2026, 12:04:05").
+pub fn local_time(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(parse_time(rfc3339)));
+    date.to_locale_string("default", &JsValue::UNDEFINED).into()
 }
 
 /// Midnight today, local time, in milliseconds since the epoch.

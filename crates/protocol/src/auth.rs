@@ -18,6 +18,21 @@ pub enum UserRole {
     SuperAdmin,
 }
 
+impl UserRole {
+    /// Every role, least to most powerful.
+    pub const ALL: [UserRole; 4] = [UserRole::Viewer, UserRole::User, UserRole::Admin, UserRole::SuperAdmin];
+
+    /// The name on the wire (`viewer`, `user`, `admin`, `super_admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Viewer => "viewer",
+            UserRole::User => "user",
+            UserRole::Admin => "admin",
+            UserRole::SuperAdmin => "super_admin",
+        }
+    }
+}
+
 impl std::str::FromStr for UserRole {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

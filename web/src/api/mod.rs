@@ -73,11 +73,14 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// What to do when the session has ended, given the reason.
+type SignedOutCallback = Rc<dyn Fn(&str)>;
+
 thread_local! {
     /// The access token, in memory only (a reload gets a new one through the cookie).
     static ACCESS_TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Called when the session cannot be refreshed any more.
-    static ON_SIGNED_OUT: RefCell<Option<Rc<dyn Fn()>>> = const { RefCell::new(None) };
+    /// Called (with the reason, for the sign-in page) when the session has ended.
+    static ON_SIGNED_OUT: RefCell<Option<SignedOutCallback>> = const { RefCell::new(None) };
 }
 
 /// Sets (or clears) the access token sent with every request.
@@ -85,15 +88,20 @@ pub fn set_access_token(token: Option<String>) {
     ACCESS_TOKEN.with(|t| *t.borrow_mut() = token);
 }
 
-/// Registers what to do when the session has ended (show the sign-in page).
-pub fn on_signed_out(callback: impl Fn() + 'static) {
+/// Registers what to do when the session has ended (show the sign-in page with the reason).
+pub fn on_signed_out(callback: impl Fn(&str) + 'static) {
     ON_SIGNED_OUT.with(|c| *c.borrow_mut() = Some(Rc::new(callback)));
 }
 
-fn signed_out() {
+/// Why a session ended, for the sign-in page.
+const SESSION_ENDED: &str = "Your session has ended. Please sign in again.";
+const ACCOUNT_DISABLED: &str = "Your account has been disabled. Ask an administrator.";
+
+fn signed_out(reason: &str) {
     set_access_token(None);
+    remember_session(false);
     if let Some(callback) = ON_SIGNED_OUT.with(|c| c.borrow().clone()) {
-        callback();
+        callback(reason);
     }
 }
 
@@ -163,15 +171,21 @@ pub(crate) async fn authorized(method: &str, path: &str, body: Option<&Value>) -
 
 /// After `error`: whether a new access token was obtained and the request should be sent
 /// again (once: `refreshed` remembers). A session that cannot be refreshed is ended.
+/// A disabled account's open page is signed out at its next request.
 pub(crate) async fn retry_after_refresh(error: &ApiError, path: &str, refreshed: &mut bool) -> bool {
+    if error.code == ErrorCode::AccountDisabled {
+        signed_out(ACCOUNT_DISABLED);
+        return false;
+    }
     if !token_problem(error) || *refreshed || path.starts_with("/api/v1/auth/") {
         return false;
     }
     *refreshed = true;
-    if refresh().await.is_ok() {
-        return true;
+    match refresh().await {
+        Ok(_) => return true,
+        Err(e) if e.code == ErrorCode::AccountDisabled => signed_out(ACCOUNT_DISABLED),
+        Err(_) => signed_out(SESSION_ENDED),
     }
-    signed_out();
     false
 }
 
@@ -192,20 +206,47 @@ pub async fn request<T: DeserializeOwned>(method: &str, path: &str, body: Option
     serde_json::from_str(&text).map_err(|e| ApiError::bad_response(200, e))
 }
 
+/// Downloads the answer of a GET (with the access token) and saves it as `filename`.
+pub async fn download(path: &str, filename: &str) -> Result<(), ApiError> {
+    let response = authorized("GET", path, None).await?;
+    let promise = response.blob().map_err(|_| ApiError::network())?;
+    let blob = JsFuture::from(promise).await.map_err(|_| ApiError::network())?;
+    let blob: web_sys::Blob = blob.dyn_into().map_err(|_| ApiError::network())?;
+    crate::interop::save_file(&blob, filename);
+    Ok(())
+}
+
 /// A request whose answer body is not needed.
 pub async fn request_empty(method: &str, path: &str, body: Option<&Value>) -> Result<(), ApiError> {
     send(method, path, body).await.map(|_| ())
 }
 
-/// Signs in; the refresh token goes into the HttpOnly cookie.
-pub async fn login(login: &str, password: &str) -> Result<Tokens, ApiError> {
+/// What a sign-in brings besides the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// Nothing (the account may not need it).
+    None,
+    /// The authenticator app's current code.
+    Code(String),
+    /// One of the recovery codes.
+    Recovery(String),
+}
+
+/// Signs in; the refresh token goes into the HttpOnly cookie. An account with 2FA answers
+/// [`ErrorCode::TotpRequired`] until `second` brings its code.
+pub async fn login(login: &str, password: &str, second: SecondFactor) -> Result<Tokens, ApiError> {
+    let (totp_code, recovery_code) = match second {
+        SecondFactor::None => (None, None),
+        SecondFactor::Code(code) => (Some(code), None),
+        SecondFactor::Recovery(code) => (None, Some(code)),
+    };
     let body = LoginRequest {
         email: None,
         username: Some(login.to_owned()),
         password: password.to_owned(),
         cookie: true,
-        totp_code: None,
-        recovery_code: None,
+        totp_code,
+        recovery_code,
     };
     let tokens: Tokens = request("POST", "/api/v1/auth/login", Some(&to_json(&body))).await?;
     remember_session(true);

@@ -276,7 +276,13 @@ pub fn Sidebar() -> impl IntoView {
                     <span>{move || state.user.get().map(|u| u.username).unwrap_or_default()}</span>
                     <span class="sr-hint">" · Settings"</span>
                 </A>
-                <button type="button" class="ghost" on:click=sign_out>"Sign out"</button>
+                <div class="account-links">
+                    <A href="/security" attr:class="nav-link" on:click=move |_| state.sidebar_open.set(false)>"Security"</A>
+                    <Show when=move || state.user.get().is_some_and(|u| crate::pages::admin::is_admin(u.role))>
+                        <A href="/admin/users" attr:class="nav-link admin-link" on:click=move |_| state.sidebar_open.set(false)>"Admin"</A>
+                    </Show>
+                    <button type="button" class="ghost" on:click=sign_out>"Sign out"</button>
+                </div>
             </div>
         </nav>
     }

@@ -1,11 +1,11 @@
-//! The settings page: theme, default model and system prompt, password.
+//! The settings page: theme, default model and system prompt (the password, 2FA and sessions
+//! are on the security page).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
 
-use crate::api::{self, ErrorCode, PasswordChangeRequest, UserSettings};
+use crate::api::{self, UserSettings};
 use crate::components::conversation_settings::ModelSelect;
 use crate::state::AppState;
 
@@ -90,73 +90,12 @@ pub fn SettingsPage() -> impl IntoView {
                         <button type="submit" class="primary">"Save"</button>
                     </form>
                 </section>
-                <PasswordForm/>
+                <section aria-labelledby="security-link">
+                    <h2 id="security-link">"Security"</h2>
+                    <p>"Password, two-factor authentication and the devices signed in: "
+                        <A href="/security">"Security settings"</A></p>
+                </section>
             </div>
         </main>
-    }
-}
-
-/// Changes the password (which ends every session, this one too).
-#[component]
-fn PasswordForm() -> impl IntoView {
-    let state = expect_context::<AppState>();
-    let navigate = use_navigate();
-    let current = RwSignal::new(String::new());
-    let new = RwSignal::new(String::new());
-    let confirm = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let (old, fresh, again) = (current.get_untracked(), new.get_untracked(), confirm.get_untracked());
-        if fresh.chars().count() < 12 {
-            error.set(Some("The new password needs at least 12 characters.".into()));
-            return;
-        }
-        if fresh != again {
-            error.set(Some("The two new passwords differ.".into()));
-            return;
-        }
-        error.set(None);
-        busy.set(true);
-        let navigate = navigate.clone();
-        spawn_local(async move {
-            let body = api::to_json(&PasswordChangeRequest {
-                current_password: old,
-                new_password: fresh,
-            });
-            match api::request_empty("PUT", "/api/v1/auth/password/change", Some(&body)).await {
-                Ok(()) => {
-                    state.end_session(Some("Password changed. Sign in with the new one."));
-                    navigate("/login", Default::default());
-                }
-                Err(e) => error.set(Some(if e.code == ErrorCode::InvalidCredentials {
-                    "The current password is wrong.".into()
-                } else {
-                    e.message
-                })),
-            }
-            busy.set(false);
-        });
-    };
-    view! {
-        <section aria-labelledby="password-title">
-            <h2 id="password-title">"Password"</h2>
-            <form on:submit=submit novalidate>
-                <label for="current-password">"Current password"</label>
-                <input id="current-password" type="password" autocomplete="current-password"
-                    prop:value=move || current.get() on:input=move |ev| current.set(event_target_value(&ev))/>
-                <label for="new-password-1">"New password"</label>
-                <input id="new-password-1" type="password" autocomplete="new-password"
-                    prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev))/>
-                <label for="new-password-2">"New password again"</label>
-                <input id="new-password-2" type="password" autocomplete="new-password"
-                    prop:value=move || confirm.get() on:input=move |ev| confirm.set(event_target_value(&ev))/>
-                <Show when=move || error.get().is_some()>
-                    <p class="form-error" role="alert">{move || error.get()}</p>
-                </Show>
-                <button type="submit" class="primary" disabled=move || busy.get()>"Change password"</button>
-            </form>
-        </section>
     }
 }
