@@ -72,6 +72,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(ApiError::body(self.code, &self.message))).into_response();
+        // For layers that act on some refusals (the audit of denied access).
+        response.extensions_mut().insert(self.code);
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod conversations;
+mod denials;
 mod documents;
 mod error;
 mod extract;
@@ -133,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            denials::record_denials,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

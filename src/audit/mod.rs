@@ -90,7 +90,12 @@ impl AuditLog {
     /// Records `event` now (it is stored shortly, in the order recorded).
     pub fn record(&self, event: AuditEvent) {
         metrics::counter!("enclave_audit_events_total", "action" => event.action.as_str()).increment(1);
-        if self.inner.tx.send(Command::Record(Box::new(event.into_entry()))).is_err() {
+        if self
+            .inner
+            .tx
+            .send(Command::Record(Box::new(event.into_entry())))
+            .is_err()
+        {
             // Only after the writer thread died, which it does not while a handle lives.
             tracing::error!("the audit writer is gone: an audit event was not stored");
         }

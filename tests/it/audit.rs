@@ -69,8 +69,8 @@ async fn a_scripted_session_is_recorded_in_order_and_an_edited_entry_breaks_the_
         .unwrap()
         .to_string();
 
-    // The script: a wrong password, a chat answer, a refused request (twice: logged once),
-    // an upload and its deletion, 2FA on, a password change; then an administrator's role
+    // The script: a wrong password, a chat answer, a request over her budget and a page she
+    // may not open (each twice: logged once a minute), an upload and its deletion, 2FA on, a password change; then an administrator's role
     // change and disabling.
     let r = Client::new(&server)
         .post(
@@ -92,6 +92,9 @@ async fn a_scripted_session_is_recorded_in_order_and_an_edited_entry_breaks_the_
     assert_eq!(events.last().unwrap().event, "done", "{events:?}");
     for _ in 0..2 {
         assert_eq!(una.get("/v1/models").await.code(), "RATE_LIMITED");
+    }
+    for _ in 0..2 {
+        assert_eq!(una.get("/api/v1/admin/users").await.code(), "FORBIDDEN");
     }
     let upload = una.upload(&[("notes.txt", b"Audit notes: nothing to see here.")]).await;
     assert_eq!(upload.status, 202, "{:?}", upload.body);
@@ -129,6 +132,7 @@ async fn a_scripted_session_is_recorded_in_order_and_an_edited_entry_breaks_the_
             ("auth.login", "INVALID_CREDENTIALS"),
             ("chat.answer", "ok"),
             ("limit.refused", "RATE_LIMITED"),
+            ("access.denied", "FORBIDDEN"),
             ("document.upload", "ok"),
             ("document.delete", "ok"),
             ("auth.2fa_enable", "ok"),
@@ -139,7 +143,8 @@ async fn a_scripted_session_is_recorded_in_order_and_an_edited_entry_breaks_the_
     );
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    for entry in &entries[..9] {
+    assert_eq!(entries[5]["resource"], "GET /api/v1/admin/users");
+    for entry in &entries[..10] {
         assert_eq!(entry["actor_user"]["username"], "una", "{entry}");
         assert_eq!(entry["ip"], "127.0.0.1", "{entry}");
         assert!(
@@ -165,9 +170,9 @@ async fn a_scripted_session_is_recorded_in_order_and_an_edited_entry_breaks_the_
         .as_str()
         .unwrap()
         .starts_with(&format!("conversation/{conversation}/message/")));
-    assert_eq!(entries[6]["resource"], format!("document/{document}"));
-    assert_eq!(entries[9]["details"], json!({"from": "user", "to": "viewer"}));
-    for by_root in &entries[9..] {
+    assert_eq!(entries[7]["resource"], format!("document/{document}"));
+    assert_eq!(entries[10]["details"], json!({"from": "user", "to": "viewer"}));
+    for by_root in &entries[10..] {
         assert_eq!(by_root["actor_user"]["username"], "root", "{by_root}");
         assert_eq!(by_root["subject_user"]["username"], "una", "{by_root}");
     }

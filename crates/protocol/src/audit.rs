@@ -35,6 +35,10 @@ pub enum AuditAction {
     /// A user ended one of their own sessions.
     #[serde(rename = "auth.session_end")]
     SessionEnd,
+    /// A request refused for lack of a permission (logged at most once a minute per caller
+    /// and route).
+    #[serde(rename = "access.denied")]
+    AccessDenied,
     /// A request refused by a rate limit (logged at most once a minute per limit and client).
     #[serde(rename = "limit.refused")]
     RateLimited,
@@ -102,7 +106,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, in the order of this enum (for filters in clients).
-    pub const ALL: [AuditAction; 30] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::Login,
         AuditAction::Logout,
         AuditAction::RefreshReuse,
@@ -112,6 +116,7 @@ impl AuditAction {
         AuditAction::TotpEnable,
         AuditAction::TotpDisable,
         AuditAction::SessionEnd,
+        AuditAction::AccessDenied,
         AuditAction::RateLimited,
         AuditAction::DocumentUpload,
         AuditAction::DocumentDelete,
@@ -147,6 +152,7 @@ impl AuditAction {
             AuditAction::TotpEnable => "auth.2fa_enable",
             AuditAction::TotpDisable => "auth.2fa_disable",
             AuditAction::SessionEnd => "auth.session_end",
+            AuditAction::AccessDenied => "access.denied",
             AuditAction::RateLimited => "limit.refused",
             AuditAction::DocumentUpload => "document.upload",
             AuditAction::DocumentDelete => "document.delete",
