@@ -17,7 +17,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// The weight formats compared.
-const DTYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0];
+const DTYPES: [GgmlDType; 5] = [
+    GgmlDType::Q4_1,
+    GgmlDType::Q4_0,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+];
 /// SmolLM2-135M's shapes, (in_features, out_features): attention projections, MLP up/gate,
 /// MLP down, and the output head.
 const SHAPES: [(usize, usize); 4] = [(576, 576), (576, 1536), (1536, 576), (576, 49152)];

@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::Q8Block;
-use super::packed::{Nibbles, TileQ8_0, QK, TILE_COLS};
+use super::packed::{FiveBits, Nibbles, TileQ8_0, QK, TILE_COLS};
 
 /// Proof that this CPU runs AVX2, FMA and F16C: only [`Avx2::detect`] makes one, so the
 /// methods below may call the `#[target_feature]` functions.
@@ -28,6 +28,12 @@ impl Avx2 {
     pub(crate) fn q4<T: Nibbles, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
         // SAFETY: `self` exists only on a CPU with the features `q4` is compiled for.
         unsafe { q4(tiles, rows) }
+    }
+
+    /// As [`super::scalar::q5`].
+    pub(crate) fn q5<T: FiveBits, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        // SAFETY: `self` exists only on a CPU with the features `q5` is compiled for.
+        unsafe { q5(tiles, rows) }
     }
 
     /// As [`super::scalar::q8`].
@@ -135,6 +141,78 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
             let mut sum = _mm256_madd_epi16(sums[r], ones);
             if !T::HAS_MIN {
                 sum = _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * xs[r].qsum));
+            }
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(xs[r].d));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+            if T::HAS_MIN {
+                acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(xs[r].s), acc[r]);
+            }
+        }
+    }
+    let mut out = [[0f32; TILE_COLS]; R];
+    for r in 0..R {
+        out[r] = to_array(acc[r]);
+    }
+    out
+}
+
+/// 32 bytes, 0x10 where bit `i` of `bits` is set for byte `i`, else 0 (the fifth bit of a
+/// 5-bit code in place).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn fifth_bits(bits: u32) -> __m256i {
+    // Byte i takes byte i / 8 of `bits` (the shuffle works within each 128-bit half, and each
+    // half holds all four bytes), then keeps bit i % 8: OR-ing every other bit in and comparing
+    // with all ones.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// See [`super::scalar::q5`]. 5-bit codes (0..=31) times activations reach 2 × 31 × 127 = 7874
+/// per 16-bit lane and `maddubs`, so each group's two products are added in 16 bits and
+/// widened at once.
+// The row loops index several arrays in step; LLVM unrolls them for a constant `R`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let ones = _mm256_set1_epi16(1);
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let mut xs = [&rows[0][b]; R];
+        for r in 1..R {
+            xs[r] = &rows[r][b];
+        }
+        let mut sums = [_mm256_setzero_si256(); R];
+        for (h, (group, &high)) in tile.qs().iter().zip(tile.qh()).enumerate() {
+            let codes = load_u8x32(group);
+            let lo = _mm256_or_si256(_mm256_and_si256(codes, low), fifth_bits(high as u32));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(codes), low),
+                fifth_bits((high >> 32) as u32),
+            );
+            for r in 0..R {
+                let x0 = _mm256_set1_epi32(xs[r].group(2 * h));
+                let x1 = _mm256_set1_epi32(xs[r].group(2 * h + 1));
+                let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));
+                sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        let d = load_f16x8(tile.d());
+        let m = if T::HAS_MIN {
+            load_f16x8(tile.m())
+        } else {
+            _mm256_setzero_ps()
+        };
+        for r in 0..R {
+            let mut sum = sums[r];
+            if !T::HAS_MIN {
+                sum = _mm256_sub_epi32(sum, _mm256_set1_epi32(16 * xs[r].qsum));
             }
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(xs[r].d));
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);

@@ -9,7 +9,7 @@ use candle_core::{Device, Result};
 use super::activations::{Q8Block, Q8Rows};
 use super::disjoint::Disjoint;
 use super::isa::Isa;
-use super::packed::{Nibbles, Packed, TileQ8_0, QK, TILE_COLS};
+use super::packed::{FiveBits, Nibbles, Packed, TileQ8_0, QK, TILE_COLS};
 use super::scalar;
 
 /// Activation rows processed per pass over a task's weights, so that their quantized blocks
@@ -30,6 +30,10 @@ pub enum WeightFormat {
     Q4_0,
     /// GGUF Q4_1 blocks: 4-bit codes, an f16 scale and minimum per 32 weights.
     Q4_1,
+    /// GGUF Q5_0 blocks: 5-bit codes, one f16 scale per 32 weights.
+    Q5_0,
+    /// GGUF Q5_1 blocks: 5-bit codes, an f16 scale and minimum per 32 weights.
+    Q5_1,
     /// GGUF Q8_0 blocks: 8-bit codes, one f16 scale per 32 weights.
     Q8_0,
     /// Plain f32 (F32, F16 and BF16 tensors, and any dequantized one).
@@ -56,19 +60,23 @@ pub struct QuantMatrix {
 }
 
 impl QuantMatrix {
-    /// Repacks a 2-D `(out_features, in_features)` tensor of Q4_0, Q4_1, Q8_0, F32, F16 or
-    /// BF16 weights (F16 and BF16 are widened to f32). Other dtypes are refused with an error
+    /// Repacks a 2-D `(out_features, in_features)` tensor of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F32,
+    /// F16 or BF16 weights (F16 and BF16 are widened to f32). Other dtypes are refused with an error
     /// that names them; [`QuantMatrix::from_qtensor_dequantized`] takes any dtype.
     pub fn from_qtensor(qtensor: &QTensor) -> Result<Self> {
         let (n, k) = qtensor.shape().dims2()?;
         let source = qtensor.dtype();
-        if matches!(source, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0) && !k.is_multiple_of(QK) {
+        let blocks_of_32 = matches!(
+            source,
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_0
+        );
+        if blocks_of_32 && !k.is_multiple_of(QK) {
             candle_core::bail!("QuantMatrix: {source:?} weights need in_features divisible by {QK}, got {k}");
         }
         let data = qtensor.data()?;
         let Some(packed) = Packed::from_gguf(source, &data, n, k) else {
             candle_core::bail!(
-                "QuantMatrix: no kernel for {source:?} weights (Q4_0, Q4_1, Q8_0, F32, F16 and BF16 have one); \
+                "QuantMatrix: no kernel for {source:?} weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F32, F16 and BF16 have one); \
                  QuantMatrix::from_qtensor_dequantized runs them in f32"
             );
         };
@@ -114,6 +122,8 @@ impl QuantMatrix {
         match self.packed {
             Packed::Q4_0(_) => WeightFormat::Q4_0,
             Packed::Q4_1(_) => WeightFormat::Q4_1,
+            Packed::Q5_0(_) => WeightFormat::Q5_0,
+            Packed::Q5_1(_) => WeightFormat::Q5_1,
             Packed::Q8_0(_) => WeightFormat::Q8_0,
             Packed::F32(_) => WeightFormat::F32,
         }
@@ -200,6 +210,8 @@ impl QuantMatrix {
         match (&self.packed, input) {
             (Packed::Q4_0(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
             (Packed::Q4_1(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::Q5_0(w), Input::Q8(x)) => kernels.q5(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::Q5_1(w), Input::Q8(x)) => kernels.q5(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
             (Packed::Q8_0(w), Input::Q8(x)) => kernels.q8(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
             (Packed::F32(w), Input::F32(x)) => {
                 let k = self.k;
@@ -289,6 +301,15 @@ impl Kernels {
             Self::Scalar => scalar::q4(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q4(tiles, rows),
+        }
+    }
+
+    /// 5-bit weights.
+    fn q5<T: FiveBits, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::q5(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.q5(tiles, rows),
         }
     }
 

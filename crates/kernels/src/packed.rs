@@ -39,6 +39,34 @@ pub(crate) struct TileQ4_1 {
     pub(crate) m: [u16; TILE_COLS],
 }
 
+/// One block of 8 outputs of Q5_0 weights (value = d × (code − 16)): the low four bits of
+/// each code as in [`TileQ4_0`], the fifth bits as bit masks.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
+pub(crate) struct TileQ5_0 {
+    /// As [`TileQ4_0::qs`] (the low four bits of each code).
+    pub(crate) qs: [[u8; 32]; 4],
+    /// Group `h`: bit `4c + j` is the fifth bit of input `8h + j` of output `c` (the low
+    /// nibble of byte `4c + j` of `qs[h]`), bit `32 + 4c + j` that of input `8h + 4 + j`.
+    pub(crate) qh: [u64; 4],
+    /// The f16 scale of each output.
+    pub(crate) d: [u16; TILE_COLS],
+}
+
+/// One block of 8 outputs of Q5_1 weights (value = d × code + m).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
+pub(crate) struct TileQ5_1 {
+    /// As [`TileQ5_0::qs`].
+    pub(crate) qs: [[u8; 32]; 4],
+    /// As [`TileQ5_0::qh`].
+    pub(crate) qh: [u64; 4],
+    /// The f16 scale of each output.
+    pub(crate) d: [u16; TILE_COLS],
+    /// The f16 minimum of each output.
+    pub(crate) m: [u16; TILE_COLS],
+}
+
 /// One block of 8 outputs of Q8_0 weights (value = d × q).
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(16))]
@@ -87,6 +115,52 @@ impl Nibbles for TileQ4_1 {
     }
 }
 
+/// The two 5-bit tiles, for kernels written once for both.
+pub(crate) trait FiveBits: Copy + Send + Sync {
+    /// True for Q5_1 (a per-block minimum), false for Q5_0 (the fixed offset −16).
+    const HAS_MIN: bool;
+    /// The low four bits of the codes.
+    fn qs(&self) -> &[[u8; 32]; 4];
+    /// The fifth bits.
+    fn qh(&self) -> &[u64; 4];
+    /// The f16 scales.
+    fn d(&self) -> &[u16; TILE_COLS];
+    /// The f16 minimums (zeros for Q5_0, never read there).
+    fn m(&self) -> &[u16; TILE_COLS];
+}
+
+impl FiveBits for TileQ5_0 {
+    const HAS_MIN: bool = false;
+    fn qs(&self) -> &[[u8; 32]; 4] {
+        &self.qs
+    }
+    fn qh(&self) -> &[u64; 4] {
+        &self.qh
+    }
+    fn d(&self) -> &[u16; TILE_COLS] {
+        &self.d
+    }
+    fn m(&self) -> &[u16; TILE_COLS] {
+        &[0; TILE_COLS]
+    }
+}
+
+impl FiveBits for TileQ5_1 {
+    const HAS_MIN: bool = true;
+    fn qs(&self) -> &[[u8; 32]; 4] {
+        &self.qs
+    }
+    fn qh(&self) -> &[u64; 4] {
+        &self.qh
+    }
+    fn d(&self) -> &[u16; TILE_COLS] {
+        &self.d
+    }
+    fn m(&self) -> &[u16; TILE_COLS] {
+        &self.m
+    }
+}
+
 /// A weight matrix in the kernels' layout.
 #[derive(Clone, Debug)]
 pub(crate) enum Packed {
@@ -94,6 +168,10 @@ pub(crate) enum Packed {
     Q4_0(Vec<TileQ4_0>),
     /// 4-bit codes with a scale and a minimum per block; tiles × blocks entries.
     Q4_1(Vec<TileQ4_1>),
+    /// 5-bit codes with a scale per block; tiles × blocks entries.
+    Q5_0(Vec<TileQ5_0>),
+    /// 5-bit codes with a scale and a minimum per block; tiles × blocks entries.
+    Q5_1(Vec<TileQ5_1>),
     /// 8-bit codes with a scale per block; tiles × blocks entries.
     Q8_0(Vec<TileQ8_0>),
     /// Plain f32: tile `t`, input `i` at `t * k + i`, one value per output of the tile.
@@ -123,6 +201,31 @@ impl Packed {
                         tile.d[c] = half_bits(block, 0);
                         tile.m[c] = half_bits(block, 2);
                         pack_nibbles(&mut tile.qs, c, &block[4..20]);
+                    }
+                }
+                tile
+            })),
+            // GGUF Q5_0: f16 d, 4 bytes of fifth bits (bit i: input i), 16 nibble bytes.
+            GgmlDType::Q5_0 => Self::Q5_0(pack_blocks(data, n, k, 22, |blocks| {
+                let mut tile = TileQ5_0::default();
+                for (c, block) in blocks.iter().enumerate() {
+                    if let Some(block) = block {
+                        tile.d[c] = half_bits(block, 0);
+                        pack_nibbles(&mut tile.qs, c, &block[6..22]);
+                        pack_fifth_bits(&mut tile.qh, c, &block[2..6]);
+                    }
+                }
+                tile
+            })),
+            // GGUF Q5_1: f16 d, f16 m, 4 bytes of fifth bits, 16 nibble bytes.
+            GgmlDType::Q5_1 => Self::Q5_1(pack_blocks(data, n, k, 24, |blocks| {
+                let mut tile = TileQ5_1::default();
+                for (c, block) in blocks.iter().enumerate() {
+                    if let Some(block) = block {
+                        tile.d[c] = half_bits(block, 0);
+                        tile.m[c] = half_bits(block, 2);
+                        pack_nibbles(&mut tile.qs, c, &block[8..24]);
+                        pack_fifth_bits(&mut tile.qh, c, &block[4..8]);
                     }
                 }
                 tile
@@ -188,6 +291,8 @@ impl Packed {
         match self {
             Self::Q4_0(v) => v.len(),
             Self::Q4_1(v) => v.len(),
+            Self::Q5_0(v) => v.len(),
+            Self::Q5_1(v) => v.len(),
             Self::Q8_0(v) => v.len(),
             Self::F32(v) => v.len(),
         }
@@ -198,6 +303,8 @@ impl Packed {
         match self {
             Self::Q4_0(v) => std::mem::size_of_val(v.as_slice()),
             Self::Q4_1(v) => std::mem::size_of_val(v.as_slice()),
+            Self::Q5_0(v) => std::mem::size_of_val(v.as_slice()),
+            Self::Q5_1(v) => std::mem::size_of_val(v.as_slice()),
             Self::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
             Self::F32(v) => std::mem::size_of_val(v.as_slice()),
         }
@@ -249,6 +356,19 @@ fn pack_nibbles(qs: &mut [[u8; 32]; 4], c: usize, codes: &[u8]) {
     for (h, group) in qs.iter_mut().enumerate() {
         for j in 0..4 {
             group[4 * c + j] = code(8 * h + j) | (code(8 * h + 4 + j) << 4);
+        }
+    }
+}
+
+/// Spreads the fifth bits of one GGUF Q5 block (`bits`: a little-endian u32, bit `i` for
+/// input `i`) into output `c` of a 5-bit tile, in the order of [`pack_nibbles`].
+fn pack_fifth_bits(qh: &mut [u64; 4], c: usize, bits: &[u8]) {
+    let bits = u32::from_le_bytes([bits[0], bits[1], bits[2], bits[3]]);
+    let bit = |i: usize| u64::from((bits >> i) & 1);
+    for (h, mask) in qh.iter_mut().enumerate() {
+        for j in 0..4 {
+            *mask |= bit(8 * h + j) << (4 * c + j);
+            *mask |= bit(8 * h + 4 + j) << (32 + 4 * c + j);
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use super::activations::Q8Block;
 use super::f16::f16_to_f32;
-use super::packed::{Nibbles, TileQ8_0, TILE_COLS};
+use super::packed::{FiveBits, Nibbles, TileQ8_0, TILE_COLS};
 
 /// Dot products of `R` quantized rows with one tile of 4-bit weights (`tiles`: its blocks).
 pub(crate) fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
@@ -27,6 +27,39 @@ pub(crate) fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R])
                 }
                 if !T::HAS_MIN {
                     sum -= 8 * x.qsum;
+                }
+                *acc = (sum as f32).mul_add(d[c] * x.d, *acc);
+                if T::HAS_MIN {
+                    *acc = m[c].mul_add(x.s, *acc);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Dot products of `R` quantized rows with one tile of 5-bit weights (`tiles`: its blocks).
+pub(crate) fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let d = tile.d().map(f16_to_f32);
+        let m = tile.m().map(f16_to_f32);
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            let x = &row[b];
+            for (c, acc) in acc.iter_mut().enumerate() {
+                let mut sum = 0i32;
+                for (h, (group, high)) in tile.qs().iter().zip(tile.qh()).enumerate() {
+                    for j in 0..4 {
+                        let byte = group[4 * c + j];
+                        let fifth = |at: usize| (((high >> at) & 1) as u8) << 4;
+                        let lo = (byte & 0x0F) | fifth(4 * c + j);
+                        let hi = (byte >> 4) | fifth(32 + 4 * c + j);
+                        sum +=
+                            i32::from(lo) * i32::from(x.qs[8 * h + j]) + i32::from(hi) * i32::from(x.qs[8 * h + 4 + j]);
+                    }
+                }
+                if !T::HAS_MIN {
+                    sum -= 16 * x.qsum;
                 }
                 *acc = (sum as f32).mul_add(d[c] * x.d, *acc);
                 if T::HAS_MIN {

@@ -17,9 +17,11 @@ const SHAPES: [(usize, usize); 4] = [(576, 576), (576, 1536), (576, 192), (1536,
 /// Rows: one decode step, a few, a batched decode step, a prefill chunk.
 const ROWS: [usize; 4] = [1, 3, 32, 100];
 /// The formats with a kernel of their own, and F16 (widened to f32 at load).
-const DTYPES: [GgmlDType; 5] = [
+const DTYPES: [GgmlDType; 7] = [
     GgmlDType::Q4_0,
     GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
     GgmlDType::Q8_0,
     GgmlDType::F32,
     GgmlDType::F16,

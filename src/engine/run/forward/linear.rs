@@ -1,6 +1,6 @@
 //! The one matmul type of the batched forward: `x [rows, in] -> x W^T [rows, out]`.
 //!
-//! On the CPU, Q4_0 / Q4_1 / Q8_0 / F32 / F16 / BF16 weights run on our kernels
+//! On the CPU, Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / F32 / F16 / BF16 weights run on our kernels
 //! ([`QuantMatrix`]: repacked once at load, each weight block reused across all rows of a
 //! step); other formats (the K-quants) and other devices use candle's `QMatMul`. Both compute
 //! each output row from its input row alone, so a sequence's result does not depend on the
@@ -46,7 +46,14 @@ pub(crate) struct QLinear {
 fn ours_supports(dtype: GgmlDType) -> bool {
     matches!(
         dtype,
-        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0 | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+        GgmlDType::Q4_0
+            | GgmlDType::Q4_1
+            | GgmlDType::Q5_0
+            | GgmlDType::Q5_1
+            | GgmlDType::Q8_0
+            | GgmlDType::F32
+            | GgmlDType::F16
+            | GgmlDType::BF16
     )
 }
 

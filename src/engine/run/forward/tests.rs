@@ -778,6 +778,8 @@ fn every_weight_format_matches_candle_transformers() {
     let formats = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
         GgmlDType::Q8_0,
         GgmlDType::Q4K,
         GgmlDType::Q5K,
