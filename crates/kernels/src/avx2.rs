@@ -156,21 +156,23 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
     out
 }
 
-/// 32 bytes, 0x10 where bit `i` of `bits` is set for byte `i`, else 0 (the fifth bit of a
-/// 5-bit code in place).
+/// The fifth bits of group `h`'s low (`HIGH = false`) or high nibbles moved to bit 4 of each
+/// byte (0x10 or 0): bit `2h` or `2h + 1` of each byte of `qh`, one 16-bit shift and a mask
+/// (a bit shifted in from the neighbouring byte never lands on bit 4).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn fifth_bits(bits: u32) -> __m256i {
-    // Byte i takes byte i / 8 of `bits` (the shuffle works within each 128-bit half, and each
-    // half holds all four bytes), then keeps bit i % 8: OR-ing every other bit in and comparing
-    // with all ones.
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(bits as i32),
-        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
-    );
-    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
-    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+fn fifth_bits<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
+    let moved = match (h, HIGH) {
+        (0, false) => _mm256_slli_epi16::<4>(qh),
+        (0, true) => _mm256_slli_epi16::<3>(qh),
+        (1, false) => _mm256_slli_epi16::<2>(qh),
+        (1, true) => _mm256_slli_epi16::<1>(qh),
+        (2, false) => qh,
+        (2, true) => _mm256_srli_epi16::<1>(qh),
+        (3, false) => _mm256_srli_epi16::<2>(qh),
+        _ => _mm256_srli_epi16::<3>(qh),
+    };
+    _mm256_and_si256(moved, _mm256_set1_epi8(0x10))
 }
 
 /// See [`super::scalar::q5`]. 5-bit codes (0..=31) times activations reach 2 × 31 × 127 = 7874
@@ -189,12 +191,13 @@ fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32;
             xs[r] = &rows[r][b];
         }
         let mut sums = [_mm256_setzero_si256(); R];
-        for (h, (group, &high)) in tile.qs().iter().zip(tile.qh()).enumerate() {
+        let qh = load_u8x32(tile.qh());
+        for (h, group) in tile.qs().iter().enumerate() {
             let codes = load_u8x32(group);
-            let lo = _mm256_or_si256(_mm256_and_si256(codes, low), fifth_bits(high as u32));
+            let lo = _mm256_or_si256(_mm256_and_si256(codes, low), fifth_bits::<false>(qh, h));
             let hi = _mm256_or_si256(
                 _mm256_and_si256(_mm256_srli_epi16::<4>(codes), low),
-                fifth_bits((high >> 32) as u32),
+                fifth_bits::<true>(qh, h),
             );
             for r in 0..R {
                 let x0 = _mm256_set1_epi32(xs[r].group(2 * h));

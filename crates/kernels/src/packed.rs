@@ -40,15 +40,16 @@ pub(crate) struct TileQ4_1 {
 }
 
 /// One block of 8 outputs of Q5_0 weights (value = d × (code − 16)): the low four bits of
-/// each code as in [`TileQ4_0`], the fifth bits as bit masks.
+/// each code as in [`TileQ4_0`], the fifth bits of the four groups in one 32-byte vector.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(16))]
 pub(crate) struct TileQ5_0 {
     /// As [`TileQ4_0::qs`] (the low four bits of each code).
     pub(crate) qs: [[u8; 32]; 4],
-    /// Group `h`: bit `4c + j` is the fifth bit of input `8h + j` of output `c` (the low
-    /// nibble of byte `4c + j` of `qs[h]`), bit `32 + 4c + j` that of input `8h + 4 + j`.
-    pub(crate) qh: [u64; 4],
+    /// Byte `4c + j`: bit `2h` is the fifth bit of input `8h + j` of output `c` (the low nibble
+    /// of byte `4c + j` of `qs[h]`), bit `2h + 1` that of input `8h + 4 + j` (its high nibble).
+    /// A kernel moves bit `2h` or `2h + 1` to bit 4 with one shift and one mask per group.
+    pub(crate) qh: [u8; 32],
     /// The f16 scale of each output.
     pub(crate) d: [u16; TILE_COLS],
 }
@@ -60,7 +61,7 @@ pub(crate) struct TileQ5_1 {
     /// As [`TileQ5_0::qs`].
     pub(crate) qs: [[u8; 32]; 4],
     /// As [`TileQ5_0::qh`].
-    pub(crate) qh: [u64; 4],
+    pub(crate) qh: [u8; 32],
     /// The f16 scale of each output.
     pub(crate) d: [u16; TILE_COLS],
     /// The f16 minimum of each output.
@@ -122,7 +123,7 @@ pub(crate) trait FiveBits: Copy + Send + Sync {
     /// The low four bits of the codes.
     fn qs(&self) -> &[[u8; 32]; 4];
     /// The fifth bits.
-    fn qh(&self) -> &[u64; 4];
+    fn qh(&self) -> &[u8; 32];
     /// The f16 scales.
     fn d(&self) -> &[u16; TILE_COLS];
     /// The f16 minimums (zeros for Q5_0, never read there).
@@ -134,7 +135,7 @@ impl FiveBits for TileQ5_0 {
     fn qs(&self) -> &[[u8; 32]; 4] {
         &self.qs
     }
-    fn qh(&self) -> &[u64; 4] {
+    fn qh(&self) -> &[u8; 32] {
         &self.qh
     }
     fn d(&self) -> &[u16; TILE_COLS] {
@@ -150,7 +151,7 @@ impl FiveBits for TileQ5_1 {
     fn qs(&self) -> &[[u8; 32]; 4] {
         &self.qs
     }
-    fn qh(&self) -> &[u64; 4] {
+    fn qh(&self) -> &[u8; 32] {
         &self.qh
     }
     fn d(&self) -> &[u16; TILE_COLS] {
@@ -362,13 +363,13 @@ fn pack_nibbles(qs: &mut [[u8; 32]; 4], c: usize, codes: &[u8]) {
 
 /// Spreads the fifth bits of one GGUF Q5 block (`bits`: a little-endian u32, bit `i` for
 /// input `i`) into output `c` of a 5-bit tile, in the order of [`pack_nibbles`].
-fn pack_fifth_bits(qh: &mut [u64; 4], c: usize, bits: &[u8]) {
+fn pack_fifth_bits(qh: &mut [u8; 32], c: usize, bits: &[u8]) {
     let bits = u32::from_le_bytes([bits[0], bits[1], bits[2], bits[3]]);
-    let bit = |i: usize| u64::from((bits >> i) & 1);
-    for (h, mask) in qh.iter_mut().enumerate() {
-        for j in 0..4 {
-            *mask |= bit(8 * h + j) << (4 * c + j);
-            *mask |= bit(8 * h + 4 + j) << (32 + 4 * c + j);
+    let bit = |i: usize| ((bits >> i) & 1) as u8;
+    for j in 0..4 {
+        for h in 0..4 {
+            qh[4 * c + j] |= bit(8 * h + j) << (2 * h);
+            qh[4 * c + j] |= bit(8 * h + 4 + j) << (2 * h + 1);
         }
     }
 }

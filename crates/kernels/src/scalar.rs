@@ -48,12 +48,12 @@ pub(crate) fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]
             let x = &row[b];
             for (c, acc) in acc.iter_mut().enumerate() {
                 let mut sum = 0i32;
-                for (h, (group, high)) in tile.qs().iter().zip(tile.qh()).enumerate() {
+                for (h, group) in tile.qs().iter().enumerate() {
                     for j in 0..4 {
-                        let byte = group[4 * c + j];
-                        let fifth = |at: usize| (((high >> at) & 1) as u8) << 4;
-                        let lo = (byte & 0x0F) | fifth(4 * c + j);
-                        let hi = (byte >> 4) | fifth(32 + 4 * c + j);
+                        let (byte, high) = (group[4 * c + j], tile.qh()[4 * c + j]);
+                        let fifth = |at: usize| ((high >> at) & 1) << 4;
+                        let lo = (byte & 0x0F) | fifth(2 * h);
+                        let hi = (byte >> 4) | fifth(2 * h + 1);
                         sum +=
                             i32::from(lo) * i32::from(x.qs[8 * h + j]) + i32::from(hi) * i32::from(x.qs[8 * h + 4 + j]);
                     }
