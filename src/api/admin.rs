@@ -16,7 +16,7 @@ use enclave_protocol::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::audit::audited;
+use super::audit::{audited, record_outcome};
 use super::auth::{session_view, user_view};
 use super::documents::document_page;
 use super::error::ApiError;
@@ -62,14 +62,6 @@ fn link_view(record: GrantRecord, token: Option<String>) -> GrantLink {
 /// An administrator's action, from the request's client.
 fn admin_event(action: AuditAction, actor: &crate::auth::Caller, client: &SessionClient) -> AuditEvent {
     AuditEvent::new(action).by(actor.user_id).from_client(client)
-}
-
-/// Records `event` with the outcome of `result` (one request, several entries).
-fn record_outcome<T>(state: &AppState, event: AuditEvent, result: &Result<T, ApiError>) {
-    match result {
-        Ok(_) => state.audit.record(event),
-        Err(e) => state.audit.record(event.failed(e.code)),
-    }
 }
 
 #[derive(Deserialize)]

@@ -26,7 +26,14 @@ pub(super) fn audited<T, E: Into<ApiError>>(
     result: Result<T, E>,
 ) -> Result<T, ApiError> {
     let result = result.map_err(Into::into);
-    match &result {
+    record_outcome(state, event, &result);
+    result
+}
+
+/// Records `event` with the outcome of `result`, as [`audited`] does (for a request that
+/// records several entries about one result).
+pub(super) fn record_outcome<T>(state: &AppState, event: AuditEvent, result: &Result<T, ApiError>) {
+    match result {
         Ok(_) => state.audit.record(event),
         Err(e) if matches!(e.code, ErrorCode::RateLimited | ErrorCode::AccountLocked) => {
             let key = format!("{}:{}:{}", event.action().as_str(), e.code.as_str(), event.client_key());
@@ -34,7 +41,6 @@ pub(super) fn audited<T, E: Into<ApiError>>(
         }
         Err(e) => state.audit.record(event.failed(e.code)),
     }
-    result
 }
 
 /// The most entries on one page.
