@@ -17,16 +17,22 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// The weight formats compared.
-const DTYPES: [GgmlDType; 5] = [
+const DTYPES: [GgmlDType; 8] = [
     GgmlDType::Q4_1,
     GgmlDType::Q4_0,
     GgmlDType::Q5_0,
     GgmlDType::Q5_1,
     GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
 ];
 /// SmolLM2-135M's shapes, (in_features, out_features): attention projections, MLP up/gate,
 /// MLP down, and the output head.
 const SHAPES: [(usize, usize); 4] = [(576, 576), (576, 1536), (1536, 576), (576, 49152)];
+/// The K-quants' super-blocks span 256 inputs, which 576 is not a multiple of: SmolLM2's MLP
+/// down projection, and a 1B-class model's (TinyLlama's 2048 wide) attention and MLP up/gate.
+const K_SHAPES: [(usize, usize); 3] = [(1536, 576), (2048, 2048), (2048, 5632)];
 /// Activation rows: one decode step, small and large decode batches, a prefill chunk.
 const ROWS: [usize; 4] = [1, 8, 32, 512];
 
@@ -39,7 +45,9 @@ fn matmul(c: &mut Criterion) {
     let measuring = std::env::args().any(|arg| arg == "--bench");
     let mut rng = StdRng::seed_from_u64(42);
     for dtype in DTYPES {
-        for (k, n) in SHAPES {
+        let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K);
+        for (k, n) in if k_quant { &K_SHAPES[..] } else { &SHAPES[..] } {
+            let (k, n) = (*k, *n);
             if !measuring && n > 1536 {
                 continue;
             }

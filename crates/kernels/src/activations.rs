@@ -1,5 +1,5 @@
 //! Activation rows quantized to 8 bits once per matmul, in blocks of 32 like ggml's Q8_0 but
-//! with an f32 scale and the block sums that the 4-bit weights' offsets need.
+//! with an f32 scale and the block sums that the weights' offsets and minimums need.
 //!
 //! A row is quantized from its own values only, with the same operations on every CPU (the
 //! AVX2 code and the scalar code give the same bytes), so a row's quants never depend on the
@@ -21,9 +21,19 @@ pub(crate) struct Q8Block {
     pub(crate) s: f32,
     /// The sum of the codes, for the −8 offset of Q4_0 weights.
     pub(crate) qsum: i32,
+    /// The sums of codes 0..16 and 16..32, for the −32 offset of Q6_K weights, whose scales
+    /// change every 16 inputs (each at most 16 × 127 in magnitude).
+    pub(crate) half_sums: [i16; 2],
 }
 
 impl Q8Block {
+    /// The two half sums as one word (the first in the low 16 bits), the unit a kernel
+    /// broadcasts against pairs of 16-bit scales.
+    #[inline(always)]
+    pub(crate) fn half_sums_word(&self) -> i32 {
+        i32::from(self.half_sums[0] as u16) | (i32::from(self.half_sums[1]) << 16)
+    }
+
     /// Codes `4g..4g + 4` as one little-endian word, the unit a kernel broadcasts.
     #[inline(always)]
     pub(crate) fn group(&self, g: usize) -> i32 {
@@ -98,7 +108,9 @@ pub(crate) fn quantize_block(values: &[f32; QK]) -> Q8Block {
     for (q, &v) in block.qs.iter_mut().zip(values) {
         *q = round_half_even(v * id).clamp(-127.0, 127.0) as i8;
     }
-    block.qsum = block.qs.iter().map(|&q| i32::from(q)).sum();
+    let half_sum = |half: &[i8]| half.iter().map(|&q| i16::from(q)).sum::<i16>();
+    block.half_sums = [half_sum(&block.qs[..16]), half_sum(&block.qs[16..])];
+    block.qsum = i32::from(block.half_sums[0]) + i32::from(block.half_sums[1]);
     block.s = d * block.qsum as f32;
     block
 }

@@ -11,6 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::Q8Block;
+use super::kquants::{ScaledNibbles, TileQ6K, SUB_BLOCKS};
 use super::packed::{FiveBits, Nibbles, TileQ8_0, QK, TILE_COLS};
 
 /// Proof that this CPU runs AVX2, FMA and F16C: only [`Avx2::detect`] makes one, so the
@@ -34,6 +35,22 @@ impl Avx2 {
     pub(crate) fn q5<T: FiveBits, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
         // SAFETY: `self` exists only on a CPU with the features `q5` is compiled for.
         unsafe { q5(tiles, rows) }
+    }
+
+    /// As [`super::scalar::q45k`].
+    pub(crate) fn q45k<T: ScaledNibbles, const R: usize>(
+        self,
+        tiles: &[T],
+        rows: [&[Q8Block]; R],
+    ) -> [[f32; TILE_COLS]; R] {
+        // SAFETY: `self` exists only on a CPU with the features `q45k` is compiled for.
+        unsafe { q45k(tiles, rows) }
+    }
+
+    /// As [`super::scalar::q6k`].
+    pub(crate) fn q6k<const R: usize>(self, tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        // SAFETY: `self` exists only on a CPU with the features `q6k` is compiled for.
+        unsafe { q6k(tiles, rows) }
     }
 
     /// As [`super::scalar::q8`].
@@ -231,6 +248,172 @@ fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32;
     out
 }
 
+/// Eight bytes (one per output) widened to sixteen 16-bit lanes, each byte twice: the
+/// multiplier of `madd` that scales both 16-bit halves of output `c`'s 32-bit lane by byte `c`.
+/// `SIGNED` bytes are sign-extended, the others zero-extended.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn pairs_of<const SIGNED: bool>(bytes: &[u8; 8]) -> __m256i {
+    // SAFETY: the reference covers 8 readable bytes, and `loadl` takes any alignment.
+    let v = unsafe { _mm_loadl_epi64(bytes.as_ptr().cast()) };
+    let doubled = _mm_unpacklo_epi8(v, v);
+    if SIGNED {
+        _mm256_cvtepi8_epi16(doubled)
+    } else {
+        _mm256_cvtepu8_epi16(doubled)
+    }
+}
+
+/// Eight unsigned bytes as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load_u8x8_as_f32(bytes: &[u8; 8]) -> __m256 {
+    // SAFETY: the reference covers 8 readable bytes, and `loadl` takes any alignment.
+    let v = unsafe { _mm_loadl_epi64(bytes.as_ptr().cast()) };
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+}
+
+/// See [`super::scalar::q45k`]. Q4_K sums a sub-block's four groups in 16 bits as Q4_0 does
+/// and Q5_K each group's two products as Q5_0 does; the widening `madd` multiplies by the
+/// sub-block scales (at most 63) instead of by ones, which keeps every sum exact in 32 bits.
+// The row loops index several arrays in step; LLVM unrolls them for a constant `R`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q45k<T: ScaledNibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let d = load_f16x8(tile.d());
+        let dmin = load_f16x8(tile.dmin());
+        for j in 0..SUB_BLOCKS {
+            let mut xs = [&rows[0][SUB_BLOCKS * b + j]; R];
+            for r in 1..R {
+                xs[r] = &rows[r][SUB_BLOCKS * b + j];
+            }
+            let scales = pairs_of::<false>(&tile.scales()[j]);
+            let mut sums16 = [_mm256_setzero_si256(); R];
+            let mut sums = [_mm256_setzero_si256(); R];
+            let qh = if T::FIVE_BITS {
+                load_u8x32(tile.qh(j))
+            } else {
+                _mm256_setzero_si256()
+            };
+            for (h, group) in tile.qs(j).iter().enumerate() {
+                let codes = load_u8x32(group);
+                let mut lo = _mm256_and_si256(codes, low);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(codes), low);
+                if T::FIVE_BITS {
+                    lo = _mm256_or_si256(lo, fifth_bits::<false>(qh, h));
+                    hi = _mm256_or_si256(hi, fifth_bits::<true>(qh, h));
+                }
+                for r in 0..R {
+                    let x0 = _mm256_set1_epi32(xs[r].group(2 * h));
+                    let x1 = _mm256_set1_epi32(xs[r].group(2 * h + 1));
+                    let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));
+                    if T::FIVE_BITS {
+                        sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(pairs, scales));
+                    } else {
+                        sums16[r] = _mm256_add_epi16(sums16[r], pairs);
+                    }
+                }
+            }
+            let mins = _mm256_mul_ps(dmin, load_u8x8_as_f32(&tile.mins()[j]));
+            for r in 0..R {
+                let sum = if T::FIVE_BITS {
+                    sums[r]
+                } else {
+                    _mm256_madd_epi16(sums16[r], scales)
+                };
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(xs[r].d));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+                acc[r] = _mm256_fnmadd_ps(mins, _mm256_set1_ps(xs[r].s), acc[r]);
+            }
+        }
+    }
+    let mut out = [[0f32; TILE_COLS]; R];
+    for r in 0..R {
+        out[r] = to_array(acc[r]);
+    }
+    out
+}
+
+/// Group `h`'s two upper bits of the low (`HIGH = false`) or high nibbles moved to bits 4 and
+/// 5 of each byte, from the upper-bit vector of its pair of groups (see
+/// [`super::kquants::TileQ6K::qh`]): one 16-bit shift and a mask.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn upper_pairs<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
+    let moved = match (h % 2, HIGH) {
+        (0, false) => _mm256_slli_epi16::<4>(qh),
+        (0, true) => _mm256_slli_epi16::<2>(qh),
+        (1, false) => qh,
+        _ => _mm256_srli_epi16::<2>(qh),
+    };
+    _mm256_and_si256(moved, _mm256_set1_epi8(0x30))
+}
+
+/// See [`super::scalar::q6k`]. 6-bit codes times activations reach 2 × 63 × 127 = 16002 per
+/// `maddubs` lane, so one group's two products fit in 16 bits and are widened at once, times
+/// the half's scales; the −32 offset is one `madd` of the two halves' scales against the
+/// activations' half sums per sub-block.
+// The row loops index several arrays in step; LLVM unrolls them for a constant `R`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6k<const R: usize>(tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, tile) in tiles.iter().enumerate() {
+        let d = load_f16x8(&tile.d);
+        for j in 0..SUB_BLOCKS {
+            let mut xs = [&rows[0][SUB_BLOCKS * b + j]; R];
+            for r in 1..R {
+                xs[r] = &rows[r][SUB_BLOCKS * b + j];
+            }
+            let (first, second) = (&tile.scales[2 * j], &tile.scales[2 * j + 1]);
+            let as_bytes = |scales: &[i8; 8]| scales.map(|s| s as u8);
+            let halves = [pairs_of::<true>(&as_bytes(first)), pairs_of::<true>(&as_bytes(second))];
+            // Lane c: (first[c], second[c]) as two 16-bit values.
+            // SAFETY: each reference covers 8 readable bytes, and `loadl` takes any alignment.
+            let (first, second) = unsafe {
+                (
+                    _mm_loadl_epi64(first.as_ptr().cast()),
+                    _mm_loadl_epi64(second.as_ptr().cast()),
+                )
+            };
+            let both = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(first, second));
+            let mut sums = [_mm256_setzero_si256(); R];
+            for half in 0..2 {
+                let qh = load_u8x32(&tile.qh[j][half]);
+                for h in 2 * half..2 * half + 2 {
+                    let codes = load_u8x32(&tile.qs[j][h]);
+                    let lo = _mm256_or_si256(_mm256_and_si256(codes, low), upper_pairs::<false>(qh, h));
+                    let hi = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(codes), low),
+                        upper_pairs::<true>(qh, h),
+                    );
+                    for r in 0..R {
+                        let x0 = _mm256_set1_epi32(xs[r].group(2 * h));
+                        let x1 = _mm256_set1_epi32(xs[r].group(2 * h + 1));
+                        let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));
+                        sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(pairs, halves[half]));
+                    }
+                }
+            }
+            for r in 0..R {
+                let offsets = _mm256_madd_epi16(both, _mm256_set1_epi32(xs[r].half_sums_word()));
+                let sum = _mm256_sub_epi32(sums[r], _mm256_slli_epi32::<5>(offsets));
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(xs[r].d));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+            }
+        }
+    }
+    let mut out = [[0f32; TILE_COLS]; R];
+    for r in 0..R {
+        out[r] = to_array(acc[r]);
+    }
+    out
+}
+
 /// See [`super::scalar::q8`].
 // The row loops index several arrays in step; LLVM unrolls them for a constant `R`.
 #[allow(clippy::needless_range_loop)]
@@ -284,6 +467,15 @@ fn f32s<const R: usize>(tiles: &[[f32; TILE_COLS]], rows: [&[f32]; R]) -> [[f32;
     out
 }
 
+/// The sum of the eight 32-bit lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn horizontal_sum(v: __m256i) -> i32 {
+    let sum = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b01_00_11_10>(sum));
+    _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32::<0b10_11_00_01>(sum)))
+}
+
 /// See [`Avx2::quantize_row`].
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_row(values: &[f32], out: &mut [Q8Block]) {
@@ -307,16 +499,20 @@ fn quantize_row(values: &[f32], out: &mut [Q8Block]) {
             let rounded = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(v, id));
             *q = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(rounded), min), max);
         }
-        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
-        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b01_00_11_10>(sum));
-        let qsum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32::<0b10_11_00_01>(sum)));
+        let half_sums = [
+            horizontal_sum(_mm256_add_epi32(q[0], q[1])),
+            horizontal_sum(_mm256_add_epi32(q[2], q[3])),
+        ];
+        // Each half sums 16 codes of at most 127 in magnitude: it fits in 16 bits.
+        let half_sums = half_sums.map(|sum| sum as i16);
+        let qsum = i32::from(half_sums[0]) + i32::from(half_sums[1]);
         // packs work within 128-bit lanes: the permutation puts the 32 codes back in order.
         let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         store_i8x32(bytes, &mut block.qs);
         block.d = d;
         block.qsum = qsum;
+        block.half_sums = half_sums;
         block.s = d * qsum as f32;
     }
 }

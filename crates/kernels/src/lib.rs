@@ -11,7 +11,7 @@
 //!
 //! [`QuantMatrix`]: the quantized matrix product that decides the engine's speed: activations
 //! (one row for a decode step, dozens for a batched one, hundreds for a prefill chunk) times
-//! GGUF weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; F32, F16, BF16 in f32).
+//! GGUF weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; F32, F16, BF16 in f32).
 //!
 //! Weights are repacked once at load into tiles of 8 output rows ([`QuantMatrix`]); each
 //! product quantizes every activation row once to 8 bits (blocks of 32, f32 scale) and runs
@@ -30,6 +30,7 @@ mod f16;
 mod fast_exp;
 pub mod int8_linear;
 mod isa;
+mod kquants;
 mod matrix;
 mod ops;
 mod packed;

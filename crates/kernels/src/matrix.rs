@@ -9,6 +9,7 @@ use candle_core::{Device, Result};
 use super::activations::{Q8Block, Q8Rows};
 use super::disjoint::Disjoint;
 use super::isa::Isa;
+use super::kquants::{ScaledNibbles, TileQ6K, QK_K};
 use super::packed::{FiveBits, Nibbles, Packed, TileQ8_0, QK, TILE_COLS};
 use super::scalar;
 
@@ -36,6 +37,13 @@ pub enum WeightFormat {
     Q5_1,
     /// GGUF Q8_0 blocks: 8-bit codes, one f16 scale per 32 weights.
     Q8_0,
+    /// GGUF Q4_K super-blocks: 4-bit codes, 6-bit scales and minimums per 32 weights, f16
+    /// scales per 256.
+    Q4K,
+    /// GGUF Q5_K super-blocks: 5-bit codes, scaled as Q4_K.
+    Q5K,
+    /// GGUF Q6_K super-blocks: 6-bit codes, 8-bit scales per 16 weights, an f16 scale per 256.
+    Q6K,
     /// Plain f32 (F32, F16 and BF16 tensors, and any dequantized one).
     F32,
 }
@@ -60,24 +68,26 @@ pub struct QuantMatrix {
 }
 
 impl QuantMatrix {
-    /// Repacks a 2-D `(out_features, in_features)` tensor of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F32,
-    /// F16 or BF16 weights (F16 and BF16 are widened to f32). Other dtypes are refused with an error
-    /// that names them; [`QuantMatrix::from_qtensor_dequantized`] takes any dtype.
+    /// Repacks a 2-D `(out_features, in_features)` tensor of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+    /// Q5_K, Q6_K, F32, F16 or BF16 weights (F16 and BF16 are widened to f32). Other dtypes are
+    /// refused with an error that names them; [`QuantMatrix::from_qtensor_dequantized`] takes
+    /// any dtype.
     pub fn from_qtensor(qtensor: &QTensor) -> Result<Self> {
         let (n, k) = qtensor.shape().dims2()?;
         let source = qtensor.dtype();
-        let blocks_of_32 = matches!(
-            source,
-            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_0
-        );
-        if blocks_of_32 && !k.is_multiple_of(QK) {
-            candle_core::bail!("QuantMatrix: {source:?} weights need in_features divisible by {QK}, got {k}");
+        let block = match source {
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_0 => QK,
+            GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => QK_K,
+            _ => 1,
+        };
+        if !k.is_multiple_of(block) {
+            candle_core::bail!("QuantMatrix: {source:?} weights need in_features divisible by {block}, got {k}");
         }
         let data = qtensor.data()?;
         let Some(packed) = Packed::from_gguf(source, &data, n, k) else {
             candle_core::bail!(
-                "QuantMatrix: no kernel for {source:?} weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F32, F16 and BF16 have one); \
-                 QuantMatrix::from_qtensor_dequantized runs them in f32"
+                "QuantMatrix: no kernel for {source:?} weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16 \
+                 and BF16 have one); QuantMatrix::from_qtensor_dequantized runs them in f32"
             );
         };
         Ok(Self { n, k, source, packed })
@@ -125,6 +135,9 @@ impl QuantMatrix {
             Packed::Q5_0(_) => WeightFormat::Q5_0,
             Packed::Q5_1(_) => WeightFormat::Q5_1,
             Packed::Q8_0(_) => WeightFormat::Q8_0,
+            Packed::Q4K(_) => WeightFormat::Q4K,
+            Packed::Q5K(_) => WeightFormat::Q5K,
+            Packed::Q6K(_) => WeightFormat::Q6K,
             Packed::F32(_) => WeightFormat::F32,
         }
     }
@@ -207,16 +220,20 @@ impl QuantMatrix {
 
     /// Column tile `t` for rows `r..r + R`.
     fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R] {
+        let entries = self.packed.entries_per_tile(self.k);
         match (&self.packed, input) {
-            (Packed::Q4_0(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
-            (Packed::Q4_1(w), Input::Q8(x)) => kernels.q4(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
-            (Packed::Q5_0(w), Input::Q8(x)) => kernels.q5(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
-            (Packed::Q5_1(w), Input::Q8(x)) => kernels.q5(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
-            (Packed::Q8_0(w), Input::Q8(x)) => kernels.q8(tile_blocks(w, t, self.k / QK), q8_rows(x, r)),
+            (Packed::Q4_0(w), Input::Q8(x)) => kernels.q4(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q4_1(w), Input::Q8(x)) => kernels.q4(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q5_0(w), Input::Q8(x)) => kernels.q5(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q5_1(w), Input::Q8(x)) => kernels.q5(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q8_0(w), Input::Q8(x)) => kernels.q8(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q4K(w), Input::Q8(x)) => kernels.q45k(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q5K(w), Input::Q8(x)) => kernels.q45k(tile_entries(w, t, entries), q8_rows(x, r)),
+            (Packed::Q6K(w), Input::Q8(x)) => kernels.q6k(tile_entries(w, t, entries), q8_rows(x, r)),
             (Packed::F32(w), Input::F32(x)) => {
                 let k = self.k;
                 kernels.f32s(
-                    tile_blocks(w, t, k),
+                    tile_entries(w, t, entries),
                     std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]),
                 )
             }
@@ -241,7 +258,7 @@ enum Input<'a> {
 }
 
 /// The entries of column tile `t`.
-fn tile_blocks<T>(packed: &[T], t: usize, per_tile: usize) -> &[T] {
+fn tile_entries<T>(packed: &[T], t: usize, per_tile: usize) -> &[T] {
     &packed[t * per_tile..(t + 1) * per_tile]
 }
 
@@ -310,6 +327,24 @@ impl Kernels {
             Self::Scalar => scalar::q5(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q5(tiles, rows),
+        }
+    }
+
+    /// 4- and 5-bit K-quant weights.
+    fn q45k<T: ScaledNibbles, const R: usize>(self, tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::q45k(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.q45k(tiles, rows),
+        }
+    }
+
+    /// 6-bit K-quant weights.
+    fn q6k<const R: usize>(self, tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
+        match self {
+            Self::Scalar => scalar::q6k(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(avx2) => avx2.q6k(tiles, rows),
         }
     }
 

@@ -7,9 +7,12 @@
 //! 32-byte group belong to output `c`, so one 256-bit register holds four consecutive inputs of
 //! eight outputs, and a dot product against four broadcast activation bytes yields the eight
 //! outputs in the eight 32-bit lanes: no horizontal sums, one scale vector per block. Scales
-//! stay the f16 bits of the file.
+//! stay the f16 bits of the file. The K-quants' super-blocks of 256 are laid out the same way,
+//! eight blocks of 32 to an entry ([`super::kquants`]).
 
 use candle_core::quantized::GgmlDType;
+
+use super::kquants::{pack_q4k, pack_q5k, pack_q6k, TileQ4K, TileQ5K, TileQ6K, QK_K};
 
 /// Output columns in one tile: one 256-bit register of f32 or of 32-bit integer sums.
 pub(crate) const TILE_COLS: usize = 8;
@@ -175,63 +178,73 @@ pub(crate) enum Packed {
     Q5_1(Vec<TileQ5_1>),
     /// 8-bit codes with a scale per block; tiles × blocks entries.
     Q8_0(Vec<TileQ8_0>),
+    /// 4-bit codes with 6-bit scales and minimums per 32, f16 scales per 256; tiles × super-blocks
+    /// entries.
+    Q4K(Vec<TileQ4K>),
+    /// 5-bit codes, scaled as Q4_K; tiles × super-blocks entries.
+    Q5K(Vec<TileQ5K>),
+    /// 6-bit codes with 8-bit scales per 16, an f16 scale per 256; tiles × super-blocks entries.
+    Q6K(Vec<TileQ6K>),
     /// Plain f32: tile `t`, input `i` at `t * k + i`, one value per output of the tile.
     F32(Vec<[f32; TILE_COLS]>),
 }
 
 impl Packed {
-    /// Repacks the raw GGUF data of an `n × k` matrix of `dtype` (rows of `k / 32` blocks, or
-    /// of `k` floats). `None` for a dtype without a layout here.
+    /// Repacks the raw GGUF data of an `n × k` matrix of `dtype` (rows of `k / 32` blocks, of
+    /// `k / 256` K-quant super-blocks, or of `k` floats). `None` for a dtype without a layout
+    /// here.
     pub(crate) fn from_gguf(dtype: GgmlDType, data: &[u8], n: usize, k: usize) -> Option<Self> {
         let tiles = n.div_ceil(TILE_COLS);
         let packed = match dtype {
-            GgmlDType::Q4_0 => Self::Q4_0(pack_blocks(data, n, k, 18, |blocks| {
+            GgmlDType::Q4_0 => Self::Q4_0(pack_blocks(data, (n, k), (QK, 18), |blocks| {
                 let mut tile = TileQ4_0::default();
                 for (c, block) in blocks.iter().enumerate() {
                     if let Some(block) = block {
                         tile.d[c] = half_bits(block, 0);
-                        pack_nibbles(&mut tile.qs, c, &block[2..18]);
+                        pack_nibbles(&mut tile.qs, c, &gguf_codes(&block[2..18], 0));
                     }
                 }
                 tile
             })),
-            GgmlDType::Q4_1 => Self::Q4_1(pack_blocks(data, n, k, 20, |blocks| {
+            GgmlDType::Q4_1 => Self::Q4_1(pack_blocks(data, (n, k), (QK, 20), |blocks| {
                 let mut tile = TileQ4_1::default();
                 for (c, block) in blocks.iter().enumerate() {
                     if let Some(block) = block {
                         tile.d[c] = half_bits(block, 0);
                         tile.m[c] = half_bits(block, 2);
-                        pack_nibbles(&mut tile.qs, c, &block[4..20]);
+                        pack_nibbles(&mut tile.qs, c, &gguf_codes(&block[4..20], 0));
                     }
                 }
                 tile
             })),
             // GGUF Q5_0: f16 d, 4 bytes of fifth bits (bit i: input i), 16 nibble bytes.
-            GgmlDType::Q5_0 => Self::Q5_0(pack_blocks(data, n, k, 22, |blocks| {
+            GgmlDType::Q5_0 => Self::Q5_0(pack_blocks(data, (n, k), (QK, 22), |blocks| {
                 let mut tile = TileQ5_0::default();
                 for (c, block) in blocks.iter().enumerate() {
                     if let Some(block) = block {
                         tile.d[c] = half_bits(block, 0);
-                        pack_nibbles(&mut tile.qs, c, &block[6..22]);
-                        pack_fifth_bits(&mut tile.qh, c, &block[2..6]);
+                        let codes = gguf_codes(&block[6..22], fifth_word(&block[2..6]));
+                        pack_nibbles(&mut tile.qs, c, &codes);
+                        pack_fifth_bits(&mut tile.qh, c, &codes);
                     }
                 }
                 tile
             })),
             // GGUF Q5_1: f16 d, f16 m, 4 bytes of fifth bits, 16 nibble bytes.
-            GgmlDType::Q5_1 => Self::Q5_1(pack_blocks(data, n, k, 24, |blocks| {
+            GgmlDType::Q5_1 => Self::Q5_1(pack_blocks(data, (n, k), (QK, 24), |blocks| {
                 let mut tile = TileQ5_1::default();
                 for (c, block) in blocks.iter().enumerate() {
                     if let Some(block) = block {
                         tile.d[c] = half_bits(block, 0);
                         tile.m[c] = half_bits(block, 2);
-                        pack_nibbles(&mut tile.qs, c, &block[8..24]);
-                        pack_fifth_bits(&mut tile.qh, c, &block[4..8]);
+                        let codes = gguf_codes(&block[8..24], fifth_word(&block[4..8]));
+                        pack_nibbles(&mut tile.qs, c, &codes);
+                        pack_fifth_bits(&mut tile.qh, c, &codes);
                     }
                 }
                 tile
             })),
-            GgmlDType::Q8_0 => Self::Q8_0(pack_blocks(data, n, k, 34, |blocks| {
+            GgmlDType::Q8_0 => Self::Q8_0(pack_blocks(data, (n, k), (QK, 34), |blocks| {
                 let mut tile = TileQ8_0::default();
                 for (c, block) in blocks.iter().enumerate() {
                     if let Some(block) = block {
@@ -243,6 +256,9 @@ impl Packed {
                 }
                 tile
             })),
+            GgmlDType::Q4K => Self::Q4K(pack_q4k(data, n, k)),
+            GgmlDType::Q5K => Self::Q5K(pack_q5k(data, n, k)),
+            GgmlDType::Q6K => Self::Q6K(pack_q6k(data, n, k)),
             GgmlDType::F32 => {
                 let values: Vec<f32> = data
                     .chunks_exact(4)
@@ -266,10 +282,7 @@ impl Packed {
             }
             _ => return None,
         };
-        debug_assert_eq!(
-            packed.len(),
-            tiles * if matches!(packed, Self::F32(_)) { k } else { k / QK }
-        );
+        debug_assert_eq!(packed.len(), tiles * packed.entries_per_tile(k));
         Some(packed)
     }
 
@@ -287,6 +300,15 @@ impl Packed {
         Self::F32(out)
     }
 
+    /// Entries of one column tile for `k` inputs.
+    pub(crate) fn entries_per_tile(&self, k: usize) -> usize {
+        match self {
+            Self::F32(_) => k,
+            Self::Q4K(_) | Self::Q5K(_) | Self::Q6K(_) => k / QK_K,
+            _ => k / QK,
+        }
+    }
+
     /// Entries in the layout.
     fn len(&self) -> usize {
         match self {
@@ -295,6 +317,9 @@ impl Packed {
             Self::Q5_0(v) => v.len(),
             Self::Q5_1(v) => v.len(),
             Self::Q8_0(v) => v.len(),
+            Self::Q4K(v) => v.len(),
+            Self::Q5K(v) => v.len(),
+            Self::Q6K(v) => v.len(),
             Self::F32(v) => v.len(),
         }
     }
@@ -307,21 +332,23 @@ impl Packed {
             Self::Q5_0(v) => std::mem::size_of_val(v.as_slice()),
             Self::Q5_1(v) => std::mem::size_of_val(v.as_slice()),
             Self::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
+            Self::Q4K(v) => std::mem::size_of_val(v.as_slice()),
+            Self::Q5K(v) => std::mem::size_of_val(v.as_slice()),
+            Self::Q6K(v) => std::mem::size_of_val(v.as_slice()),
             Self::F32(v) => std::mem::size_of_val(v.as_slice()),
         }
     }
 }
 
 /// Builds one tile entry per (tile, block) from the raw blocks of its (up to 8) rows; rows past
-/// `n` are `None`.
-fn pack_blocks<T>(
+/// `n` are `None`. A block holds `block_inputs` inputs in `block_bytes` bytes.
+pub(crate) fn pack_blocks<T>(
     data: &[u8],
-    n: usize,
-    k: usize,
-    block_bytes: usize,
+    (n, k): (usize, usize),
+    (block_inputs, block_bytes): (usize, usize),
     tile: impl Fn(&[Option<&[u8]>; 8]) -> T,
 ) -> Vec<T> {
-    let blocks = k / QK;
+    let blocks = k / block_inputs;
     assert_eq!(
         data.len(),
         n * blocks * block_bytes,
@@ -346,26 +373,42 @@ fn pack_blocks<T>(
 }
 
 /// The little-endian u16 at `at`.
-fn half_bits(block: &[u8], at: usize) -> u16 {
+pub(crate) fn half_bits(block: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([block[at], block[at + 1]])
 }
 
-/// Spreads the 16 GGUF code bytes of one block (byte `j`: input `j` low, input `j + 16` high)
-/// into output `c` of a 4-bit tile.
-fn pack_nibbles(qs: &mut [[u8; 32]; 4], c: usize, codes: &[u8]) {
-    let code = |i: usize| if i < 16 { codes[i] & 0x0F } else { codes[i - 16] >> 4 };
+/// The 32 codes of a GGUF Q4/Q5 block's 16 nibble bytes (byte `j`: input `j` low, input
+/// `j + 16` high), plus 16 for each set bit of `fifth` (bit `i`: input `i`).
+fn gguf_codes(nibbles: &[u8], fifth: u32) -> [u8; QK] {
+    std::array::from_fn(|i| {
+        let low = if i < 16 {
+            nibbles[i] & 0x0F
+        } else {
+            nibbles[i - 16] >> 4
+        };
+        low | ((((fifth >> i) & 1) as u8) << 4)
+    })
+}
+
+/// The four fifth-bit bytes of a GGUF Q5 block as one little-endian word.
+fn fifth_word(bits: &[u8]) -> u32 {
+    u32::from_le_bytes([bits[0], bits[1], bits[2], bits[3]])
+}
+
+/// Spreads the low four bits of 32 codes (in input order) into output `c` of a 4-bit tile
+/// block: group `h`, byte `4c + j` holds input `8h + j` low and input `8h + 4 + j` high.
+pub(crate) fn pack_nibbles(qs: &mut [[u8; 32]; 4], c: usize, codes: &[u8]) {
     for (h, group) in qs.iter_mut().enumerate() {
         for j in 0..4 {
-            group[4 * c + j] = code(8 * h + j) | (code(8 * h + 4 + j) << 4);
+            group[4 * c + j] = (codes[8 * h + j] & 0x0F) | ((codes[8 * h + 4 + j] & 0x0F) << 4);
         }
     }
 }
 
-/// Spreads the fifth bits of one GGUF Q5 block (`bits`: a little-endian u32, bit `i` for
-/// input `i`) into output `c` of a 5-bit tile, in the order of [`pack_nibbles`].
-fn pack_fifth_bits(qh: &mut [u8; 32], c: usize, bits: &[u8]) {
-    let bits = u32::from_le_bytes([bits[0], bits[1], bits[2], bits[3]]);
-    let bit = |i: usize| ((bits >> i) & 1) as u8;
+/// Spreads bit 4 of 32 codes into output `c` of a 5-bit tile's fifth bits, in the order of
+/// [`pack_nibbles`] (see [`TileQ5_0::qh`]).
+pub(crate) fn pack_fifth_bits(qh: &mut [u8; 32], c: usize, codes: &[u8]) {
+    let bit = |i: usize| (codes[i] >> 4) & 1;
     for j in 0..4 {
         for h in 0..4 {
             qh[4 * c + j] |= bit(8 * h + j) << (2 * h);

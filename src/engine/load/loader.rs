@@ -15,6 +15,7 @@ use crate::engine::load::config::LocalModelConfig;
 use crate::engine::load::gguf::Metadata;
 use crate::engine::load::hf;
 use crate::engine::load::template::{ChatTemplate, CHATML_TEMPLATE};
+use crate::engine::load::tensor_types::gguf_read_error;
 use crate::engine::load::tokenizer::TextTokenizer;
 use crate::engine::model::Architecture;
 use crate::engine::run::forward::{LlamaBatchModel, MatmulBackend};
@@ -77,6 +78,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
     }
     let context_length = context_length(config, declared_context, model.config().max_positions)?;
     let (own_kernels, matrices) = model.own_kernel_matrices();
+    let candle_kernel_formats = model.candle_kernel_formats();
     tracing::info!(
         model = %config.id,
         file = %file.display(),
@@ -85,6 +87,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         context_length,
         vocab = tokenizer.vocab_size(),
         own_kernel_matrices = format_args!("{own_kernels}/{matrices}"),
+        candle_kernel_formats = %candle_kernel_formats,
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );
@@ -132,8 +135,7 @@ fn weights_error(file: &Path) -> impl Fn(EngineError) -> EngineError + '_ {
 /// A GGUF file: weights, and tokenizer and template from its metadata.
 fn read_gguf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
     let mut reader = BufReader::new(File::open(file)?);
-    let content = Content::read(&mut reader)
-        .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", file.display())))?;
+    let content = Content::read(&mut reader).map_err(|e| gguf_read_error(file, &e))?;
     let md = Metadata(&content.metadata);
     let architecture = Architecture::from_gguf(
         md.str("general.architecture")

@@ -16,4 +16,5 @@ pub(crate) mod progress;
 pub mod reranker;
 pub(crate) mod source;
 pub(crate) mod template;
+pub(crate) mod tensor_types;
 pub(crate) mod tokenizer;

@@ -40,6 +40,8 @@ pub(crate) struct QLinear {
     kernel: Kernel,
     /// Output features.
     out_features: usize,
+    /// The weights' dtype in the file.
+    source: GgmlDType,
 }
 
 /// GGUF dtypes our CPU kernels take without widening the weights beyond f32.
@@ -51,6 +53,9 @@ fn ours_supports(dtype: GgmlDType) -> bool {
             | GgmlDType::Q5_0
             | GgmlDType::Q5_1
             | GgmlDType::Q8_0
+            | GgmlDType::Q4K
+            | GgmlDType::Q5K
+            | GgmlDType::Q6K
             | GgmlDType::F32
             | GgmlDType::F16
             | GgmlDType::BF16
@@ -61,18 +66,28 @@ impl QLinear {
     /// Wraps a weight of shape `[out, in]` as stored in GGUF.
     pub(crate) fn new(weight: Arc<QTensor>, backend: MatmulBackend) -> Result<Self> {
         let (out_features, _) = weight.shape().dims2()?;
+        let source = weight.dtype();
         let ours = backend == MatmulBackend::Fastest && weight.device().is_cpu() && ours_supports(weight.dtype());
         let kernel = if ours {
             Kernel::Ours(QuantMatrix::from_qtensor(&weight)?)
         } else {
             Kernel::Candle(QMatMul::from_arc(weight)?)
         };
-        Ok(Self { kernel, out_features })
+        Ok(Self {
+            kernel,
+            out_features,
+            source,
+        })
     }
 
     /// Output features.
     pub(crate) fn out_features(&self) -> usize {
         self.out_features
+    }
+
+    /// The weights' dtype in the file.
+    pub(crate) fn source_dtype(&self) -> GgmlDType {
+        self.source
     }
 
     /// Whether our kernels run this matrix.

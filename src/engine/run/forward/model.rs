@@ -18,6 +18,7 @@ use super::linear::{MatmulBackend, QLinear};
 use super::plan::{self, Plan};
 use super::Batch;
 use crate::engine::error::EngineError;
+use crate::engine::load::tensor_types::gguf_read_error;
 use crate::engine::run::kv::{KvCache, KvCacheConfig};
 
 /// A model's weights by their GGUF names (`token_embd.weight`, `blk.0.attn_q.weight`, ...),
@@ -147,8 +148,7 @@ impl LlamaBatchModel {
     /// Reads the GGUF model at `path` onto `device`, its matrices multiplied by `matmul`.
     pub fn load_with(path: &Path, device: &Device, matmul: MatmulBackend) -> Result<Self, EngineError> {
         let mut reader = BufReader::new(File::open(path)?);
-        let content = Content::read(&mut reader)
-            .map_err(|e| EngineError::InvalidModel(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+        let content = Content::read(&mut reader).map_err(|e| gguf_read_error(path, &e))?;
         Self::from_gguf(&content, &mut reader, device, matmul)
     }
 
@@ -253,16 +253,36 @@ impl LlamaBatchModel {
         &self.device
     }
 
-    /// Weight matrices run by our own kernels, and all weight matrices.
-    pub fn own_kernel_matrices(&self) -> (usize, usize) {
-        let matrices = self
-            .layers
+    /// Every weight matrix, the output head last.
+    fn matrices(&self) -> impl Iterator<Item = &QLinear> {
+        self.layers
             .iter()
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
-            .chain(std::iter::once(&self.output));
-        matrices.fold((0, 0), |(ours, all), m| {
+            .chain(std::iter::once(&self.output))
+    }
+
+    /// Weight matrices run by our own kernels, and all weight matrices.
+    pub fn own_kernel_matrices(&self) -> (usize, usize) {
+        self.matrices().fold((0, 0), |(ours, all), m| {
             (ours + usize::from(m.uses_own_kernel()), all + 1)
         })
+    }
+
+    /// The formats of the matrices that candle's kernels run, with their counts (`Q3K×24,
+    /// Q2K×6`), or `none`: what a load log names so that a slow file explains itself.
+    pub fn candle_kernel_formats(&self) -> String {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for m in self.matrices().filter(|m| !m.uses_own_kernel()) {
+            *counts.entry(format!("{:?}", m.source_dtype())).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return "none".into();
+        }
+        counts
+            .iter()
+            .map(|(format, count)| format!("{format}×{count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Which attention implementation runs.

@@ -784,6 +784,8 @@ fn every_weight_format_matches_candle_transformers() {
         GgmlDType::Q4K,
         GgmlDType::Q5K,
         GgmlDType::Q6K,
+        GgmlDType::Q2K,
+        GgmlDType::Q3K,
         GgmlDType::F16,
     ];
     let prompt = tokens(3, 21, tiny::vocab_size());
@@ -824,14 +826,17 @@ fn every_weight_format_matches_candle_transformers() {
                 assert_eq!(own, all);
                 assert!(vs_candle < 1e-3 && vs_candle_decode < 1e-3, "{format:?}");
             }
-            // The K-quants run on candle's matmul, the others on ours; the activations
-            // around them are rounded differently, so both are held to the exact result.
-            GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => {
+            // Q2_K and Q3_K run on candle's matmul (the load log names them), the rest of the
+            // model on ours; the activations around them are rounded differently, so both are
+            // held to the exact result.
+            GgmlDType::Q2K | GgmlDType::Q3K => {
                 assert_eq!(own, 0);
+                assert_eq!(model.candle_kernel_formats(), format!("{format:?}×{all}"));
                 assert_as_close_to_exact_as_candle(&ours, &candle, &exact, &format!("{format:?}"));
             }
             _ => {
                 assert_eq!(own, all);
+                assert_eq!(model.candle_kernel_formats(), "none");
                 assert_as_close_to_exact_as_candle(&ours, &candle, &exact, &format!("{format:?}"));
             }
         }
