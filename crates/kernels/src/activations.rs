@@ -87,7 +87,7 @@ impl Q8Rows {
 /// Quantizes one row into its blocks.
 fn quantize_row(isa: Isa, values: &[f32], out: &mut [Q8Block]) {
     #[cfg(target_arch = "x86_64")]
-    if let (Isa::Avx2, Some(avx2)) = (isa, super::avx2::Avx2::detect()) {
+    if let (Isa::Avx2 | Isa::Avx512Vnni, Some(avx2)) = (isa, super::avx2::Avx2::detect()) {
         return avx2.quantize_row(values, out);
     }
     let _ = isa;

@@ -76,7 +76,7 @@ impl Avx2 {
 /// Loads 32 bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load_u8x32(bytes: &[u8; 32]) -> __m256i {
+pub(crate) fn load_u8x32(bytes: &[u8; 32]) -> __m256i {
     // SAFETY: the reference covers 32 readable bytes, and `loadu` takes any alignment.
     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
 }
@@ -84,7 +84,7 @@ fn load_u8x32(bytes: &[u8; 32]) -> __m256i {
 /// Loads 32 signed bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load_i8x32(bytes: &[i8; 32]) -> __m256i {
+pub(crate) fn load_i8x32(bytes: &[i8; 32]) -> __m256i {
     // SAFETY: the reference covers 32 readable bytes, and `loadu` takes any alignment.
     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
 }
@@ -92,7 +92,7 @@ fn load_i8x32(bytes: &[i8; 32]) -> __m256i {
 /// Loads 8 f16 values as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load_f16x8(bits: &[u16; 8]) -> __m256 {
+pub(crate) fn load_f16x8(bits: &[u16; 8]) -> __m256 {
     // SAFETY: the reference covers 16 readable bytes, and `loadu` takes any alignment.
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
 }
@@ -108,7 +108,7 @@ fn load_f32x8(values: &[f32; 8]) -> __m256 {
 /// The 8 lanes of a vector.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn to_array(v: __m256) -> [f32; 8] {
+pub(crate) fn to_array(v: __m256) -> [f32; 8] {
     let mut out = [0f32; 8];
     // SAFETY: `out` has room for 8 floats, and `storeu` takes any alignment.
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
@@ -178,7 +178,7 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
 /// (a bit shifted in from the neighbouring byte never lands on bit 4).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn fifth_bits<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
+pub(crate) fn fifth_bits<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
     let moved = match (h, HIGH) {
         (0, false) => _mm256_slli_epi16::<4>(qh),
         (0, true) => _mm256_slli_epi16::<3>(qh),
@@ -267,7 +267,7 @@ fn pairs_of<const SIGNED: bool>(bytes: &[u8; 8]) -> __m256i {
 /// Eight unsigned bytes as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load_u8x8_as_f32(bytes: &[u8; 8]) -> __m256 {
+pub(crate) fn load_u8x8_as_f32(bytes: &[u8; 8]) -> __m256 {
     // SAFETY: the reference covers 8 readable bytes, and `loadl` takes any alignment.
     let v = unsafe { _mm_loadl_epi64(bytes.as_ptr().cast()) };
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
@@ -342,7 +342,7 @@ fn q45k<T: ScaledNibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) ->
 /// [`super::kquants::TileQ6K::qh`]): one 16-bit shift and a mask.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn upper_pairs<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
+pub(crate) fn upper_pairs<const HIGH: bool>(qh: __m256i, h: usize) -> __m256i {
     let moved = match (h % 2, HIGH) {
         (0, false) => _mm256_slli_epi16::<4>(qh),
         (0, true) => _mm256_slli_epi16::<2>(qh),

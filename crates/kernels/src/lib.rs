@@ -15,14 +15,16 @@
 //!
 //! Weights are repacked once at load into tiles of 8 output rows ([`QuantMatrix`]); each
 //! product quantizes every activation row once to 8 bits (blocks of 32, f32 scale) and runs
-//! integer dot products with AVX2 (detected at run time) or portable Rust that gives the same
-//! bits. Each output row is computed by the same arithmetic whatever the batch around it, so
+//! integer dot products with AVX-512 VNNI or AVX2 (detected at run time) or portable Rust that
+//! gives the same bits. Each output row is computed by the same arithmetic whatever the batch around it, so
 //! greedy decoding gives the same tokens alone or in a batch.
 
 mod activations;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod candle;
 mod disjoint;
 pub mod encoder;

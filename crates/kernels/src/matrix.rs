@@ -291,6 +291,10 @@ enum Kernels {
     /// [`super::avx2`], with the proof that the CPU runs it.
     #[cfg(target_arch = "x86_64")]
     Avx2(super::avx2::Avx2),
+    /// [`super::avx512`] (and [`super::avx2`] for f32 weights), with the proofs that the CPU
+    /// runs them.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(super::avx512::Avx512Vnni, super::avx2::Avx2),
 }
 
 impl Kernels {
@@ -299,6 +303,11 @@ impl Kernels {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => super::avx2::Avx2::detect().map_or(Self::Scalar, Self::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => match (super::avx512::Avx512Vnni::detect(), super::avx2::Avx2::detect()) {
+                (Some(vnni), Some(avx2)) => Self::Avx512(vnni, avx2),
+                _ => Self::Scalar,
+            },
             _ => Self::Scalar,
         }
     }
@@ -309,6 +318,8 @@ impl Kernels {
             Self::Scalar => Isa::Scalar,
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(..) => Isa::Avx512Vnni,
         }
     }
 
@@ -318,6 +329,8 @@ impl Kernels {
             Self::Scalar => scalar::q4(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q4(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(vnni, _) => vnni.q4(tiles, rows),
         }
     }
 
@@ -327,6 +340,8 @@ impl Kernels {
             Self::Scalar => scalar::q5(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q5(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(vnni, _) => vnni.q5(tiles, rows),
         }
     }
 
@@ -336,6 +351,8 @@ impl Kernels {
             Self::Scalar => scalar::q45k(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q45k(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(vnni, _) => vnni.q45k(tiles, rows),
         }
     }
 
@@ -345,6 +362,8 @@ impl Kernels {
             Self::Scalar => scalar::q6k(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q6k(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(vnni, _) => vnni.q6k(tiles, rows),
         }
     }
 
@@ -354,6 +373,8 @@ impl Kernels {
             Self::Scalar => scalar::q8(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.q8(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(vnni, _) => vnni.q8(tiles, rows),
         }
     }
 
@@ -363,6 +384,8 @@ impl Kernels {
             Self::Scalar => scalar::f32s(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(avx2) => avx2.f32s(tiles, rows),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(_, avx2) => avx2.f32s(tiles, rows),
         }
     }
 }

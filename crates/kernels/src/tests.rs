@@ -115,7 +115,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The implementations this CPU runs.
 fn isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2]
+    [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
         .into_iter()
         .filter(|isa| isa.is_available())
         .collect()
@@ -173,6 +173,18 @@ fn exact_activations_give_the_f32_product() {
                 let error = row_relative_error(&ours(&matrix, isa, &x, 3), &reference, &reference, n);
                 assert!(error < 2e-5, "{dtype:?} {isa:?} k={k} n={n}: {error:e}");
             }
+        }
+        // The largest sums a block can reach: every weight at its format's largest code (a
+        // row of one positive value) against activations at +127 or −127, where a 16-bit
+        // intermediate sum would overflow or saturate if the kernels' bounds were wrong.
+        let (k, n) = (inputs(dtype, 512), 16);
+        let qtensor = quantize(&vec![0.05; n * k], n, k, dtype);
+        let matrix = QuantMatrix::from_qtensor(&qtensor).unwrap();
+        let x: Vec<f32> = (0..2 * k).map(|i| if i < k { 127.0 } else { -127.0 }).collect();
+        let reference = reference(&qtensor, &x, 2);
+        for isa in isas() {
+            let error = row_relative_error(&ours(&matrix, isa, &x, 2), &reference, &reference, n);
+            assert!(error < 2e-5, "{dtype:?} {isa:?} at the largest codes: {error:e}");
         }
     }
 }
@@ -266,11 +278,9 @@ fn rows_are_the_same_alone_or_in_any_batch() {
 }
 
 #[test]
-fn avx2_gives_the_same_bits_as_scalar() {
-    if !Isa::Avx2.is_available() {
-        eprintln!("no AVX2 + FMA + F16C on this CPU: only the scalar kernels run here");
-        return;
-    }
+fn every_simd_implementation_gives_the_same_bits_as_scalar() {
+    let simd: Vec<Isa> = isas().into_iter().filter(|&isa| isa != Isa::Scalar).collect();
+    eprintln!("implementations checked against the scalar kernels on this CPU: {simd:?}");
     let mut rng = StdRng::seed_from_u64(13);
     for dtype in DTYPES {
         for (k, n) in [(576, 192), (1536, 40), (64, 13)] {
@@ -278,14 +288,16 @@ fn avx2_gives_the_same_bits_as_scalar() {
             let matrix = QuantMatrix::from_qtensor(&quantize(&weights(&mut rng, n, k), n, k, dtype)).unwrap();
             for m in [1, 5, 32] {
                 let x = activations(&mut rng, m, k);
-                let simd = ours(&matrix, Isa::Avx2, &x, m);
                 let scalar = ours(&matrix, Isa::Scalar, &x, m);
-                let same = simd.iter().zip(&scalar).all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(
-                    same,
-                    "{dtype:?} k={k} n={n} m={m}: max diff {:e}",
-                    max_diff(&simd, &scalar)
-                );
+                for &isa in &simd {
+                    let fast = ours(&matrix, isa, &x, m);
+                    let same = fast.iter().zip(&scalar).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{dtype:?} {isa:?} k={k} n={n} m={m}: max diff {:e}",
+                        max_diff(&fast, &scalar)
+                    );
+                }
             }
         }
     }

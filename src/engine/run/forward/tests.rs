@@ -799,6 +799,7 @@ fn every_weight_format_matches_candle_transformers() {
             heads: 4,
             kv_heads: 2,
             weights: format,
+            ..tiny::TinyShape::default()
         };
         tiny::write_tiny_model_with(&path, 5, TinyArchitecture::Llama, &shape).unwrap();
         let f32_file = dir.path().join("f32.gguf");
