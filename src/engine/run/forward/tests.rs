@@ -773,6 +773,30 @@ fn safetensors_models_match_candle_transformers() {
 }
 
 #[test]
+fn a_tied_output_head_runs_on_our_kernels_too() {
+    // Qwen2.5's small models have no output.weight: the token embedding is the head.
+    for format in [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q8_0] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let shape = tiny::TinyShape {
+            dim: 256,
+            ffn: 512,
+            weights: format,
+            tied: true,
+            ..tiny::TinyShape::default()
+        };
+        tiny::write_tiny_model_with(&path, 9, TinyArchitecture::Qwen2, &shape).unwrap();
+        let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(
+            model.own_kernel_matrices(),
+            (7 * shape.layers + 1, 7 * shape.layers + 1),
+            "{format:?}"
+        );
+        assert_eq!(model.candle_kernel_formats(), "none");
+    }
+}
+
+#[test]
 fn every_weight_format_matches_candle_transformers() {
     // K-quants need rows of 256 values: a wider tiny model.
     let formats = [
