@@ -29,6 +29,7 @@ pub(crate) struct Q8Block {
 impl Q8Block {
     /// The two half sums as one word (the first in the low 16 bits), the unit a kernel
     /// broadcasts against pairs of 16-bit scales.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn half_sums_word(&self) -> i32 {
         i32::from(self.half_sums[0] as u16) | (i32::from(self.half_sums[1]) << 16)

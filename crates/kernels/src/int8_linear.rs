@@ -184,6 +184,7 @@ impl Int8Linear {
         count: usize,
         out: &Disjoint<'_, f32>,
     ) {
+        #[cfg(target_arch = "x86_64")]
         let groups = self.k / GROUP;
         assert!((row + tile_rows) * self.k <= rows.q.len(), "tile rows out of range");
         assert!(
@@ -236,6 +237,7 @@ impl Int8Linear {
 }
 
 /// The pointers one tile reads.
+#[cfg(target_arch = "x86_64")]
 struct TileArgs {
     q: *const u8,
     row_scale: *const f32,

@@ -12,6 +12,8 @@ pub enum Isa {
     /// x86-64 AVX-512 F, BW, VL and VNNI besides AVX2: `vpdpbusd` for the integer dot
     /// products of the quantized kernels (256-bit vectors).
     Avx512Vnni,
+    /// aarch64 NEON with the dot-product extension (ARMv8.2 `sdot`).
+    Neon,
 }
 
 impl Isa {
@@ -21,6 +23,8 @@ impl Isa {
             Self::Avx512Vnni
         } else if Self::Avx2.is_available() {
             Self::Avx2
+        } else if Self::Neon.is_available() {
+            Self::Neon
         } else {
             Self::Scalar
         }
@@ -32,6 +36,7 @@ impl Isa {
             Self::Scalar => true,
             Self::Avx2 => avx2_available(),
             Self::Avx512Vnni => avx512_vnni_available(),
+            Self::Neon => neon_dotprod_available(),
         }
     }
 }
@@ -61,5 +66,17 @@ pub(crate) fn avx512_vnni_available() -> bool {
 /// Never on other architectures.
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn avx512_vnni_available() -> bool {
+    false
+}
+
+/// NEON and the dot-product extension, detected at run time.
+#[cfg(target_arch = "aarch64")]
+pub(crate) fn neon_dotprod_available() -> bool {
+    std::arch::is_aarch64_feature_detected!("neon") && std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// Never on other architectures.
+#[cfg(not(target_arch = "aarch64"))]
+pub(crate) fn neon_dotprod_available() -> bool {
     false
 }

@@ -15,8 +15,8 @@
 //!
 //! Weights are repacked once at load into tiles of 8 output rows ([`QuantMatrix`]); each
 //! product quantizes every activation row once to 8 bits (blocks of 32, f32 scale) and runs
-//! integer dot products with AVX-512 VNNI or AVX2 (detected at run time) or portable Rust that
-//! gives the same bits. Each output row is computed by the same arithmetic whatever the batch around it, so
+//! integer dot products with AVX-512 VNNI or AVX2 on x86-64, NEON with the dot-product extension
+//! on aarch64 (detected at run time), or portable Rust that gives the same bits. Each output row is computed by the same arithmetic whatever the batch around it, so
 //! greedy decoding gives the same tokens alone or in a batch.
 
 mod activations;
@@ -34,6 +34,8 @@ pub mod int8_linear;
 mod isa;
 mod kquants;
 mod matrix;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod ops;
 mod packed;
 mod reduce;

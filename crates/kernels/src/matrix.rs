@@ -295,6 +295,9 @@ enum Kernels {
     /// runs them.
     #[cfg(target_arch = "x86_64")]
     Avx512(super::avx512::Avx512Vnni, super::avx2::Avx2),
+    /// [`super::neon`], with the proof that the CPU runs it.
+    #[cfg(target_arch = "aarch64")]
+    Neon(super::neon::Neon),
 }
 
 impl Kernels {
@@ -308,6 +311,8 @@ impl Kernels {
                 (Some(vnni), Some(avx2)) => Self::Avx512(vnni, avx2),
                 _ => Self::Scalar,
             },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => super::neon::Neon::detect().map_or(Self::Scalar, Self::Neon),
             _ => Self::Scalar,
         }
     }
@@ -320,6 +325,8 @@ impl Kernels {
             Self::Avx2(_) => Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(..) => Isa::Avx512Vnni,
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(_) => Isa::Neon,
         }
     }
 
@@ -331,6 +338,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.q4(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(vnni, _) => vnni.q4(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.q4(tiles, rows),
         }
     }
 
@@ -342,6 +351,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.q5(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(vnni, _) => vnni.q5(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.q5(tiles, rows),
         }
     }
 
@@ -353,6 +364,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.q45k(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(vnni, _) => vnni.q45k(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.q45k(tiles, rows),
         }
     }
 
@@ -364,6 +377,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.q6k(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(vnni, _) => vnni.q6k(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.q6k(tiles, rows),
         }
     }
 
@@ -375,6 +390,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.q8(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(vnni, _) => vnni.q8(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.q8(tiles, rows),
         }
     }
 
@@ -386,6 +403,8 @@ impl Kernels {
             Self::Avx2(avx2) => avx2.f32s(tiles, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(_, avx2) => avx2.f32s(tiles, rows),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon(neon) => neon.f32s(tiles, rows),
         }
     }
 }

@@ -115,7 +115,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The implementations this CPU runs.
 fn isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+    [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni, Isa::Neon]
         .into_iter()
         .filter(|isa| isa.is_available())
         .collect()

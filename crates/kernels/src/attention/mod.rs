@@ -237,7 +237,8 @@ impl PagedAttention {
     }
 }
 
-/// Whether this CPU has AVX2 and FMA.
+/// Whether this CPU has AVX2 and FMA (never elsewhere: the tests ask on every architecture).
+#[cfg(any(target_arch = "x86_64", test))]
 fn avx2_available() -> bool {
     crate::isa::avx2_available()
 }
