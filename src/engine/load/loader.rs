@@ -88,6 +88,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         vocab = tokenizer.vocab_size(),
         own_kernel_matrices = format_args!("{own_kernels}/{matrices}"),
         candle_kernel_formats = %candle_kernel_formats,
+        matrix_mib = model.matrix_bytes() / (1 << 20),
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );

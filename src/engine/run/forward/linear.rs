@@ -95,6 +95,15 @@ impl QLinear {
         matches!(self.kernel, Kernel::Ours(_))
     }
 
+    /// Bytes of memory the weights take as the kernel reads them (repacked for ours).
+    pub(crate) fn size_in_bytes(&self) -> usize {
+        match &self.kernel {
+            Kernel::Ours(matrix) => matrix.size_in_bytes(),
+            Kernel::Candle(QMatMul::QTensor(weights)) => weights.storage_size_in_bytes(),
+            Kernel::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.elem_count() * t.dtype().size_in_bytes(),
+        }
+    }
+
     /// `x [rows, in]` (f32) to `[rows, out]`. Row `i` of the result depends on row `i` of `x`
     /// only, bit for bit, whatever the other rows (see the batch-independence tests).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -268,6 +268,11 @@ impl LlamaBatchModel {
         })
     }
 
+    /// Bytes the weight matrices take in memory, as their kernels read them.
+    pub fn matrix_bytes(&self) -> usize {
+        self.matrices().map(QLinear::size_in_bytes).sum()
+    }
+
     /// The formats of the matrices that candle's kernels run, with their counts (`Q3K×24,
     /// Q2K×6`), or `none`: what a load log names so that a slow file explains itself.
     pub fn candle_kernel_formats(&self) -> String {
