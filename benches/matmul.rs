@@ -2,6 +2,9 @@
 //! through a candle `Tensor` in and out, at SmolLM2-135M's shapes, for one decode row, small
 //! and large decode batches, and a prefill chunk. Throughput is in FLOP (2 × m × k × n).
 //!
+//! Where the CPU has AVX-512 VNNI (the default kernels then), the AVX2 kernels are measured
+//! beside them (`ours-avx2`, on plain slices rather than tensors).
+//!
 //! `cargo bench --bench matmul` (a filter such as `-- Q4_0` runs a part). Under `cargo test`
 //! (no `--bench` argument) criterion runs each benchmark once: only the small cases then.
 
@@ -12,7 +15,7 @@ use std::time::Duration;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use enclave::engine::kernels::QuantMatrix;
+use enclave::engine::kernels::{Isa, QuantMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -69,6 +72,14 @@ fn matmul(c: &mut Criterion) {
                 group.bench_with_input(BenchmarkId::new("ours", m), &x, |b, x| {
                     b.iter(|| black_box(ours.forward(x).unwrap()))
                 });
+                if Isa::detect() != Isa::Avx2 && Isa::Avx2.is_available() {
+                    // The AVX2 kernels beside the AVX-512 VNNI ones the CPU runs by default.
+                    let values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let mut out = vec![0f32; m * n];
+                    group.bench_function(BenchmarkId::new("ours-avx2", m), |b| {
+                        b.iter(|| ours.matmul_with(Isa::Avx2, black_box(&values), m, &mut out))
+                    });
+                }
                 group.bench_with_input(BenchmarkId::new("candle", m), &x, |b, x| {
                     b.iter(|| black_box(candle.forward(x).unwrap()))
                 });

@@ -178,7 +178,11 @@ async fn stream_once(client: &reqwest::Client, server: &Server, text: &str, max_
     }
     let sent = Instant::now();
     let response = request.send().await.expect("send");
-    assert!(response.status().is_success(), "{}: {}", server.name, response.status());
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        panic!("{}: {status}: {body}", server.name);
+    }
     let mut bytes = response.bytes_stream();
     let mut buffer = String::new();
     let mut result = StreamResult::default();

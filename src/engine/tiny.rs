@@ -446,3 +446,35 @@ mod tests {
         assert_ne!(a, c);
     }
 }
+
+#[cfg(test)]
+mod padded_vocabulary_tests {
+    use super::*;
+
+    /// The tokenizer of the model at `path`.
+    fn tokenizer(path: &Path) -> crate::engine::load::tokenizer::TextTokenizer {
+        let mut reader = std::io::BufReader::new(File::open(path).unwrap());
+        let content = gguf_file::Content::read(&mut reader).unwrap();
+        crate::engine::load::tokenizer::TextTokenizer::load(
+            &crate::engine::load::gguf::Metadata(&content.metadata),
+            path,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn padding_tokens_do_not_change_how_text_encodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, padded) = (dir.path().join("plain.gguf"), dir.path().join("padded.gguf"));
+        write_tiny_llama(&plain, 3).unwrap();
+        let shape = TinyShape {
+            vocab: 2000,
+            ..TinyShape::default()
+        };
+        write_tiny_model_with(&padded, 3, TinyArchitecture::Llama, &shape).unwrap();
+        let text = "<|im_start|>user\nRequest 7. Tell me a story about the river and the garden.<|im_end|>\n";
+        let (plain, padded) = (tokenizer(&plain), tokenizer(&padded));
+        assert_eq!(padded.vocab_size(), 2000);
+        assert_eq!(padded.encode(text).unwrap(), plain.encode(text).unwrap());
+    }
+}
