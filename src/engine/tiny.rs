@@ -468,13 +468,13 @@ mod padded_vocabulary_tests {
         let (plain, padded) = (dir.path().join("plain.gguf"), dir.path().join("padded.gguf"));
         write_tiny_llama(&plain, 3).unwrap();
         let shape = TinyShape {
-            vocab: 2000,
+            vocab: 151_936,
             ..TinyShape::default()
         };
         write_tiny_model_with(&padded, 3, TinyArchitecture::Llama, &shape).unwrap();
         let text = "<|im_start|>user\nRequest 7. Tell me a story about the river and the garden.<|im_end|>\n";
         let (plain, padded) = (tokenizer(&plain), tokenizer(&padded));
-        assert_eq!(padded.vocab_size(), 2000);
+        assert_eq!(padded.vocab_size(), 151_936);
         assert_eq!(padded.encode(text).unwrap(), plain.encode(text).unwrap());
     }
 }
