@@ -17,8 +17,11 @@ use super::scalar;
 /// stay in the core's L2 cache while the weights are read again for the next rows.
 const ROW_BLOCK: usize = 64;
 /// Below this many multiply-adds one thread does the whole product: waking the others would
-/// cost more than it saves.
-const PARALLEL_MACS: usize = 1 << 20;
+/// cost more than it saves. candle's barrier pool keeps its workers spinning briefly between
+/// products, so a decode step's one-row products (576 × 576 = 0.33 M for SmolLM2) gain from
+/// both cores: at 2^20 they ran on one, and one stream decoded at 0.7-0.9x llama.cpp's speed;
+/// at 2^18, 1.4-1.5x (docs/BENCHMARKS.md).
+const PARALLEL_MACS: usize = 1 << 18;
 /// Column tasks per thread, so that a thread that finishes early takes over another's work.
 const TASKS_PER_THREAD: usize = 4;
 /// Activation rows per micro-kernel call.
