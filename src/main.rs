@@ -14,6 +14,12 @@ fn main() -> ExitCode {
         // The document reader's child process: no runtime, no logging, JSON out.
         return enclave::documents::extract::isolate::run_child(&args.kind, &args.limits, &args.file);
     }
+    match &cli.command {
+        // Engine tools: no runtime, no server.
+        Command::Selftest(args) => return selftest(args),
+        Command::SynthModel(args) => return report(synth_model(args)),
+        _ => {}
+    }
     enclave::server::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -33,9 +39,14 @@ fn main() -> ExitCode {
             Command::User(UserCommand::Unlock(args)) => unlock_user(args).await,
             Command::User(UserCommand::Reset2fa(args)) => reset_two_factor(args).await,
             Command::Audit(AuditCommand::Verify(args)) => verify_audit(args),
-            Command::Extract(_) => Ok(()),
+            Command::Extract(_) | Command::Selftest(_) | Command::SynthModel(_) => Ok(()),
         }
     });
+    report(result)
+}
+
+/// The exit status of a command's result; an error is printed.
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -43,6 +54,57 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `enclave selftest`: prints the JSON report; fails when a check does.
+fn selftest(args: &config::SelftestArgs) -> ExitCode {
+    enclave::telemetry::init(&std::env::var("ENCLAVE_LOG").unwrap_or_else(|_| "warn".into()));
+    let choice = match args.device.as_str() {
+        "cuda" => enclave::engine::DeviceChoice::Cuda,
+        "cpu" => enclave::engine::DeviceChoice::Cpu,
+        _ => enclave::engine::DeviceChoice::Auto,
+    };
+    let outcome = enclave::engine::selftest::run_selftest(choice)
+        .map_err(anyhow::Error::from)
+        .and_then(|report| {
+            let text = serde_json::to_string_pretty(&report)?;
+            println!("{text}");
+            if let Some(path) = &args.json {
+                std::fs::write(path, &text)?;
+            }
+            Ok(report.passed)
+        });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: a self-test check failed (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => report(Err(e)),
+    }
+}
+
+/// `enclave synth-model`: writes the file and says what it holds.
+fn synth_model(args: &config::SynthModelArgs) -> anyhow::Result<()> {
+    use enclave::engine::synthetic::{write_synthetic_model, SyntheticShape, SyntheticWeights};
+    let shape = SyntheticShape::by_name(&args.shape).ok_or_else(|| anyhow::anyhow!("unknown shape {}", args.shape))?;
+    let weights =
+        SyntheticWeights::by_name(&args.weights).ok_or_else(|| anyhow::anyhow!("unknown weights {}", args.weights))?;
+    let started = std::time::Instant::now();
+    let summary = write_synthetic_model(&args.out, &shape, weights, args.seed)?;
+    // One JSON line: the GPU check reads the bytes a decode step reads from it.
+    let line = serde_json::json!({
+        "path": args.out,
+        "shape": args.shape,
+        "weights": args.weights,
+        "tensors": summary.tensors,
+        "tensor_bytes": summary.tensor_bytes,
+        "bytes_read_per_token": summary.bytes_read_per_token,
+        "parameters": shape.parameters(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{line}");
+    Ok(())
 }
 
 async fn add_user(args: config::UserAddArgs) -> anyhow::Result<()> {

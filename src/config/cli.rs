@@ -1,4 +1,4 @@
-//! The command line: `enclave serve`, `enclave user add`.
+//! The command line: `enclave serve`, `enclave user add`, `enclave selftest`...
 
 use std::path::PathBuf;
 
@@ -28,6 +28,39 @@ pub enum Command {
     /// with time and memory limits, to isolate its parsers).
     #[command(hide = true)]
     Extract(ExtractArgs),
+    /// Check that the engine computes right on this machine's device (CUDA GPU or CPU):
+    /// logits against the CPU, greedy output alone and batched; prints a JSON report.
+    Selftest(SelftestArgs),
+    /// Write a random-weight model of a real size (for speed measurements without a
+    /// download).
+    SynthModel(SynthModelArgs),
+}
+
+/// `enclave selftest` options.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// `auto` (a CUDA GPU when there is one), `cuda` or `cpu`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cuda", "cpu"])]
+    pub device: String,
+    /// Also write the report to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `enclave synth-model` options.
+#[derive(Debug, Args)]
+pub struct SynthModelArgs {
+    /// The shape: `llama3-8b`, `llama3-1b` or `small`.
+    #[arg(long, default_value = "llama3-8b", value_parser = ["llama3-8b", "llama3-1b", "small"])]
+    pub shape: String,
+    /// The weights' format: `q4_k_m` or `f16`.
+    #[arg(long, default_value = "q4_k_m", value_parser = ["q4_k_m", "f16"])]
+    pub weights: String,
+    /// The same seed writes the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The GGUF file to write.
+    pub out: PathBuf,
 }
 
 /// `enclave extract` options (internal).

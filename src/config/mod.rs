@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use cli::{
-    AuditCommand, AuditVerifyArgs, Cli, Command, CommonArgs, ExtractArgs, ServeArgs, UserAddArgs, UserCommand,
-    UserLoginArgs,
+    AuditCommand, AuditVerifyArgs, Cli, Command, CommonArgs, ExtractArgs, SelftestArgs, ServeArgs, SynthModelArgs,
+    UserAddArgs, UserCommand, UserLoginArgs,
 };
 pub use models::{ModelCatalogue, ModelEntry, ModelRole, ProviderEntry, ProviderKind};
 

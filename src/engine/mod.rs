@@ -18,6 +18,8 @@ mod model;
 #[cfg(test)]
 mod reference;
 pub mod run;
+pub mod selftest;
+pub mod synthetic;
 pub mod tiny;
 pub mod tiny_cross_encoder;
 
@@ -33,7 +35,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use error::EngineError;
-pub use load::config::{LocalModelConfig, ModelSource};
+pub use load::config::{DeviceChoice, LocalModelConfig, ModelSource};
 pub use load::embedding::{load_embedding, EmbeddingModelConfig};
 pub use load::progress::{LoadProgress, LoadState};
 pub use load::reranker::load_reranker;

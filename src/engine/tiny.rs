@@ -349,7 +349,7 @@ pub fn write_tiny_hf(dir: &Path, seed: u64, architecture: TinyArchitecture) -> R
 }
 
 /// The GGUF metadata: Llama hyper-parameters and SmolLM2-style tokenizer keys.
-fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec<(String, gguf_file::Value)> {
+pub(crate) fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec<(String, gguf_file::Value)> {
     use gguf_file::Value;
     let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
     let byte_chars = byte_to_unicode();

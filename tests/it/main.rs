@@ -22,6 +22,7 @@ mod openai_compat;
 mod providers;
 mod real_model;
 mod rerank;
+mod selftest;
 mod two_factor;
 mod ui;
 mod ui_documents;

@@ -1,7 +1,8 @@
 //! Enclave's CPU kernels, in a crate of their own so that they are compiled optimised even in
 //! debug builds (tests run real models through them).
 //!
-//! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache.
+//! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache; and
+//! [`GpuPagedAttention`], its CUDA counterpart for decode steps (the `cuda` feature).
 //!
 //! [`encoder`]: the kernels of an embedding model's encoder (linear, layer norm, GELU,
 //! bidirectional attention over packed sequences).
@@ -44,7 +45,7 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
-pub use attention::PagedAttention;
+pub use attention::{GpuPagedAttention, PagedAttention};
 pub use isa::Isa;
 pub use matrix::{QuantMatrix, WeightFormat};
 pub use ops::{RmsNorm, Rope, SiluMul};

@@ -35,6 +35,20 @@ pub struct LocalModelConfig {
     pub cache_dir: PathBuf,
     /// Never touch the network: only the path and the hf-hub cache are looked at.
     pub offline: bool,
+    /// Where the model runs.
+    pub device: DeviceChoice,
+}
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The first CUDA GPU in a `--features cuda` build when one is there, the CPU otherwise.
+    #[default]
+    Auto,
+    /// The CPU, even where a GPU is there.
+    Cpu,
+    /// The first CUDA GPU; loading fails without one.
+    Cuda,
 }
 
 impl LocalModelConfig {
@@ -55,6 +69,7 @@ impl LocalModelConfig {
             },
             cache_dir: std::env::temp_dir().join("enclave-hf-cache"),
             offline: true,
+            device: DeviceChoice::Auto,
         }
     }
 }

@@ -151,7 +151,7 @@ fn read_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Encoder, E
     let config_text = read("config.json")?;
     let family: Family =
         serde_json::from_str(&config_text).map_err(|e| EngineError::InvalidModel(format!("config.json: {e}")))?;
-    let device = crate::engine::load::loader::select_device()?;
+    let device = crate::engine::load::loader::select_device(crate::engine::DeviceChoice::Auto)?;
     let weights = dir.join("model.safetensors");
     if !weights.is_file() {
         return Err(EngineError::InvalidModel(format!("{} is missing", weights.display())));

@@ -11,7 +11,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 use crate::engine::error::EngineError;
-use crate::engine::load::config::LocalModelConfig;
+use crate::engine::load::config::{DeviceChoice, LocalModelConfig};
 use crate::engine::load::gguf::Metadata;
 use crate::engine::load::hf;
 use crate::engine::load::template::{ChatTemplate, CHATML_TEMPLATE};
@@ -42,7 +42,7 @@ pub(crate) struct LoadedModel {
 /// (`config.json` + safetensors) named by the directory or a file in it.
 pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<LoadedModel, EngineError> {
     let started = Instant::now();
-    let device = select_device()?;
+    let device = select_device(config.device)?;
     let parts = if hf::is_hf_model(file) {
         read_hf(file, &device)?
     } else {
@@ -178,9 +178,12 @@ fn read_hf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
     })
 }
 
-/// The device the model runs on: the first CUDA GPU in a `--features cuda` build when one
-/// is there, the CPU otherwise.
-pub(crate) fn select_device() -> Result<Device, EngineError> {
+/// The device a model runs on, as `choice` asks: for [`DeviceChoice::Auto`] the first CUDA
+/// GPU in a `--features cuda` build when one is there, the CPU otherwise.
+pub(crate) fn select_device(choice: DeviceChoice) -> Result<Device, EngineError> {
+    if choice == DeviceChoice::Cpu {
+        return Ok(Device::Cpu);
+    }
     #[cfg(feature = "cuda")]
     {
         match Device::new_cuda(0) {
@@ -190,9 +193,18 @@ pub(crate) fn select_device() -> Result<Device, EngineError> {
                 // line says what is wrong.
                 let error = error.to_string();
                 let error = error.lines().next().unwrap_or_default();
+                if choice == DeviceChoice::Cuda {
+                    return Err(EngineError::InvalidRequest(format!("no usable CUDA device: {error}")));
+                }
                 tracing::warn!(error, "no usable CUDA device, running on the CPU");
             }
         }
+    }
+    #[cfg(not(feature = "cuda"))]
+    if choice == DeviceChoice::Cuda {
+        return Err(EngineError::InvalidRequest(
+            "this enclave was built without CUDA (build it with --features cuda)".into(),
+        ));
     }
     Ok(Device::Cpu)
 }

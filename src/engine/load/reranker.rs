@@ -85,7 +85,7 @@ fn read_cross_encoder(config: &EmbeddingModelConfig, dir: &Path) -> Result<(Enco
             "a cross-encoder gives one relevance logit (or two labels), not {labels}"
         )));
     }
-    let device = crate::engine::load::loader::select_device()?;
+    let device = crate::engine::load::loader::select_device(crate::engine::DeviceChoice::Auto)?;
     // Safety: as above.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
     let positions = family.max_position_embeddings.unwrap_or(512);

@@ -8,6 +8,9 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod gpu;
+
+pub use gpu::GpuPagedAttention;
 
 use std::sync::Arc;
 

@@ -12,6 +12,10 @@
 //!   gemm's summation order depends on the matrix shapes, so a prompt cut into other chunks
 //!   gives last-bit differences (which 8-bit activation quantization over many layers can
 //!   amplify to visible logit differences).
+//! - [`AttentionBackend::GpuKernel`] (CUDA): every single-token entry of the batch (the decode
+//!   steps) in one launch per layer ([`enclave_kernels::GpuPagedAttention`], K and V read in
+//!   place), prompt chunks with candle ops as above (their matmuls are what a GPU does best).
+//!   Without it a step of 32 decodes costs some 300 small launches per layer.
 
 use candle_core::Tensor;
 use candle_nn::ops::softmax_last_dim;
@@ -21,8 +25,11 @@ use candle_nn::ops::softmax_last_dim;
 pub enum AttentionBackend {
     /// The batch-wide CPU kernel (the default on CPU): exact batch and chunking independence.
     CpuKernel,
-    /// candle ops, bit-identical to candle-transformers; any device (the default elsewhere).
+    /// candle ops, bit-identical to candle-transformers; any device.
     CandleOps,
+    /// The batch-wide CUDA kernel for decode tokens, candle ops for prompt chunks (the
+    /// default on CUDA).
+    GpuKernel,
 }
 
 /// Attention of one sequence with candle ops, in candle-transformers' layout:

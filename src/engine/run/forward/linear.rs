@@ -68,8 +68,15 @@ impl QLinear {
         let (out_features, _) = weight.shape().dims2()?;
         let source = weight.dtype();
         let ours = backend == MatmulBackend::Fastest && weight.device().is_cpu() && ours_supports(weight.dtype());
+        let half_on_gpu = backend == MatmulBackend::Fastest
+            && !weight.device().is_cpu()
+            && matches!(source, GgmlDType::F16 | GgmlDType::BF16);
         let kernel = if ours {
             Kernel::Ours(QuantMatrix::from_qtensor(&weight)?)
+        } else if half_on_gpu {
+            // candle widens F16 weights to f32 (twice the memory, half the speed of a
+            // memory-bound decode); kept in f16, the product runs in cuBLAS's f16 GEMM.
+            Kernel::Candle(QMatMul::TensorF16(weight.dequantize_f16(&weight.device())?))
         } else {
             Kernel::Candle(QMatMul::from_arc(weight)?)
         };

@@ -235,11 +235,7 @@ impl LlamaBatchModel {
             cos,
             sin,
             device: device.clone(),
-            attention: if device.is_cpu() {
-                AttentionBackend::CpuKernel
-            } else {
-                AttentionBackend::CandleOps
-            },
+            attention: default_attention(device),
         })
     }
 
@@ -301,6 +297,11 @@ impl LlamaBatchModel {
         if backend == AttentionBackend::CpuKernel && !self.device.is_cpu() {
             return Err(EngineError::InvalidRequest(
                 "the attention kernel runs on CPU only".into(),
+            ));
+        }
+        if backend == AttentionBackend::GpuKernel && !self.device.is_cuda() {
+            return Err(EngineError::InvalidRequest(
+                "the GPU attention kernel runs on CUDA devices only".into(),
             ));
         }
         self.attention = backend;
@@ -418,14 +419,20 @@ impl LlamaBatchModel {
         kv.write(index, &plan.write_slots, &k, &v)?;
 
         let (k_cache, v_cache) = kv.layer(index);
-        let y = match &plan.kernel {
-            Some(kernel) => q.apply_op3_no_bwd(k_cache, v_cache, kernel)?,
-            None => {
+        let y = match (&plan.kernel, &plan.gpu) {
+            (Some(kernel), _) => q.apply_op3_no_bwd(k_cache, v_cache, kernel)?,
+            (None, Some(gpu)) if plan.seqs.is_empty() => q.apply_op3_no_bwd(k_cache, v_cache, &gpu.op)?,
+            _ => {
                 // Rows of [slots * kv_heads, d]: one index_select gives a sequence's keys
                 // per query head, [heads, ctx, d], as candle-transformers lays them out.
                 let rows = k_cache.dim(0)? * kv_heads;
                 let (k_rows, v_rows) = (k_cache.reshape((rows, d))?, v_cache.reshape((rows, d))?);
-                let mut outputs = Vec::with_capacity(plan.seqs.len());
+                let mut outputs = Vec::with_capacity(plan.seqs.len() + 1);
+                if let Some(gpu) = &plan.gpu {
+                    // The decode tokens first, in one launch; `gpu.order` puts the rows back.
+                    let rows = gpu.rows.as_ref().expect("rows when prompt chunks are beside");
+                    outputs.push(q.index_select(rows, 0)?.apply_op3_no_bwd(k_cache, v_cache, &gpu.op)?);
+                }
                 for seq in &plan.seqs {
                     let ctx = seq.ctx_len;
                     let head_rows = seq.head_rows.as_ref().expect("built for candle ops");
@@ -445,14 +452,31 @@ impl LlamaBatchModel {
                         d,
                     )?);
                 }
-                if outputs.len() == 1 {
+                let y = if outputs.len() == 1 {
                     outputs.pop().expect("one output")
                 } else {
                     Tensor::cat(&outputs, 0)?
+                };
+                match plan.gpu.as_ref().and_then(|gpu| gpu.order.as_ref()) {
+                    Some(order) => y.index_select(order, 0)?,
+                    None => y,
                 }
             }
         };
         layer.wo.forward(&y)
+    }
+}
+
+/// The attention a model on `device` runs unless told otherwise: the CPU kernel on the CPU;
+/// on CUDA the GPU kernel, or candle ops when `ENCLAVE_CUDA_ATTENTION=candle` (for
+/// comparisons on a GPU machine).
+fn default_attention(device: &Device) -> AttentionBackend {
+    if device.is_cpu() {
+        AttentionBackend::CpuKernel
+    } else if device.is_cuda() && std::env::var("ENCLAVE_CUDA_ATTENTION").as_deref() != Ok("candle") {
+        AttentionBackend::GpuKernel
+    } else {
+        AttentionBackend::CandleOps
     }
 }
 

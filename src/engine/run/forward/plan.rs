@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 
 use crate::engine::error::EngineError;
 use crate::engine::run::kv::{write_slot_ids, KvCache};
-use enclave_kernels::PagedAttention;
+use enclave_kernels::{GpuPagedAttention, PagedAttention};
 
 use super::attention::AttentionBackend;
 use super::{Batch, BatchModelConfig};
@@ -29,6 +29,17 @@ pub(crate) struct SeqPlan {
     pub(crate) mask: Option<Tensor>,
 }
 
+/// The decode tokens of a batch for [`AttentionBackend::GpuKernel`].
+pub(crate) struct GpuPlan {
+    /// The op over the single-token entries, in batch order.
+    pub(crate) op: GpuPagedAttention,
+    /// Their rows in the batch, u32; `None` when every entry is a single token (all rows).
+    pub(crate) rows: Option<Tensor>,
+    /// For each batch row, its row in `[the op's output; each prompt chunk's output]`, u32;
+    /// `None` when every entry is a single token.
+    pub(crate) order: Option<Tensor>,
+}
+
 /// Everything about a batch that does not depend on the layer.
 pub(crate) struct Plan {
     /// Token ids, u32 `[total_tokens]`.
@@ -43,6 +54,8 @@ pub(crate) struct Plan {
     pub(crate) seqs: Vec<SeqPlan>,
     /// The attention op for the whole batch (CPU kernel).
     pub(crate) kernel: Option<PagedAttention>,
+    /// The GPU kernel's share: the batch's single-token entries.
+    pub(crate) gpu: Option<GpuPlan>,
     /// The rows whose logits are wanted, u32 `[num_logits]`; `None` when none is.
     pub(crate) logit_rows: Option<Tensor>,
 }
@@ -72,6 +85,10 @@ pub(crate) fn build(
         return invalid("the CPU attention kernel reads an f32 KV cache".into());
     }
     let kernel = backend == AttentionBackend::CpuKernel;
+    let gpu = backend == AttentionBackend::GpuKernel;
+    // The GPU kernel's tokens: their rows and their context slots.
+    let mut gpu_rows: Vec<u32> = Vec::new();
+    let mut gpu_contexts: Vec<Vec<u32>> = Vec::new();
     let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
     let group = heads / kv_heads;
     let mut kernel_tokens = Vec::new();
@@ -137,7 +154,10 @@ pub(crate) fn build(
         positions.extend((start..end).map(|p| p as u32));
         let ctx_slots: Vec<u32> = (0..end).map(|p| slot(table, p)).collect();
         write_slots.extend_from_slice(&ctx_slots[start..]);
-        if kernel {
+        if gpu && len == 1 {
+            gpu_rows.push(offset as u32);
+            gpu_contexts.push(ctx_slots);
+        } else if kernel {
             let seq = kernel_slots.len() as u32;
             kernel_tokens.extend((start..end).map(|p| (seq, p as u32)));
             kernel_slots.push(Arc::new(ctx_slots));
@@ -172,6 +192,34 @@ pub(crate) fn build(
     let half = config.head_dim / 2;
     let cos = cos_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
     let sin = sin_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
+    let gpu = if gpu_contexts.is_empty() {
+        None
+    } else {
+        let contexts: Vec<&[u32]> = gpu_contexts.iter().map(Vec::as_slice).collect();
+        let op = GpuPagedAttention::new(heads, kv_heads, config.head_dim, &contexts, device)?;
+        let (rows, order) = if seqs.is_empty() {
+            (None, None)
+        } else {
+            // Output rows: the decode tokens, then each prompt chunk's rows in batch order.
+            let mut order = vec![0u32; total];
+            for (i, &row) in gpu_rows.iter().enumerate() {
+                order[row as usize] = i as u32;
+            }
+            let mut next = gpu_rows.len() as u32;
+            for seq in &seqs {
+                for slot in &mut order[seq.offset..seq.offset + seq.len] {
+                    *slot = next;
+                    next += 1;
+                }
+            }
+            let n = gpu_rows.len();
+            (
+                Some(Tensor::from_vec(gpu_rows, n, device)?),
+                Some(Tensor::from_vec(order, total, device)?),
+            )
+        };
+        Some(GpuPlan { op, rows, order })
+    };
     let logit_rows = if logit_rows.is_empty() {
         None
     } else {
@@ -192,6 +240,7 @@ pub(crate) fn build(
             tokens: kernel_tokens,
             slots: kernel_slots,
         }),
+        gpu,
         logit_rows,
     })
 }

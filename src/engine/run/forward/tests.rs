@@ -114,7 +114,7 @@ const COMBINATIONS: [(AttentionBackend, MatmulBackend); 3] = [
 fn load(path: &Path, backend: AttentionBackend) -> LlamaBatchModel {
     let matmul = match backend {
         AttentionBackend::CpuKernel => MatmulBackend::Fastest,
-        AttentionBackend::CandleOps => MatmulBackend::Candle,
+        AttentionBackend::CandleOps | AttentionBackend::GpuKernel => MatmulBackend::Candle,
     };
     let mut model = LlamaBatchModel::load_with(path, &Device::Cpu, matmul).unwrap();
     model.set_attention_backend(backend).unwrap();
@@ -866,4 +866,44 @@ fn every_weight_format_matches_candle_transformers() {
             }
         }
     }
+}
+
+#[test]
+fn the_gpu_plan_sends_single_tokens_to_the_kernel_and_puts_every_row_back_in_order() {
+    // Planned on the CPU (the op itself runs on CUDA only): a prompt chunk of 3, a decode
+    // token, a prompt chunk of 2, a decode token.
+    let (_dir, path) = tiny_model(TinyArchitecture::Llama, 5);
+    let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+    let mut kv = KvCache::with_blocks(model.kv_config(4), 16, &Device::Cpu).unwrap();
+    let mut tables: Vec<_> = (0..4).map(|_| kv.new_table()).collect();
+    for table in &mut tables {
+        kv.reserve(table, 8).unwrap();
+    }
+    let t = tokens(3, 8, tiny::vocab_size());
+    let mut batch = Batch::new();
+    batch.push(&t[..3], 0, &tables[0], true);
+    batch.push(&t[3..4], 5, &tables[1], true);
+    batch.push(&t[4..6], 2, &tables[2], false);
+    batch.push(&t[6..7], 0, &tables[3], true);
+    let c = model.config();
+    let half = c.head_dim / 2;
+    let table = candle_core::Tensor::zeros((c.max_positions, half), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let plan = plan::build(&batch, c, &kv, AttentionBackend::GpuKernel, &table, &table, &Device::Cpu).unwrap();
+    let gpu = plan.gpu.as_ref().expect("decode tokens go to the kernel");
+    assert_eq!(gpu.op.tokens(), 2);
+    assert_eq!(plan.seqs.len(), 2, "the prompt chunks stay with candle ops");
+    let rows: Vec<u32> = gpu.rows.as_ref().unwrap().to_vec1().unwrap();
+    assert_eq!(rows, vec![3, 6]);
+    // Output rows: [decode 3, decode 6, chunk rows 0 1 2, chunk rows 4 5].
+    let order: Vec<u32> = gpu.order.as_ref().unwrap().to_vec1().unwrap();
+    assert_eq!(order, vec![2, 3, 4, 0, 5, 6, 1]);
+
+    // A batch of decode tokens only needs neither rows nor order.
+    let mut batch = Batch::new();
+    batch.push(&t[3..4], 5, &tables[1], true);
+    batch.push(&t[6..7], 0, &tables[3], true);
+    let plan = plan::build(&batch, c, &kv, AttentionBackend::GpuKernel, &table, &table, &Device::Cpu).unwrap();
+    let gpu = plan.gpu.as_ref().unwrap();
+    assert!(plan.seqs.is_empty() && gpu.rows.is_none() && gpu.order.is_none());
+    assert_eq!(gpu.op.tokens(), 2);
 }
