@@ -54,7 +54,7 @@ def main():
                 runs[kind] = run
         report["runs"][weights] = {"limit_tokens_per_s_datasheet": limit, "limit_tokens_per_s_measured": limit_measured,
                                    "bytes_read_per_token": per_token, **runs}
-        lines.append(f"--- Llama-3-8B shape, {weights}: {per_token or 0:,} bytes read per token; "
+        lines.append(f"--- {model.get('shape', '?')} shape, {weights}: {per_token or 0:,} bytes read per token; "
                      f"decode limit {limit or 0:.0f} tok/s (datasheet), {limit_measured or 0:.0f} (measured copy)")
         for kind, run in runs.items():
             for level in run.get("levels", []):

@@ -63,10 +63,14 @@ class Server:
                     'default_chat = "bench"\n\n[[models]]\nid = "bench"\nrole = "chat"\n'
                     f'provider = "local"\npath = "{model}"\n'
                 )
+            # Room in the queue for every stream (the default, 64, answers 503 beyond).
+            with open(os.path.join(self.dir, "enclave.toml"), "w") as f:
+                f.write(f"model_queue_capacity = {max(64, 2 * streams)}\n")
             command = [
                 binary, "serve", "--addr", f"127.0.0.1:{self.port}",
                 "--data-dir", os.path.join(self.dir, "data"),
                 "--models", os.path.join(self.dir, "models.toml"),
+                "--config", os.path.join(self.dir, "enclave.toml"),
                 "--max-running", str(streams), "--kv-cache-mb", str(kv_mb),
             ]
             env.update({
@@ -205,9 +209,9 @@ async def level(session, server, streams, max_tokens, words, seconds):
 async def long_prompt_ttft(session, server, target_tokens, seconds):
     """TTFT of a prompt of about `target_tokens` tokens: calibrated with one request, then the
     median of three (each unique from its first token)."""
-    probe = await stream_once(session, server, prompt(900001, 50), 1, time.perf_counter() + seconds)
-    per_word = (probe["prompt_tokens"] or 300) / 50
-    words = max(10, int(target_tokens / per_word))
+    probe_words = 300
+    probe = await stream_once(session, server, prompt(900001, probe_words), 1, time.perf_counter() + seconds)
+    words = max(10, int(probe_words * target_tokens / (probe["prompt_tokens"] or target_tokens)))
     runs = []
     for i in range(3):
         runs.append(await stream_once(session, server, prompt(900100 + i, words), 1, time.perf_counter() + seconds))
@@ -250,7 +254,10 @@ async def main():
     server = Server(args.kind, args.binary, args.model, args.log, max(levels), args.context, args.kv_cache_mb)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        # No keep-alive: a stream cut at a level's deadline must not leave a half-read connection
+    # for the next request.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             await server.wait_ready(session, args.ready_timeout)
             report["start_to_ready_s"] = server.ready_s
             # One short warm-up request (kernel compilation, first allocations).
@@ -260,6 +267,9 @@ async def main():
                 result["gpu_memory_used_mib"] = gpu_memory_used_mib()
                 print(json.dumps(result), flush=True)
                 report["levels"].append(result)
+                if result["completed"] < streams:
+                    # Cut short: let the server drop the abandoned streams first.
+                    await asyncio.sleep(3)
             if args.long_prompt:
                 report["long_prompt"] = await long_prompt_ttft(session, server, args.long_prompt, 120)
                 print(json.dumps(report["long_prompt"]), flush=True)

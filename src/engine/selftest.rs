@@ -93,6 +93,7 @@ fn write_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, EngineE
             layers: 2,
             vocab: 151_936,
             tied: true,
+            context: tiny::CONTEXT_LENGTH,
         };
         tiny::write_tiny_model_with(&qwen, 7, TinyArchitecture::Qwen2, &shape)?;
     }

@@ -218,12 +218,11 @@ pub fn write_synthetic_model(
         layers: shape.layers,
         vocab: shape.vocab,
         tied: false,
+        context: shape.context,
     };
     let mut metadata = tiny::metadata(TinyArchitecture::Llama, &tiny_shape);
     for (key, value) in metadata.iter_mut() {
-        if key == "llama.context_length" {
-            *value = gguf_file::Value::U32(shape.context as u32);
-        } else if key == "general.name" {
+        if key == "general.name" {
             *value = gguf_file::Value::String("enclave-synthetic-llama".into());
         } else if key == "llama.rope.freq_base" {
             *value = gguf_file::Value::F32(500_000.0);

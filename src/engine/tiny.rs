@@ -111,6 +111,8 @@ pub struct TinyShape {
     /// Whether the output head is the token embedding (no `output.weight`), as in Qwen2.5's
     /// small models.
     pub tied: bool,
+    /// The context length the file declares.
+    pub context: usize,
 }
 
 impl TinyShape {
@@ -128,6 +130,9 @@ impl TinyShape {
             layers: 24,
             vocab: 151_936,
             tied: true,
+            // Qwen2.5-0.5B's; also room for the benchmarks' prompts, which the tiny tokenizer
+            // (few merges) cuts into about six tokens a word.
+            context: 32_768,
         }
     }
 }
@@ -143,6 +148,7 @@ impl Default for TinyShape {
             layers: LAYERS,
             vocab: vocab_size(),
             tied: false,
+            context: CONTEXT_LENGTH,
         }
     }
 }
@@ -367,7 +373,7 @@ pub(crate) fn metadata(architecture: TinyArchitecture, shape: &TinyShape) -> Vec
         ("general.architecture".into(), Value::String(arch.into())),
         ("general.name".into(), Value::String(format!("enclave-tiny-{arch}"))),
         ("general.alignment".into(), Value::U32(32)),
-        (format!("{arch}.context_length"), u32v(CONTEXT_LENGTH)),
+        (format!("{arch}.context_length"), u32v(shape.context)),
         (format!("{arch}.embedding_length"), u32v(shape.dim)),
         (format!("{arch}.block_count"), u32v(shape.layers)),
         (format!("{arch}.feed_forward_length"), u32v(shape.ffn)),
