@@ -14,15 +14,15 @@
 #   report.json       all of it, with the bandwidth limit of each figure
 # Every stage goes on when another fails; the whole run keeps under about 6 minutes.
 # Usage: scripts/gpu/device-run.sh OUT_DIR [stages], stages a comma list of
-# selftest,enclave-q4,enclave-q4-candle,enclave-f16,llama-q4,llama-f16 (default: all;
-# enclave-q4-candle: Enclave with candle's attention ops instead of its GPU kernel).
+# selftest,enclave-q4,enclave-q4-kernel,enclave-f16,llama-q4,llama-f16 (default: all;
+# enclave-q4-kernel: Enclave with its GPU attention kernel, ENCLAVE_CUDA_ATTENTION=kernel).
 # For a dry run of the flow elsewhere: ENCLAVE_GPU_BINARY=an enclave build to use instead of
 # the bundle's, ENCLAVE_GPU_SHAPE=small (default llama3-8b), ENCLAVE_GPU_DEVICE=cpu (default cuda),
 # LLAMA_SERVER=a built llama-server.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 results=${1:?usage: scripts/gpu/device-run.sh OUT_DIR [stages]}
-stages=${2:-selftest,enclave-q4,enclave-q4-candle,enclave-f16,llama-q4,llama-f16}
+stages=${2:-selftest,enclave-q4,enclave-q4-kernel,enclave-f16,llama-q4,llama-f16}
 work=/tmp/enclave-gpu
 out=$work/out
 mkdir -p "$results" "$out" "$work/models"
@@ -90,30 +90,28 @@ bench() { # KIND BINARY MODEL NAME LEVELS
     --level-seconds 25 --log "$out/$1-$4.log" --out "$out/$1-$4.json" | tail -n 8
 }
 
-# Most important first: the run may be cut short, and what finished is already in OUT_DIR.
+# Enclave's stages while llama.cpp builds (about 5 minutes on 16 cores), then llama.cpp's.
 shape=${ENCLAVE_GPU_SHAPE:-llama3-8b}
 q4=$work/models/$shape-q4_k_m.gguf
 f16=$work/models/$shape-f16.gguf
-if want enclave-q4 || want llama-q4; then
+if want enclave-q4 || want llama-q4 || want enclave-q4-kernel; then
   say "writing the $shape-shaped Q4_K_M model"
   "$work/enclave" synth-model --shape "$shape" --weights q4_k_m "$q4" | tee -a "$out/models.txt"
 fi
 want enclave-q4 && bench enclave "$work/enclave" "$q4" q4_k_m 1,8,32,128
-server="$work/llama-build/bin/llama-server"
-if [ -n "${llama_build:-}" ] && want llama-q4; then
-  say "waiting for llama.cpp's build"
-  wait "$llama_build"; echo "llama.cpp build exit $?"; tail -3 "$out/llama-build.log"
-  llama_build=
-fi
-want llama-q4 && [ -x "$server" ] && bench llama.cpp "$server" "$q4" q4_k_m 1,8,32,128
+want enclave-q4-kernel && ENCLAVE_CUDA_ATTENTION=kernel bench enclave "$work/enclave" "$q4" q4_k_m-gpu-kernel 1,8,32
 if want enclave-f16 || want llama-f16; then
   say "writing the $shape-shaped F16 model"
   "$work/enclave" synth-model --shape "$shape" --weights f16 "$f16" | tee -a "$out/models.txt"
 fi
 want enclave-f16 && bench enclave "$work/enclave" "$f16" f16 1,32
-if [ -n "${llama_build:-}" ]; then wait "$llama_build"; echo "llama.cpp build exit $?"; fi
+server="$work/llama-build/bin/llama-server"
+if [ -n "${llama_build:-}" ]; then
+  say "waiting for llama.cpp's build"
+  wait "$llama_build"; echo "llama.cpp build exit $?"; tail -3 "$out/llama-build.log"
+fi
+want llama-q4 && [ -x "$server" ] && bench llama.cpp "$server" "$q4" q4_k_m 1,8,32,128
 want llama-f16 && [ -x "$server" ] && bench llama.cpp "$server" "$f16" f16 1,32
-want enclave-q4-candle && ENCLAVE_CUDA_ATTENTION=candle bench enclave "$work/enclave" "$q4" q4_k_m-candle-attention 1,32
 
 say "report"
 python3 scripts/gpu/report.py "$out" | tee "$out/summary.txt"

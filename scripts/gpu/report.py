@@ -47,7 +47,8 @@ def main():
         limit = datasheet / per_token if datasheet and per_token else None
         limit_measured = measured * 1e9 / per_token if measured and per_token else None
         runs = {}
-        for kind, name in (("enclave", f"enclave-{weights}"), ("enclave/candle-attn", f"enclave-{weights}-candle-attention"),
+        for kind, name in (("enclave", f"enclave-{weights}"), ("enclave/gpu-kernel", f"enclave-{weights}-gpu-kernel"),
+                           ("enclave/candle-attn", f"enclave-{weights}-candle-attention"),
                            ("llama.cpp", f"llama.cpp-{weights}")):
             run = load(os.path.join(out, f"{name}.json"))
             if run:

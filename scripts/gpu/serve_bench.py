@@ -253,11 +253,11 @@ async def main():
               "model_bytes": os.path.getsize(args.model), "levels": [], "errors": []}
     server = Server(args.kind, args.binary, args.model, args.log, max(levels), args.context, args.kv_cache_mb)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    try:
-        # No keep-alive: a stream cut at a level's deadline must not leave a half-read connection
+    # No keep-alive: a stream cut at a level's deadline must not leave a half-read connection
     # for the next request.
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             await server.wait_ready(session, args.ready_timeout)
             report["start_to_ready_s"] = server.ready_s
             # One short warm-up request (kernel compilation, first allocations).

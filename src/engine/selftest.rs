@@ -14,9 +14,9 @@
 //!   matmuls do not depend on the batch); on a GPU, where a one-row and a many-row matmul
 //!   are different kernels, this check says whether it holds.
 //!
-//! On the CPU (`--device cpu`) the first check compares our kernels with candle's. On CUDA the
-//! prompt runs through candle's ops and each decode step through the GPU attention kernel, so
-//! the first check covers both.
+//! On the CPU (`--device cpu`) the first check compares our kernels with candle's. On CUDA
+//! every check runs twice: with candle's attention ops (the default there) and with the GPU
+//! attention kernel (which takes the decode steps; prompts stay on candle's ops).
 
 use std::path::Path;
 use std::time::Instant;
@@ -58,22 +58,49 @@ pub struct CheckReport {
     pub figures: serde_json::Value,
 }
 
-/// Runs every check on the device `choice` names.
+/// Runs every check on the device `choice` names. A check that cannot run (an error on the
+/// device) fails with the error in its figures; the others still run.
 pub fn run_selftest(choice: DeviceChoice) -> Result<SelfTestReport, EngineError> {
     let device = select_device(choice)?;
+    // On CUDA both attention implementations: candle's ops (the default) and the GPU kernel.
+    let backends = if device.is_cpu() {
+        vec![AttentionBackend::CpuKernel]
+    } else {
+        vec![AttentionBackend::CandleOps, AttentionBackend::GpuKernel]
+    };
     let dir = tempfile::tempdir()?;
-    let mut checks = Vec::new();
     let models = write_models(dir.path())?;
+    let mut checks = Vec::new();
     for (name, path) in &models {
-        checks.push(logits_against_the_cpu(name, path, &device)?);
+        for &backend in &backends {
+            let title = format!("logits against the CPU: {name}, {backend:?}");
+            checks.push(run_check(title, || logits_against_the_cpu(path, &device, backend)));
+        }
     }
     // The tiny Llama: small enough that sixteen requests run in a second on any device.
-    checks.push(greedy_alone_and_batched(&models[0].1, choice)?);
+    for &backend in &backends {
+        let title = format!("greedy output alone and batched: {}, {backend:?}", models[0].0);
+        checks.push(run_check(title, || {
+            greedy_alone_and_batched(&models[0].1, choice, backend)
+        }));
+    }
     Ok(SelfTestReport {
         device: format!("{device:?}"),
         passed: checks.iter().all(|c| c.passed),
         checks,
     })
+}
+
+/// Runs one check: its verdict and figures, or a failure that says what went wrong.
+fn run_check(name: String, check: impl FnOnce() -> Result<(bool, serde_json::Value), EngineError>) -> CheckReport {
+    match check() {
+        Ok((passed, figures)) => CheckReport { name, passed, figures },
+        Err(error) => CheckReport {
+            name,
+            passed: false,
+            figures: serde_json::json!({ "error": error.to_string() }),
+        },
+    }
 }
 
 /// The models the checks run on, written into `dir`: the tiny Llama (Q8_0), a Qwen2 with
@@ -97,8 +124,14 @@ fn write_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, EngineE
         };
         tiny::write_tiny_model_with(&qwen, 7, TinyArchitecture::Qwen2, &shape)?;
     }
-    let mut models = vec![("tiny-llama-q8_0".to_owned(), tiny_llama), ("tiny-qwen2-q4_k-151936".to_owned(), qwen)];
-    for (weights, name) in [(SyntheticWeights::Q4KM, "synthetic-llama-q4_k_m"), (SyntheticWeights::F16, "synthetic-llama-f16")] {
+    let mut models = vec![
+        ("tiny-llama-q8_0".to_owned(), tiny_llama),
+        ("tiny-qwen2-q4_k-151936".to_owned(), qwen),
+    ];
+    for (weights, name) in [
+        (SyntheticWeights::Q4KM, "synthetic-llama-q4_k_m"),
+        (SyntheticWeights::F16, "synthetic-llama-f16"),
+    ] {
         let path = dir.join(format!("{name}.gguf"));
         write_synthetic_model(&path, &SyntheticShape::SMALL, weights, 5)?;
         models.push((name.to_owned(), path));
@@ -107,7 +140,11 @@ fn write_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, EngineE
 }
 
 /// Logits of `prompt` (one forward), then of each of `decode` fed one at a time.
-fn teacher_forced_logits(model: &LlamaBatchModel, prompt: &[u32], decode: &[u32]) -> Result<Vec<Vec<f32>>, EngineError> {
+fn teacher_forced_logits(
+    model: &LlamaBatchModel,
+    prompt: &[u32],
+    decode: &[u32],
+) -> Result<Vec<Vec<f32>>, EngineError> {
     let total = prompt.len() + decode.len();
     let mut kv = KvCache::with_blocks(model.kv_config(16), total.div_ceil(16), model.device())?;
     let mut table = kv.new_table();
@@ -141,8 +178,12 @@ fn argmax(values: &[f32]) -> usize {
         .0
 }
 
-/// The first check (see the module docs) on one model.
-fn logits_against_the_cpu(name: &str, path: &Path, device: &Device) -> Result<CheckReport, EngineError> {
+/// The first check (see the module docs) on one model, with `backend`'s attention.
+fn logits_against_the_cpu(
+    path: &Path,
+    device: &Device,
+    backend: AttentionBackend,
+) -> Result<(bool, serde_json::Value), EngineError> {
     let prompt: Vec<u32> = (0..40).map(|i| 3 + (i * 37 + 11) % 200).collect();
     let decode: Vec<u32> = (0..8).map(|i| 3 + (i * 53 + 5) % 200).collect();
     let mut reference = LlamaBatchModel::load_with(path, &Device::Cpu, MatmulBackend::Candle)?;
@@ -150,18 +191,17 @@ fn logits_against_the_cpu(name: &str, path: &Path, device: &Device) -> Result<Ch
     let want = teacher_forced_logits(&reference, &prompt, &decode)?;
     drop(reference);
     let started = Instant::now();
-    let model = LlamaBatchModel::load(path, device)?;
-    let attention = format!("{:?}", model.attention_backend());
+    let mut model = LlamaBatchModel::load(path, device)?;
+    model.set_attention_backend(backend)?;
     let have = teacher_forced_logits(&model, &prompt, &decode)?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let errors: Vec<f32> = have.iter().zip(&want).map(|(h, w)| relative_rms_error(h, w)).collect();
     let worst = errors.iter().copied().fold(0.0, f32::max);
     let finite = have.iter().flatten().all(|v| v.is_finite());
     let same_argmax = have.iter().zip(&want).filter(|(h, w)| argmax(h) == argmax(w)).count();
-    Ok(CheckReport {
-        name: format!("logits against the CPU: {name}"),
-        passed: finite && worst <= LOGIT_TOLERANCE,
-        figures: serde_json::json!({
+    Ok((
+        finite && worst <= LOGIT_TOLERANCE,
+        serde_json::json!({
             "worst_relative_rms_error": worst,
             "prefill_relative_rms_error": errors[0],
             "tolerance": LOGIT_TOLERANCE,
@@ -169,10 +209,10 @@ fn logits_against_the_cpu(name: &str, path: &Path, device: &Device) -> Result<Ch
             "same_argmax_steps": same_argmax,
             "all_finite": finite,
             "vocab": want[0].len(),
-            "attention": attention,
+            "attention": format!("{backend:?}"),
             "load_and_run_ms": elapsed_ms,
         }),
-    })
+    ))
 }
 
 /// Pseudo-random ordinary token ids (no special tokens), the same for the same seed.
@@ -201,9 +241,14 @@ fn collect(mut events: tokio::sync::mpsc::UnboundedReceiver<GenerateEvent>) -> (
 }
 
 /// The second check (see the module docs), on the tiny model at `path`.
-fn greedy_alone_and_batched(path: &Path, choice: DeviceChoice) -> Result<CheckReport, EngineError> {
+fn greedy_alone_and_batched(
+    path: &Path,
+    choice: DeviceChoice,
+    backend: AttentionBackend,
+) -> Result<(bool, serde_json::Value), EngineError> {
     let mut config = LocalModelConfig::from_path("selftest", path);
     config.device = choice;
+    config.attention = Some(backend);
     let engine = load(&config, &LoadProgress::new())?;
     let requests: Vec<GenerateRequest> = (0..16u64)
         .map(|i| GenerateRequest {
@@ -229,17 +274,17 @@ fn greedy_alone_and_batched(path: &Path, choice: DeviceChoice) -> Result<CheckRe
     let all_finished = alone.iter().chain(&together).all(finished);
     let same = alone.iter().zip(&together).filter(|(a, b)| a == b).count();
     let first_different = alone.iter().zip(&together).position(|(a, b)| a != b);
-    Ok(CheckReport {
-        name: "greedy output alone and batched: tiny-llama-q8_0".into(),
-        passed: all_finished && same == requests.len(),
-        figures: serde_json::json!({
+    Ok((
+        all_finished && same == requests.len(),
+        serde_json::json!({
             "requests": requests.len(),
             "same_output": same,
             "first_different_request": first_different,
             "all_finished": all_finished,
             "largest_batch": stats.max_step_sequences,
+            "attention": format!("{backend:?}"),
         }),
-    })
+    ))
 }
 
 #[cfg(test)]

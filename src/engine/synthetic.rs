@@ -165,12 +165,19 @@ pub fn write_synthetic_model(
     };
     let matrix = |name: String, role: &str, layer: usize, (rows, cols): (usize, usize), seed: u64| {
         let dtype = weights.format_of(role, layer, shape.layers);
-        let zero_rows = if role == "output" { tiny::SPECIAL_TOKENS.len() } else { 0 };
+        let zero_rows = if role == "output" {
+            tiny::SPECIAL_TOKENS.len()
+        } else {
+            0
+        };
         random_matrix(dtype, rows, cols, seed, zero_rows).map(|t| (name, t))
     };
     let ones = |name: String, len: usize| -> Result<(String, QTensor), EngineError> {
         let bytes: Vec<u8> = std::iter::repeat_n(1f32.to_le_bytes(), len).flatten().collect();
-        Ok((name, qtensor_from_ggml(GgmlDType::F32, &bytes, vec![len], &Device::Cpu)?))
+        Ok((
+            name,
+            qtensor_from_ggml(GgmlDType::F32, &bytes, vec![len], &Device::Cpu)?,
+        ))
     };
 
     let mut tensors = vec![matrix(
@@ -189,7 +196,13 @@ pub fn write_synthetic_model(
             ("attn_v", kv, shape.dim),
             ("attn_output", shape.dim, shape.dim),
         ] {
-            tensors.push(matrix(format!("{p}.{role}.weight"), role, layer, (rows, cols), next_seed())?);
+            tensors.push(matrix(
+                format!("{p}.{role}.weight"),
+                role,
+                layer,
+                (rows, cols),
+                next_seed(),
+            )?);
         }
         tensors.push(ones(format!("{p}.ffn_norm.weight"), shape.dim)?);
         for (role, rows, cols) in [
@@ -197,7 +210,13 @@ pub fn write_synthetic_model(
             ("ffn_up", shape.ffn, shape.dim),
             ("ffn_down", shape.dim, shape.ffn),
         ] {
-            tensors.push(matrix(format!("{p}.{role}.weight"), role, layer, (rows, cols), next_seed())?);
+            tensors.push(matrix(
+                format!("{p}.{role}.weight"),
+                role,
+                layer,
+                (rows, cols),
+                next_seed(),
+            )?);
         }
     }
     tensors.push(ones("output_norm.weight".into(), shape.dim)?);
@@ -377,7 +396,13 @@ mod tests {
         let tokens = [40u32, 41, 42, 43, 44, 45, 46, 47];
         let mut batch = Batch::new();
         batch.push(&tokens, 0, &table, true);
-        model.forward(&batch, &mut kv).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        model
+            .forward(&batch, &mut kv)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     #[test]
@@ -393,7 +418,10 @@ mod tests {
             assert!(logits[..3].iter().all(|&l| l == 0.0), "{:?}", &logits[..3]);
             let max = logits.iter().copied().fold(f32::MIN, f32::max);
             let spread = (logits.iter().map(|l| l * l).sum::<f32>() / logits.len() as f32).sqrt();
-            assert!(max > 0.0 && spread > 0.1 && spread < 100.0, "{weights:?}: rms {spread}, max {max}");
+            assert!(
+                max > 0.0 && spread > 0.1 && spread < 100.0,
+                "{weights:?}: rms {spread}, max {max}"
+            );
         }
     }
 

@@ -461,6 +461,7 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
                 cache_dir: config.model_cache_dir(),
                 offline: config.offline,
                 device: engine::DeviceChoice::Auto,
+                attention: None,
             };
             let progress = progress.clone();
             Box::new(move || engine::load(&local, &progress).map(|e| Loaded::Chat(Arc::new(LocalProvider::new(e)))))

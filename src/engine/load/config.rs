@@ -37,6 +37,8 @@ pub struct LocalModelConfig {
     pub offline: bool,
     /// Where the model runs.
     pub device: DeviceChoice,
+    /// The attention implementation; `None` for the device's default.
+    pub attention: Option<crate::engine::run::forward::AttentionBackend>,
 }
 
 /// Where a model runs.
@@ -70,6 +72,7 @@ impl LocalModelConfig {
             cache_dir: std::env::temp_dir().join("enclave-hf-cache"),
             offline: true,
             device: DeviceChoice::Auto,
+            attention: None,
         }
     }
 }

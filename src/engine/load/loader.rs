@@ -50,7 +50,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
     };
     let Parts {
         architecture,
-        model,
+        mut model,
         tokenizer,
         template,
         mut eos_ids,
@@ -76,6 +76,9 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
     if eos_ids.is_empty() {
         tracing::warn!(model = %config.id, "the model declares no end-of-sequence token");
     }
+    if let Some(attention) = config.attention {
+        model.set_attention_backend(attention)?;
+    }
     let context_length = context_length(config, declared_context, model.config().max_positions)?;
     let (own_kernels, matrices) = model.own_kernel_matrices();
     let candle_kernel_formats = model.candle_kernel_formats();
@@ -88,6 +91,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         vocab = tokenizer.vocab_size(),
         own_kernel_matrices = format_args!("{own_kernels}/{matrices}"),
         candle_kernel_formats = %candle_kernel_formats,
+        attention = ?model.attention_backend(),
         matrix_mib = model.matrix_bytes() / (1 << 20),
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"

@@ -111,7 +111,9 @@ impl CustomOp3 for GpuPagedAttention {
         let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
         let contiguous = |layout: &Layout, what: &str| match layout.contiguous_offsets() {
             Some(offsets) => Ok(offsets),
-            None => Err(candle_core::Error::Msg(format!("GPU paged attention: {what} is not contiguous"))),
+            None => Err(candle_core::Error::Msg(format!(
+                "GPU paged attention: {what} is not contiguous"
+            ))),
         };
         let (q_start, q_end) = contiguous(q_layout, "q")?;
         let (k_start, k_end) = contiguous(k_layout, "k")?;

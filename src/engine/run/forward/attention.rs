@@ -25,10 +25,10 @@ use candle_nn::ops::softmax_last_dim;
 pub enum AttentionBackend {
     /// The batch-wide CPU kernel (the default on CPU): exact batch and chunking independence.
     CpuKernel,
-    /// candle ops, bit-identical to candle-transformers; any device.
+    /// candle ops, bit-identical to candle-transformers; any device (the default on CUDA).
     CandleOps,
-    /// The batch-wide CUDA kernel for decode tokens, candle ops for prompt chunks (the
-    /// default on CUDA).
+    /// The batch-wide CUDA kernel for decode tokens, candle ops for prompt chunks
+    /// (`ENCLAVE_CUDA_ATTENTION=kernel`).
     GpuKernel,
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 
 use enclave_kernels::QuantMatrix;
 
@@ -62,6 +62,15 @@ fn ours_supports(dtype: GgmlDType) -> bool {
     )
 }
 
+/// Half-precision weights as candle's f16 product takes them (`x` is cast to f16, the
+/// product runs in f16 and the result is cast back). candle's CUDA `dequantize_f16` takes
+/// quantized formats only: F16 and BF16 weights are widened, then narrowed.
+fn half_weights(weight: &QTensor) -> Result<QMatMul> {
+    Ok(QMatMul::TensorF16(
+        weight.dequantize(&weight.device())?.to_dtype(DType::F16)?,
+    ))
+}
+
 impl QLinear {
     /// Wraps a weight of shape `[out, in]` as stored in GGUF.
     pub(crate) fn new(weight: Arc<QTensor>, backend: MatmulBackend) -> Result<Self> {
@@ -76,7 +85,7 @@ impl QLinear {
         } else if half_on_gpu {
             // candle widens F16 weights to f32 (twice the memory, half the speed of a
             // memory-bound decode); kept in f16, the product runs in cuBLAS's f16 GEMM.
-            Kernel::Candle(QMatMul::TensorF16(weight.dequantize_f16(&weight.device())?))
+            Kernel::Candle(half_weights(&weight)?)
         } else {
             Kernel::Candle(QMatMul::from_arc(weight)?)
         };
@@ -118,5 +127,45 @@ impl QLinear {
             Kernel::Ours(matrix) => matrix.forward(x),
             Kernel::Candle(matmul) => matmul.forward(x),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn half_weights_give_the_f32_product_to_f16_precision() {
+        // What a CUDA model does with F16 weights, run here on the CPU.
+        let device = Device::Cpu;
+        let values: Vec<f32> = (0..64 * 96).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
+        let w = Tensor::from_vec(values, (64, 96), &device).unwrap();
+        let weight = QTensor::quantize(&w, GgmlDType::F16).unwrap();
+        let x = Tensor::from_vec(
+            (0..3 * 96).map(|i| (i % 7) as f32 / 7.0).collect::<Vec<f32>>(),
+            (3, 96),
+            &device,
+        )
+        .unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let half = half_weights(&weight).unwrap();
+        let QMatMul::TensorF16(t) = &half else {
+            panic!("f16 weights")
+        };
+        assert_eq!((t.dtype(), t.dims()), (DType::F16, &[64, 96][..]));
+        let have = half.forward(&x).unwrap();
+        assert_eq!(have.dtype(), DType::F32);
+        let diff = (have - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < scale * 2e-3, "{diff} vs {scale}");
     }
 }

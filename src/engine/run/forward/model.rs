@@ -468,12 +468,13 @@ impl LlamaBatchModel {
 }
 
 /// The attention a model on `device` runs unless told otherwise: the CPU kernel on the CPU;
-/// on CUDA the GPU kernel, or candle ops when `ENCLAVE_CUDA_ATTENTION=candle` (for
-/// comparisons on a GPU machine).
+/// on CUDA candle's ops, or the GPU kernel with `ENCLAVE_CUDA_ATTENTION=kernel` (2.2x the
+/// throughput at 32 streams on an H200, but slower alone and not yet checked against the CPU
+/// on a GPU: see docs/BENCHMARKS.md).
 fn default_attention(device: &Device) -> AttentionBackend {
     if device.is_cpu() {
         AttentionBackend::CpuKernel
-    } else if device.is_cuda() && std::env::var("ENCLAVE_CUDA_ATTENTION").as_deref() != Ok("candle") {
+    } else if device.is_cuda() && std::env::var("ENCLAVE_CUDA_ATTENTION").as_deref() == Ok("kernel") {
         AttentionBackend::GpuKernel
     } else {
         AttentionBackend::CandleOps
