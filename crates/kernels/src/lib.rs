@@ -1,5 +1,5 @@
-//! Enclave's CPU kernels, in a crate of their own so that they are compiled optimised even in
-//! debug builds (tests run real models through them).
+//! Enclave's kernels (CPU, and one CUDA kernel), in a crate of their own so that they are
+//! compiled optimised even in debug builds (tests run real models through them).
 //!
 //! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache; and
 //! [`GpuPagedAttention`], its CUDA counterpart for decode steps (the `cuda` feature).
