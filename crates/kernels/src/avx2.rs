@@ -81,14 +81,6 @@ pub(crate) fn load_u8x32(bytes: &[u8; 32]) -> __m256i {
     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
 }
 
-/// Loads 32 signed bytes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(crate) fn load_i8x32(bytes: &[i8; 32]) -> __m256i {
-    // SAFETY: the reference covers 32 readable bytes, and `loadu` takes any alignment.
-    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-}
-
 /// Loads 8 f16 values as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -420,6 +412,7 @@ fn q6k<const R: usize>(tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
     let ones = _mm256_set1_epi16(1);
+    let top_bits = _mm256_set1_epi8(0x80u8 as i8);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
         let mut xs = [&rows[0][b]; R];
@@ -428,7 +421,8 @@ fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_
         }
         let mut sums = [_mm256_setzero_si256(); R];
         for (g, group) in tile.qs.iter().enumerate() {
-            let w = load_i8x32(group);
+            // Offset binary back to the signed codes.
+            let w = _mm256_xor_si256(load_u8x32(group), top_bits);
             let magnitude = _mm256_abs_epi8(w);
             for r in 0..R {
                 let x = _mm256_sign_epi8(_mm256_set1_epi32(xs[r].group(g)), w);

@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::Q8Block;
-use super::avx2::{fifth_bits, load_f16x8, load_i8x32, load_u8x32, load_u8x8_as_f32, to_array, upper_pairs};
+use super::avx2::{fifth_bits, load_f16x8, load_u8x32, load_u8x8_as_f32, to_array, upper_pairs};
 use super::kquants::{ScaledNibbles, TileQ6K, SUB_BLOCKS};
 use super::packed::{FiveBits, Nibbles, TileQ8_0, TILE_COLS};
 
@@ -270,7 +270,8 @@ fn q6k<const R: usize>(tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_
     outputs(acc)
 }
 
-/// See [`super::scalar::q8`]: the sign trick (|w| × sign(w)·x) as in the AVX2 kernel.
+/// See [`super::scalar::q8`]: the offset-binary codes (code + 128) straight into `vpdpbusd`,
+/// and the offset taken out with the activations' block sum (as Q4_0's −8).
 // The row loops index several arrays in step; LLVM unrolls them for a constant `R`.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -280,17 +281,16 @@ fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_
         let xs = blocks_at(rows, b);
         let mut sums = [_mm256_setzero_si256(); R];
         for (g, group) in tile.qs.iter().enumerate() {
-            let w = load_i8x32(group);
-            let magnitude = _mm256_abs_epi8(w);
+            let w = load_u8x32(group);
             for r in 0..R {
-                let x = _mm256_sign_epi8(_mm256_set1_epi32(xs[r].group(g)), w);
-                sums[r] = _mm256_dpbusd_epi32(sums[r], magnitude, x);
+                sums[r] = _mm256_dpbusd_epi32(sums[r], w, _mm256_set1_epi32(xs[r].group(g)));
             }
         }
         let d = load_f16x8(&tile.d);
         for r in 0..R {
+            let sum = _mm256_sub_epi32(sums[r], _mm256_set1_epi32(128 * xs[r].qsum));
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(xs[r].d));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r]), scale, acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
         }
     }
     outputs(acc)

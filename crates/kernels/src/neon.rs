@@ -391,7 +391,9 @@ fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_
         let mut sums = zeros::<R>();
         for (g, group) in tile.qs.iter().enumerate() {
             // SAFETY: the group holds 32 readable bytes; `vld1q` takes any alignment.
-            let w = unsafe { [vld1q_s8(group.as_ptr()), vld1q_s8(group.as_ptr().add(16))] };
+            let w = unsafe { [vld1q_u8(group.as_ptr()), vld1q_u8(group.as_ptr().add(16))] };
+            // Offset binary back to the signed codes.
+            let w = w.map(|w| vreinterpretq_s8_u8(veorq_u8(w, vdupq_n_u8(0x80))));
             for r in 0..R {
                 let x = vreinterpretq_s8_s32(vdupq_n_s32(xs[r].group(g)));
                 sums[r] = [sdot(sums[r][0], w[0], x), sdot(sums[r][1], w[1], x)];

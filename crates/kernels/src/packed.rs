@@ -75,8 +75,11 @@ pub(crate) struct TileQ5_1 {
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(16))]
 pub(crate) struct TileQ8_0 {
-    /// Group `g`: byte `4c + j` is input `4g + j` of output `c`.
-    pub(crate) qs: [[i8; 32]; 8],
+    /// Group `g`: byte `4c + j` is input `4g + j` of output `c`, in offset binary (the code
+    /// plus 128, 0..=255): VNNI's unsigned-by-signed `vpdpbusd` takes it as it is and the offset
+    /// comes out with the activations' block sum, as Q4_0's −8 does; the other kernels flip the
+    /// top bit back once per group, shared by all rows.
+    pub(crate) qs: [[u8; 32]; 8],
     /// The f16 scale of each output.
     pub(crate) d: [u16; TILE_COLS],
 }
@@ -250,7 +253,7 @@ impl Packed {
                     if let Some(block) = block {
                         tile.d[c] = half_bits(block, 0);
                         for (i, &q) in block[2..34].iter().enumerate() {
-                            tile.qs[i / 4][4 * c + i % 4] = q as i8;
+                            tile.qs[i / 4][4 * c + i % 4] = q ^ 0x80;
                         }
                     }
                 }

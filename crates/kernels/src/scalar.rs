@@ -159,7 +159,7 @@ pub(crate) fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [
                 let mut sum = 0i32;
                 for (g, group) in tile.qs.iter().enumerate() {
                     for j in 0..4 {
-                        sum += i32::from(group[4 * c + j]) * i32::from(x.qs[4 * g + j]);
+                        sum += (i32::from(group[4 * c + j]) - 128) * i32::from(x.qs[4 * g + j]);
                     }
                 }
                 *acc = (sum as f32).mul_add(d[c] * x.d, *acc);

@@ -247,7 +247,8 @@ fn rows_are_the_same_alone_or_in_any_batch() {
         let reversed: Vec<f32> = x.chunks_exact(k).rev().flatten().copied().collect();
         let matrix = QuantMatrix::from_qtensor(&quantize(&w, n, k, dtype)).unwrap();
         for isa in isas() {
-            // 32 rows go to several threads and kernel calls of 4 rows; one row runs alone.
+            // 32 rows go to several threads and kernel calls of 4 rows (8 with AVX-512); one row
+            // runs alone.
             let batch = ours(&matrix, isa, &x, 32);
             let backwards = ours(&matrix, isa, &reversed, 32);
             let middle = ours(&matrix, isa, &x[5 * k..12 * k], 7);
@@ -286,7 +287,8 @@ fn every_simd_implementation_gives_the_same_bits_as_scalar() {
         for (k, n) in [(576, 192), (1536, 40), (64, 13)] {
             let k = inputs(dtype, k);
             let matrix = QuantMatrix::from_qtensor(&quantize(&weights(&mut rng, n, k), n, k, dtype)).unwrap();
-            for m in [1, 5, 32] {
+            // 15 rows: one call of 8 (AVX-512), one of 4 and one of 3.
+            for m in [1, 5, 15, 32] {
                 let x = activations(&mut rng, m, k);
                 let scalar = ours(&matrix, Isa::Scalar, &x, m);
                 for &isa in &simd {
