@@ -43,7 +43,7 @@ pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
 pub use run::embed::bert::EmbedPrecision;
 pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo, Reranker};
 pub use run::priority::Priority;
-pub use run::request::{GenerateEvent, GenerateRequest, StopReason};
+pub use run::request::{read_to_end, GenerateEvent, GenerateRequest, StopReason};
 pub use run::sampling::DEFAULT_SEED;
 pub use run::scheduler::SchedulerConfig;
 pub use run::stats::EngineStats;

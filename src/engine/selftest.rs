@@ -30,7 +30,9 @@ use crate::engine::run::forward::{AttentionBackend, Batch, LlamaBatchModel, Matm
 use crate::engine::run::kv::KvCache;
 use crate::engine::synthetic::{write_synthetic_model, SyntheticShape, SyntheticWeights};
 use crate::engine::tiny::{self, TinyArchitecture, TinyShape};
-use crate::engine::{load, DeviceChoice, EngineError, GenerateEvent, GenerateRequest, LoadProgress, LocalModelConfig};
+use crate::engine::{
+    load, read_to_end, DeviceChoice, EngineError, GenerateEvent, GenerateRequest, LoadProgress, LocalModelConfig,
+};
 use crate::generation::GenerationParams;
 
 /// The largest relative RMS logit error that passes.
@@ -215,31 +217,6 @@ fn logits_against_the_cpu(
     ))
 }
 
-/// Pseudo-random ordinary token ids (no special tokens), the same for the same seed.
-fn prompt_tokens(seed: u64, len: usize) -> Vec<u32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            3 + (state % (tiny::vocab_size() as u64 - 3)) as u32
-        })
-        .collect()
-}
-
-/// Reads a generation to its end.
-fn collect(mut events: tokio::sync::mpsc::UnboundedReceiver<GenerateEvent>) -> (String, Option<GenerateEvent>) {
-    let mut text = String::new();
-    while let Some(event) = events.blocking_recv() {
-        match event {
-            GenerateEvent::Text(piece) => text.push_str(&piece),
-            last => return (text, Some(last)),
-        }
-    }
-    (text, None)
-}
-
 /// The second check (see the module docs), on the tiny model at `path`.
 fn greedy_alone_and_batched(
     path: &Path,
@@ -252,7 +229,7 @@ fn greedy_alone_and_batched(
     let engine = load(&config, &LoadProgress::new())?;
     let requests: Vec<GenerateRequest> = (0..16u64)
         .map(|i| GenerateRequest {
-            prompt_tokens: prompt_tokens(i, 5 + (i as usize * 11) % 57),
+            prompt_tokens: tiny::random_prompt(i, 5 + (i as usize * 11) % 57),
             sampling: GenerationParams {
                 max_tokens: Some(24 + (i as u32 * 5) % 17),
                 ..GenerationParams::default()
@@ -262,13 +239,13 @@ fn greedy_alone_and_batched(
         .collect();
     let alone: Vec<_> = requests
         .iter()
-        .map(|r| engine.submit(r.clone()).map(collect))
+        .map(|r| engine.submit(r.clone()).map(read_to_end))
         .collect::<Result<_, _>>()?;
     let receivers: Vec<_> = requests
         .iter()
         .map(|r| engine.submit(r.clone()))
         .collect::<Result<_, _>>()?;
-    let together: Vec<_> = receivers.into_iter().map(collect).collect();
+    let together: Vec<_> = receivers.into_iter().map(read_to_end).collect();
     let stats = engine.stats();
     let finished = |(_, end): &(String, Option<GenerateEvent>)| matches!(end, Some(GenerateEvent::Finished { .. }));
     let all_finished = alone.iter().chain(&together).all(finished);

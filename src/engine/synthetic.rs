@@ -189,34 +189,29 @@ pub fn write_synthetic_model(
     )?];
     for layer in 0..shape.layers {
         let p = format!("blk.{layer}");
-        tensors.push(ones(format!("{p}.attn_norm.weight"), shape.dim)?);
-        for (role, rows, cols) in [
+        let attention = [
             ("attn_q", shape.dim, shape.dim),
             ("attn_k", kv, shape.dim),
             ("attn_v", kv, shape.dim),
             ("attn_output", shape.dim, shape.dim),
-        ] {
-            tensors.push(matrix(
-                format!("{p}.{role}.weight"),
-                role,
-                layer,
-                (rows, cols),
-                next_seed(),
-            )?);
-        }
-        tensors.push(ones(format!("{p}.ffn_norm.weight"), shape.dim)?);
-        for (role, rows, cols) in [
+        ];
+        let feed_forward = [
             ("ffn_gate", shape.ffn, shape.dim),
             ("ffn_up", shape.ffn, shape.dim),
             ("ffn_down", shape.dim, shape.ffn),
-        ] {
-            tensors.push(matrix(
-                format!("{p}.{role}.weight"),
-                role,
-                layer,
-                (rows, cols),
-                next_seed(),
-            )?);
+        ];
+        // Each half of the layer: its norm, then its matrices, in the order llama.cpp writes.
+        for (norm, matrices) in [("attn_norm", &attention[..]), ("ffn_norm", &feed_forward[..])] {
+            tensors.push(ones(format!("{p}.{norm}.weight"), shape.dim)?);
+            for &(role, rows, cols) in matrices {
+                tensors.push(matrix(
+                    format!("{p}.{role}.weight"),
+                    role,
+                    layer,
+                    (rows, cols),
+                    next_seed(),
+                )?);
+            }
         }
     }
     tensors.push(ones("output_norm.weight".into(), shape.dim)?);

@@ -4,18 +4,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{EngineStats, GenerateEvent, LocalEngine};
+use super::{read_to_end, EngineStats, GenerateEvent, LocalEngine};
 
 /// Reads a stream to its end: the text and the final event.
-pub(crate) fn collect(mut events: UnboundedReceiver<GenerateEvent>) -> (String, GenerateEvent) {
-    let mut text = String::new();
-    while let Some(event) = events.blocking_recv() {
-        match event {
-            GenerateEvent::Text(piece) => text.push_str(&piece),
-            last => return (text, last),
-        }
-    }
-    panic!("the stream ended without a final event");
+pub(crate) fn collect(events: UnboundedReceiver<GenerateEvent>) -> (String, GenerateEvent) {
+    let (text, end) = read_to_end(events);
+    (text, end.expect("the stream ended without a final event"))
 }
 
 /// Waits (a minute at most) until `check` holds on the engine's stats.

@@ -58,6 +58,21 @@ pub fn vocab_size() -> usize {
     SPECIAL_TOKENS.len() + 256 + MERGES.len()
 }
 
+/// `len` pseudo-random ordinary token ids of the tiny vocabulary (no special tokens), the same
+/// for the same seed: prompts for the engine's tests and its self-test.
+pub fn random_prompt(seed: u64, len: usize) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64: cheap, and never stuck at zero (the state starts odd).
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            3 + (state % (vocab_size() as u64 - 3)) as u32
+        })
+        .collect()
+}
+
 /// The layouts [`write_tiny_model`] can write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TinyArchitecture {

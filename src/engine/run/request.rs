@@ -34,6 +34,19 @@ pub enum GenerateEvent {
     Failed(String),
 }
 
+/// Reads a generation's stream to its end (blocking: not for async code): the text and the
+/// final event, or `None` when the stream closed without one.
+pub fn read_to_end(mut events: tokio::sync::mpsc::UnboundedReceiver<GenerateEvent>) -> (String, Option<GenerateEvent>) {
+    let mut text = String::new();
+    while let Some(event) = events.blocking_recv() {
+        match event {
+            GenerateEvent::Text(piece) => text.push_str(&piece),
+            last => return (text, Some(last)),
+        }
+    }
+    (text, None)
+}
+
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {

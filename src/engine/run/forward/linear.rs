@@ -1,8 +1,9 @@
 //! The one matmul type of the batched forward: `x [rows, in] -> x W^T [rows, out]`.
 //!
-//! On the CPU, Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / F32 / F16 / BF16 weights run on our kernels
-//! ([`QuantMatrix`]: repacked once at load, each weight block reused across all rows of a
-//! step); other formats (the K-quants) and other devices use candle's `QMatMul`. Both compute
+//! On the CPU, Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K / F32 / F16 / BF16 weights
+//! run on our kernels ([`QuantMatrix`]: repacked once at load, each weight block reused across
+//! all rows of a step); other formats (Q2_K, Q3_K, Q8_K) and other devices use candle's
+//! `QMatMul`. Both compute
 //! each output row from its input row alone, so a sequence's result does not depend on the
 //! batch around it.
 

@@ -888,16 +888,9 @@ fn the_gpu_plan_sends_single_tokens_to_the_kernel_and_puts_every_row_back_in_ord
     let c = model.config();
     let half = c.head_dim / 2;
     let table = candle_core::Tensor::zeros((c.max_positions, half), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let plan = plan::build(
-        &batch,
-        c,
-        &kv,
-        AttentionBackend::GpuKernel,
-        &table,
-        &table,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let gpu_plan =
+        |batch: &Batch| plan::build(batch, c, &kv, AttentionBackend::GpuKernel, &table, &table, &Device::Cpu).unwrap();
+    let plan = gpu_plan(&batch);
     let gpu = plan.gpu.as_ref().expect("decode tokens go to the kernel");
     assert_eq!(gpu.op.tokens(), 2);
     assert_eq!(plan.seqs.len(), 2, "the prompt chunks stay with candle ops");
@@ -911,16 +904,7 @@ fn the_gpu_plan_sends_single_tokens_to_the_kernel_and_puts_every_row_back_in_ord
     let mut batch = Batch::new();
     batch.push(&t[3..4], 5, &tables[1], true);
     batch.push(&t[6..7], 0, &tables[3], true);
-    let plan = plan::build(
-        &batch,
-        c,
-        &kv,
-        AttentionBackend::GpuKernel,
-        &table,
-        &table,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let plan = gpu_plan(&batch);
     let gpu = plan.gpu.as_ref().unwrap();
     assert!(plan.seqs.is_empty() && gpu.rows.is_none() && gpu.order.is_none());
     assert_eq!(gpu.op.tokens(), 2);

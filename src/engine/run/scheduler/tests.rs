@@ -28,19 +28,6 @@ fn engine(path: &Path, scheduler: SchedulerConfig) -> LocalEngine {
     load(&config, &LoadProgress::new()).unwrap()
 }
 
-/// Pseudo-random ordinary token ids (no special tokens), the same for the same seed.
-fn prompt(seed: u64, len: usize) -> Vec<u32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            3 + (state % (tiny::vocab_size() as u64 - 3)) as u32
-        })
-        .collect()
-}
-
 fn request(tokens: Vec<u32>, max_tokens: usize, key: &str) -> GenerateRequest {
     GenerateRequest {
         prompt_tokens: tokens,
@@ -55,7 +42,13 @@ fn request(tokens: Vec<u32>, max_tokens: usize, key: &str) -> GenerateRequest {
 /// 32 requests of different prompt lengths and answer lengths.
 fn workload() -> Vec<GenerateRequest> {
     (0..32)
-        .map(|i| request(prompt(i, 5 + (i as usize * 7) % 61), 8 + (i as usize * 5) % 25, ""))
+        .map(|i| {
+            request(
+                tiny::random_prompt(i, 5 + (i as usize * 7) % 61),
+                8 + (i as usize * 5) % 25,
+                "",
+            )
+        })
         .collect()
 }
 
@@ -170,11 +163,11 @@ fn preemption_under_a_small_kv_budget_changes_no_output() {
 fn preemption_with_prefix_caching_changes_no_output() {
     let (_dir, path) = tiny_model();
     // Shared 40-token prefixes (a system prompt) in front of different questions.
-    let system = prompt(99, 40);
+    let system = tiny::random_prompt(99, 40);
     let requests: Vec<GenerateRequest> = (0..16)
         .map(|i| {
             let mut tokens = system.clone();
-            tokens.extend(prompt(i, 3 + i as usize));
+            tokens.extend(tiny::random_prompt(i, 3 + i as usize));
             request(tokens, 20, "")
         })
         .collect();
@@ -199,7 +192,7 @@ fn preemption_with_prefix_caching_changes_no_output() {
 fn a_repeated_prompt_reuses_its_cached_blocks() {
     let (_dir, path) = tiny_model();
     let engine = engine(&path, SchedulerConfig::default());
-    let tokens = prompt(5, 50);
+    let tokens = tiny::random_prompt(5, 50);
     let first = collect(engine.submit(request(tokens.clone(), 12, "")).unwrap());
     assert_eq!(engine.stats().prefix_hit_tokens, 0);
     let second = collect(engine.submit(request(tokens.clone(), 12, "")).unwrap());
@@ -208,7 +201,7 @@ fn a_repeated_prompt_reuses_its_cached_blocks() {
     assert_eq!(engine.stats().prefix_hit_tokens, 48);
     // A longer prompt that starts the same way (the next turn) reuses them too.
     let mut next = tokens;
-    next.extend(prompt(6, 20));
+    next.extend(tiny::random_prompt(6, 20));
     collect(engine.submit(request(next, 4, "")).unwrap());
     assert_eq!(engine.stats().prefix_hit_tokens, 96, "{:?}", engine.stats());
 }
@@ -224,12 +217,12 @@ fn one_clients_many_requests_do_not_starve_another() {
         },
     );
     let mut greedy_client = Vec::new();
-    greedy_client.push(engine.submit(request(prompt(1, 10), 30, "ann")).unwrap());
+    greedy_client.push(engine.submit(request(tiny::random_prompt(1, 10), 30, "ann")).unwrap());
     wait_for(&engine, |s| s.steps > 0);
     for i in 2..6 {
-        greedy_client.push(engine.submit(request(prompt(i, 10), 300, "ann")).unwrap());
+        greedy_client.push(engine.submit(request(tiny::random_prompt(i, 10), 300, "ann")).unwrap());
     }
-    let other = engine.submit(request(prompt(9, 10), 30, "bob")).unwrap();
+    let other = engine.submit(request(tiny::random_prompt(9, 10), 30, "bob")).unwrap();
     let (_, end) = collect(other);
     assert!(matches!(end, GenerateEvent::Finished { .. }));
     // Bob's one request ran right after Ann's first: of Ann's other four, at most the next
@@ -248,7 +241,7 @@ fn one_clients_many_requests_do_not_starve_another() {
 fn a_cancelled_request_frees_its_blocks_within_a_step() {
     let (_dir, path) = tiny_model();
     let engine = engine(&path, SchedulerConfig::default());
-    let mut events = engine.submit(request(prompt(1, 30), 1500, "")).unwrap();
+    let mut events = engine.submit(request(tiny::random_prompt(1, 30), 1500, "")).unwrap();
     assert!(events.blocking_recv().is_some());
     let steps = engine.stats().steps;
     drop(events);
@@ -256,7 +249,7 @@ fn a_cancelled_request_frees_its_blocks_within_a_step() {
     // At most the step running at the drop and one more (the receiver is checked every step).
     assert!(stats.steps <= steps + 2, "{stats:?} after {steps} steps");
     assert!(stats.completion_tokens < 1500);
-    let (_, end) = collect(engine.submit(request(prompt(2, 5), 3, "")).unwrap());
+    let (_, end) = collect(engine.submit(request(tiny::random_prompt(2, 5), 3, "")).unwrap());
     assert!(matches!(
         end,
         GenerateEvent::Finished {
@@ -278,10 +271,10 @@ fn a_sequence_that_fills_the_whole_cache_ends_with_length() {
     );
     assert_eq!(engine.max_sequence_tokens(), 48);
     assert!(matches!(
-        engine.submit(request(prompt(1, 48), 5, "")),
+        engine.submit(request(tiny::random_prompt(1, 48), 5, "")),
         Err(EngineError::PromptTooLong { tokens: 48, limit: 48 })
     ));
-    let (_, end) = collect(engine.submit(request(prompt(1, 20), 1000, "")).unwrap());
+    let (_, end) = collect(engine.submit(request(tiny::random_prompt(1, 20), 1000, "")).unwrap());
     // 48 positions computed; the 29th answer token comes from the last one's logits.
     assert_eq!(
         end,
@@ -298,7 +291,7 @@ fn sampled_output_is_the_same_alone_or_batched() {
     let (_dir, path) = tiny_model();
     let requests: Vec<GenerateRequest> = (0..8)
         .map(|i| GenerateRequest {
-            prompt_tokens: prompt(i, 12),
+            prompt_tokens: tiny::random_prompt(i, 12),
             sampling: GenerationParams {
                 temperature: Some(0.9),
                 top_k: Some(40),
