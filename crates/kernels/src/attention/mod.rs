@@ -289,12 +289,10 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
             let qi = t * group + j;
             let row = &mut scores[qi * ctx..qi * ctx + pos as usize + 1];
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            let mut sum = 0f32;
             for score in row.iter_mut() {
                 *score = exp(*score - max);
-                sum += *score;
             }
-            sums[qi] = sum;
+            sums[qi] = sum(row);
         }
     }
     // SAFETY: the item owns the output rows of its tokens' heads in its group; no other item
@@ -351,11 +349,10 @@ fn attend_one(
         max = max.max(score);
         scores.push(score);
     }
-    let mut sum = 0f32;
     for score in scores.iter_mut() {
         *score = exp(*score - max);
-        sum += *score;
     }
+    let total = sum(scores);
     out.fill(0.0);
     for (&slot, &weight) in slots.iter().zip(scores.iter()) {
         let start = slot as usize * row + offset;
@@ -363,7 +360,7 @@ fn attend_one(
             *o = weight.mul_add(x, *o);
         }
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / total;
     for o in out.iter_mut() {
         *o *= inv;
     }
@@ -400,6 +397,25 @@ pub(crate) fn exp(x: f32) -> f32 {
     }
     let y = p.mul_add(r * r, r) + 1.0;
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// A sum in eight lanes (lane `i` adds values `i`, `i + 8`, ... in order), the lanes summed in
+/// [`dot`]'s tree, then the values past the last full eight added in order: eight independent
+/// chains of additions where one chain in order waits for each addition in turn.
+#[inline(always)]
+pub(crate) fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.len() / 8;
+    for chunk in values.chunks_exact(8) {
+        for i in 0..8 {
+            lanes[i] += chunk[i];
+        }
+    }
+    let mut tail = 0f32;
+    for &x in &values[chunks * 8..] {
+        tail += x;
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
 /// A dot product in eight lanes of fused multiply-adds, lanes summed in a fixed tree.
