@@ -64,7 +64,7 @@ impl Q8Rows {
         let mut blocks = vec![Q8Block::default(); m * per_row];
         if x.len() >= PARALLEL_VALUES && m > 1 {
             let out = Disjoint::new(&mut blocks);
-            candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+            crate::pool::execute_chunked(m, |rows| {
                 for r in rows {
                     // SAFETY: each row's blocks are written by the one call that gets `r`.
                     let row = unsafe { out.part(r * per_row, per_row) };

@@ -4,8 +4,8 @@
 //!
 //! The linear layers run on the gemm crate (what candle's matmul uses); the rest is fused here
 //! so that no intermediate (attention scores above all: `[batch, heads, len, len]`) is ever
-//! materialised, and runs on candle's barrier pool like the chat kernels, so that the process
-//! keeps one set of worker threads.
+//! materialised, and runs on the kernels' pool ([`crate::pool`]) like the chat kernels, so that
+//! the process keeps one set of worker threads for them.
 
 use std::ops::Range;
 
@@ -199,7 +199,7 @@ pub fn bidirectional_attention(
         items.iter().for_each(|item| work(item, &mut scores));
         return;
     }
-    candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
+    crate::pool::execute_chunked(items.len(), |range| {
         let mut scores = Vec::new();
         for item in &items[range] {
             work(item, &mut scores);

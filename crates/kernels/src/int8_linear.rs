@@ -167,7 +167,7 @@ impl Int8Linear {
         if items == 1 || rows * self.n * self.k < PARALLEL_MACS {
             (0..items).for_each(work);
         } else {
-            candle_core::utils::barrier_pool().execute_chunked(items, |range| range.for_each(work));
+            crate::pool::execute_chunked(items, |range| range.for_each(work));
         }
     }
 

@@ -19,6 +19,9 @@
 //! integer dot products with AVX-512 VNNI or AVX2 on x86-64, NEON with the dot-product extension
 //! on aarch64 (detected at run time), or portable Rust that gives the same bits. Each output row is computed by the same arithmetic whatever the batch around it, so
 //! greedy decoding gives the same tokens alone or in a batch.
+//!
+//! Their parallel loops run on one pool of worker threads of their own, which never waits for
+//! a worker that did not start (see `pool`).
 
 mod activations;
 mod attention;
@@ -39,6 +42,7 @@ mod matrix;
 mod neon;
 mod ops;
 mod packed;
+mod pool;
 mod reduce;
 mod scalar;
 

@@ -17,8 +17,8 @@ use super::scalar;
 /// stay in the core's L2 cache while the weights are read again for the next rows.
 const ROW_BLOCK: usize = 64;
 /// Below this many multiply-adds one thread does the whole product: waking the others would
-/// cost more than it saves. candle's barrier pool keeps its workers spinning briefly between
-/// products, so a decode step's one-row products (576 × 576 = 0.33 M for SmolLM2) gain from
+/// cost more than it saves. The pool keeps its workers spinning briefly between products, so
+/// a decode step's one-row products (576 × 576 = 0.33 M for SmolLM2) gain from
 /// both cores: at 2^20 they ran on one, and one stream decoded at 0.7-0.9x llama.cpp's speed;
 /// at 2^18, 1.4-1.5x (docs/BENCHMARKS.md).
 const PARALLEL_MACS: usize = 1 << 18;
@@ -198,9 +198,9 @@ impl QuantMatrix {
         if tasks == 1 {
             task(0);
         } else {
-            // candle's barrier pool, the one the attention and the element-wise ops use: one
-            // set of workers, no second pool spinning beside it.
-            candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(task));
+            // The pool the attention, the norms and the activation quantization use: one set
+            // of workers, no second pool spinning beside it.
+            crate::pool::execute_chunked(tasks, |range| range.for_each(task));
         }
     }
 
@@ -275,11 +275,9 @@ impl QuantMatrix {
     }
 }
 
-/// Threads of candle's barrier pool, the caller included; read once (candle reads
-/// `/proc/cpuinfo` on every call).
+/// Threads of the kernels' pool, the caller included.
 fn worker_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+    crate::pool::threads()
 }
 
 /// The activations as the kernels of a format read them.

@@ -3,7 +3,7 @@
 //!
 //! candle's versions run on rayon, beside the pool the other kernels use; on a few cores two
 //! pools of spinning workers take turns badly. These run on the calling thread for small inputs
-//! (a decode step) and on candle's one barrier pool for large ones (a prefill chunk), and do
+//! (a decode step) and on the kernels' pool ([`crate::pool`]) for large ones (a prefill chunk), and do
 //! each row's arithmetic in a fixed order, so a row's result does not depend on the others.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
@@ -23,7 +23,7 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candl
 }
 
 /// Runs `f(row, output_row)` for every row of `out` (rows of `width`), on the calling thread
-/// or, for large outputs, on candle's barrier pool.
+/// or, for large outputs, on the kernels' pool.
 pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let rows = out.len() / width.max(1);
     if out.len() < PARALLEL_ELEMENTS || rows < 2 {
@@ -33,7 +33,7 @@ pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut
         return;
     }
     let out = Disjoint::new(out);
-    candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
+    crate::pool::execute_chunked(rows, |range| {
         for r in range {
             // SAFETY: each row index is handed to exactly one call, and rows do not overlap.
             let row = unsafe { out.part(r * width, width) };
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_ops_agree_with_candle_small_and_large() {
-        // 3 rows (calling thread) and 700 rows (barrier pool).
+        // 3 rows (calling thread) and 700 rows (the pool).
         for rows in [3usize, 700] {
             let d = 128;
             let x = tensor(ramp(rows * d), &[rows, d]);

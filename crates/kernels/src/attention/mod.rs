@@ -209,7 +209,7 @@ impl CustomOp3 for PagedAttention {
         if flops < 1 << 18 {
             work(0..items.len());
         } else {
-            candle_core::utils::barrier_pool().execute_chunked(items.len(), work);
+            crate::pool::execute_chunked(items.len(), work);
         }
         let shape = Shape::from((n_tokens, heads * d));
         Ok((CpuStorage::F32(out), shape))
