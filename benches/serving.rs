@@ -480,7 +480,7 @@ fn bench_model(smollm2: &Path, spec: Option<&str>) -> BenchModel {
                 enclave::engine::tiny::write_tiny_model_with(&f16, 7, architecture, &shape).unwrap();
             }
             // The tiny tokenizer has few merges: about six tokens a word, the TTFT prompt
-            // 2,966 tokens.
+            // about 2,950 tokens.
             (f16, 4096)
         }
         other => panic!("BENCH_MODEL {spec}: no model {other} (smollm2, qwen2-0.5b-shape)"),
