@@ -52,4 +52,4 @@ mod tests;
 pub use attention::{GpuPagedAttention, PagedAttention};
 pub use isa::Isa;
 pub use matrix::{QuantMatrix, WeightFormat};
-pub use ops::{RmsNorm, Rope, SiluMul};
+pub use ops::{ResidualAdd, RmsNorm, Rope, SiluMul};

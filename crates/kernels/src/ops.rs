@@ -122,6 +122,41 @@ impl CustomOp2 for SiluMul {
     }
 }
 
+/// `a + b` element by element (the residual adds of a transformer block), for tensors of the
+/// same shape: the same additions as candle's, on the kernels' pool for a prefill chunk's
+/// large ones (candle's run them on its own barrier pool, whose worker then spins beside the
+/// kernels' for the second core).
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualAdd;
+
+impl CustomOp2 for ResidualAdd {
+    fn name(&self) -> &'static str {
+        "enclave-residual-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = (contiguous(a, a_layout, "addend")?, contiguous(b, b_layout, "addend")?);
+        if a_layout.shape() != b_layout.shape() {
+            candle_core::bail!("residual add: {:?} and {:?} differ", a_layout.shape(), b_layout.shape())
+        }
+        let width = a_layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; a.len()];
+        for_each_row(&mut out, width, |r, row| {
+            let start = r * width;
+            for ((o, &x), &y) in row.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+                *o = x + y;
+            }
+        });
+        Ok((CpuStorage::F32(out), a_layout.shape().clone()))
+    }
+}
+
 /// Rotary embeddings, each row at its own position: `x [rows, heads, d]` with `cos, sin
 /// [rows, d / 2]` (the tables at each row's position). NEOX pairs `(i, i + d/2)` or
 /// interleaved pairs `(2i, 2i + 1)` (GGUF Llama).
@@ -208,6 +243,9 @@ mod tests {
             let ours = x.apply_op2_no_bwd(&up, &SiluMul).unwrap();
             let theirs = (candle_nn::ops::silu(&x).unwrap() * &up).unwrap();
             assert!(close(&ours, &theirs) < 1e-6, "silu-mul, {rows} rows");
+
+            let ours = x.apply_op2_no_bwd(&up, &ResidualAdd).unwrap();
+            assert_eq!(close(&ours, &(&x + &up).unwrap()), 0.0, "residual add, {rows} rows");
 
             let heads = 2;
             let x3 = tensor(ramp(rows * heads * d), &[rows, heads, d]);

@@ -10,7 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::{rms_norm, silu};
 use candle_nn::rotary_emb::{rope, rope_i};
-use enclave_kernels::{RmsNorm, Rope, SiluMul};
+use enclave_kernels::{ResidualAdd, RmsNorm, Rope, SiluMul};
 
 use super::attention::{attend_candle, AttentionBackend};
 use super::config::BatchModelConfig;
@@ -329,10 +329,10 @@ impl LlamaBatchModel {
         for (index, layer) in self.layers.iter().enumerate() {
             let h = self.norm(&x, &layer.attn_norm)?;
             let attn = self.attention(index, layer, &h, &plan, kv)?;
-            x = (x + attn)?;
+            x = self.residual(&x, &attn)?;
             let h = self.norm(&x, &layer.ffn_norm)?;
             let gated = self.gated(&layer.gate.forward(&h)?, &layer.up.forward(&h)?)?;
-            x = (x + layer.down.forward(&gated)?)?;
+            x = self.residual(&x, &layer.down.forward(&gated)?)?;
         }
         let Some(rows) = &plan.logit_rows else {
             return Ok(Tensor::zeros((0, c.vocab_size), DType::F32, &self.device)?);
@@ -354,6 +354,15 @@ impl LlamaBatchModel {
             x.apply_op2_no_bwd(weight, &RmsNorm { eps })
         } else {
             rms_norm(x, weight, eps)
+        }
+    }
+
+    /// `x + y` (a residual connection).
+    fn residual(&self, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+        if self.own_ops() {
+            x.apply_op2_no_bwd(y, &ResidualAdd)
+        } else {
+            x + y
         }
     }
 
