@@ -102,24 +102,33 @@ impl CustomOp2 for SiluMul {
         up: &CpuStorage,
         up_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (gate, up) = (contiguous(gate, gate_layout, "gate")?, contiguous(up, up_layout, "up")?);
-        if gate_layout.shape() != up_layout.shape() {
-            candle_core::bail!(
-                "silu-mul: gate {:?} and up {:?} differ",
-                gate_layout.shape(),
-                up_layout.shape()
-            )
-        }
-        let width = gate_layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; gate.len()];
-        for_each_row(&mut out, width, |r, row| {
-            let start = r * width;
-            for ((o, &g), &u) in row.iter_mut().zip(&gate[start..]).zip(&up[start..]) {
-                *o = g / ((-g).exp() + 1.0) * u;
-            }
-        });
-        Ok((CpuStorage::F32(out), gate_layout.shape().clone()))
+        element_wise("silu-mul", (gate, gate_layout), (up, up_layout), |g, u| {
+            g / ((-g).exp() + 1.0) * u
+        })
     }
+}
+
+/// `f(a, b)` element by element for two contiguous f32 tensors of one shape, row by row on
+/// [`for_each_row`].
+fn element_wise(
+    what: &str,
+    (a, a_layout): (&CpuStorage, &Layout),
+    (b, b_layout): (&CpuStorage, &Layout),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (a, b) = (contiguous(a, a_layout, what)?, contiguous(b, b_layout, what)?);
+    if a_layout.shape() != b_layout.shape() {
+        candle_core::bail!("{what}: {:?} and {:?} differ", a_layout.shape(), b_layout.shape())
+    }
+    let width = a_layout.dims().last().copied().unwrap_or(1).max(1);
+    let mut out = vec![0f32; a.len()];
+    for_each_row(&mut out, width, |r, row| {
+        let start = r * width;
+        for ((o, &x), &y) in row.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+            *o = f(x, y);
+        }
+    });
+    Ok((CpuStorage::F32(out), a_layout.shape().clone()))
 }
 
 /// `a + b` element by element (the residual adds of a transformer block), for tensors of the
@@ -141,19 +150,7 @@ impl CustomOp2 for ResidualAdd {
         b: &CpuStorage,
         b_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = (contiguous(a, a_layout, "addend")?, contiguous(b, b_layout, "addend")?);
-        if a_layout.shape() != b_layout.shape() {
-            candle_core::bail!("residual add: {:?} and {:?} differ", a_layout.shape(), b_layout.shape())
-        }
-        let width = a_layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; a.len()];
-        for_each_row(&mut out, width, |r, row| {
-            let start = r * width;
-            for ((o, &x), &y) in row.iter_mut().zip(&a[start..]).zip(&b[start..]) {
-                *o = x + y;
-            }
-        });
-        Ok((CpuStorage::F32(out), a_layout.shape().clone()))
+        element_wise("residual add", (a, a_layout), (b, b_layout), |x, y| x + y)
     }
 }
 
