@@ -202,6 +202,10 @@ pub struct ServeArgs {
     /// conversations run at once and keeps more shared prompt prefixes cached.
     #[arg(long, env = "ENCLAVE_KV_CACHE_MB", value_name = "MIB")]
     pub kv_cache_mb: Option<usize>,
+    /// What the KV cache stores keys and values in: auto (f16 on a CPU, f32 on a GPU), f16
+    /// (half the memory, twice the tokens a budget holds) or f32 [default: auto].
+    #[arg(long, env = "ENCLAVE_KV_CACHE_DTYPE", value_name = "auto|f16|f32")]
+    pub kv_cache_dtype: Option<String>,
     /// The most tokens one engine step runs (decode tokens and prompt chunks) [default: 512].
     #[arg(long, env = "ENCLAVE_MAX_BATCH_TOKENS", value_name = "TOKENS")]
     pub max_batch_tokens: Option<usize>,

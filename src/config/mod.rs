@@ -63,6 +63,7 @@ struct FileConfig {
     audit_retention_days: Option<u32>,
     model_queue_capacity: Option<usize>,
     kv_cache_mb: Option<usize>,
+    kv_cache_dtype: Option<String>,
     max_batch_tokens: Option<usize>,
     max_prefill_while_decoding: Option<usize>,
     max_running: Option<usize>,
@@ -114,6 +115,8 @@ pub struct Config {
     pub model_queue_capacity: usize,
     /// Bytes of KV cache per local model.
     pub kv_cache_bytes: usize,
+    /// What the KV caches store (`None`: each model's default, f16 on a CPU, f32 on a GPU).
+    pub kv_cache_dtype: Option<candle_core::DType>,
     /// The most tokens per engine step.
     pub max_batch_tokens: usize,
     /// The most prompt tokens in an engine step that also continues answers.
@@ -314,6 +317,16 @@ impl Config {
         if kv_cache_mb == 0 {
             return Err(ConfigError::new("kv_cache_mb must be at least 1"));
         }
+        let kv_cache_dtype = match args.kv_cache_dtype.clone().or(file.kv_cache_dtype).as_deref() {
+            None | Some("auto") => None,
+            Some("f16") => Some(candle_core::DType::F16),
+            Some("f32") => Some(candle_core::DType::F32),
+            Some(other) => {
+                return Err(ConfigError::new(format!(
+                    "kv_cache_dtype must be \"auto\", \"f16\" or \"f32\", not {other:?}"
+                )))
+            }
+        };
         let max_batch_tokens = args.max_batch_tokens.or(file.max_batch_tokens).unwrap_or(512);
         let max_running = args.max_running.or(file.max_running).unwrap_or(64);
         if max_running == 0 || max_batch_tokens < max_running {
@@ -353,6 +366,7 @@ impl Config {
             },
             model_queue_capacity: queue,
             kv_cache_bytes: kv_cache_mb << 20,
+            kv_cache_dtype,
             max_batch_tokens,
             max_prefill_while_decoding,
             max_running,

@@ -453,6 +453,7 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
                 scheduler: SchedulerConfig {
                     queue_capacity: config.model_queue_capacity,
                     kv_cache_bytes: config.kv_cache_bytes,
+                    kv_dtype: config.kv_cache_dtype,
                     max_batch_tokens: config.max_batch_tokens,
                     max_prefill_while_decoding: config.max_prefill_while_decoding,
                     max_running: config.max_running,

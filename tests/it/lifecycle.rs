@@ -128,6 +128,8 @@ fn configuration_errors_are_clear() {
     assert!(run(&["serve", "--trusted-proxies", "10.0.0.1,proxy.local"]).contains("\"proxy.local\" is neither"));
     std::fs::write(dir.path().join("enclave.toml"), "embed_precision = \"int4\"\n").unwrap();
     assert!(run(&["serve"]).contains("embed_precision must be \"auto\" or \"f32\""));
+    std::fs::write(dir.path().join("enclave.toml"), "").unwrap();
+    assert!(run(&["serve", "--kv-cache-dtype", "q8_0"]).contains("kv_cache_dtype must be \"auto\", \"f16\" or \"f32\""));
     assert!(run(&["serve", "--config", "missing.toml"]).contains("does not exist"));
 
     let help = Command::new(env!("CARGO_BIN_EXE_enclave"))

@@ -1,10 +1,49 @@
 //! [`super::attend_item`] with AVX2 and FMA, eight lanes at a time: the same operations on
 //! every value in the same order (fused multiply-adds in eight lanes summed in the same tree,
-//! the same exponential, sums in key order), so the same bits.
+//! the same exponential, sums in key order), so the same bits. f16 keys and values are
+//! widened with F16C's `vcvtph2ps`, exact as [`super::KvValue::to_f32`].
 
 use std::arch::x86_64::*;
 
-use super::{Geometry, Inputs, Item, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+use super::{Geometry, Inputs, Item, KvValue, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+
+/// A cache dtype's eight-lane load.
+pub(crate) trait Lanes: KvValue {
+    /// Eight values from `ptr` as f32.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; `ptr` must point to 8 readable values.
+    unsafe fn load8(ptr: *const Self) -> __m256;
+}
+
+impl Lanes for f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load8(ptr: *const Self) -> __m256 {
+        // SAFETY: the caller gives 8 readable values; `loadu` takes any alignment.
+        unsafe { _mm256_loadu_ps(ptr) }
+    }
+}
+
+impl Lanes for half::f16 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load8(ptr: *const Self) -> __m256 {
+        // SAFETY: the caller gives 8 readable values (16 bytes, `f16` is a `u16`); `loadu`
+        // takes any alignment.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(ptr.cast())) }
+    }
+}
+
+/// Eight values of the cache from `values[at..at + 8]`, as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load_kv<E: Lanes>(values: &[E], at: usize) -> __m256 {
+    let chunk = &values[at..at + 8];
+    // SAFETY: `chunk` holds 8 readable values; the CPU has AVX2 and F16C (this function's
+    // features).
+    unsafe { E::load8(chunk.as_ptr()) }
+}
 
 /// Eight lanes of [`super::exp`].
 #[target_feature(enable = "avx2,fma")]
@@ -46,21 +85,21 @@ fn store(values: &mut [f32], at: usize, v: __m256) {
 }
 
 /// As [`super::dot`]: eight lanes of products added in order, then the same tree.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<E: Lanes>(a: &[f32], b: &[E]) -> f32 {
     let full = a.len() / 8 * 8;
     let mut acc = _mm256_setzero_ps();
     let mut i = 0;
     while i < full {
-        acc = _mm256_fmadd_ps(load(a, i), load(b, i), acc);
+        acc = _mm256_fmadd_ps(load(a, i), load_kv(b, i), acc);
         i += 8;
     }
     let mut lanes = [0f32; 8];
     store(&mut lanes, 0, acc);
     let mut tail = 0f32;
     for j in full..a.len() {
-        tail = a[j].mul_add(b[j], tail);
+        tail = a[j].mul_add(b[j].to_f32(), tail);
     }
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
@@ -129,10 +168,10 @@ fn trees8(acc: [__m256; 8]) -> __m256 {
 /// `out[..8 V] += sum over keys of weights[key] * v[at(key)..][..8 V]`, the sum in key order
 /// continuing from what `out` holds (or from zero when `first`), its `V` eight-lane
 /// accumulators in registers. Returns `V`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn weighted_sum<const V: usize>(
-    v: &[f32],
+fn weighted_sum<const V: usize, E: Lanes>(
+    v: &[E],
     weights: &[f32],
     at: impl Fn(usize) -> usize,
     first: bool,
@@ -148,7 +187,7 @@ fn weighted_sum<const V: usize>(
         let start = at(key_index);
         let w = _mm256_set1_ps(weight);
         for (b, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(w, load(v, start + 8 * b), *a);
+            *a = _mm256_fmadd_ps(w, load_kv(v, start + 8 * b), *a);
         }
     }
     for (b, a) in acc.iter().enumerate() {
@@ -170,14 +209,15 @@ const KEY_BLOCK_BYTES: usize = 16 * 1024;
 /// the output row between blocks, in key order throughout.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `head_dim % 8 == 0` and `head_dim <= 8 * MAX_VECTORS`.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
+/// The CPU must have AVX2, FMA and F16C; `head_dim % 8 == 0` and
+/// `head_dim <= 8 * MAX_VECTORS`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn attend_item<E: Lanes>(inputs: &Inputs<'_, E>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
     let geometry = Geometry::new(op, item);
     let (d, group, tokens, ctx) = (geometry.d, geometry.group, geometry.tokens, geometry.ctx);
     let vectors = d / 8;
-    let block = (KEY_BLOCK_BYTES / (4 * d)).max(8);
+    let block = (KEY_BLOCK_BYTES / (std::mem::size_of::<E>() * d)).max(8);
     scratch.clear();
     scratch.resize(geometry.queries * ctx + geometry.queries, 0.0);
     let (scores, sums) = scratch.split_at_mut(geometry.queries * ctx);
@@ -194,7 +234,7 @@ pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut
                 // Eight keys at once while there are eight, each key's sum in [`dot`]'s order.
                 while key_index + 8 <= end {
                     // Each row checked once here, not at every load of the loop below.
-                    let rows: [*const f32; 8] = std::array::from_fn(|n| {
+                    let rows: [*const E; 8] = std::array::from_fn(|n| {
                         let start = key_start(key_index + n);
                         k[start..start + d].as_ptr()
                     });
@@ -203,7 +243,7 @@ pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut
                         let qb = load(q, 8 * b);
                         for (a, &row) in acc.iter_mut().zip(&rows) {
                             // SAFETY: `row` starts a slice of `d` values and `8 b + 8 <= d`.
-                            *a = _mm256_fmadd_ps(qb, unsafe { _mm256_loadu_ps(row.add(8 * b)) }, *a);
+                            *a = _mm256_fmadd_ps(qb, unsafe { E::load8(row.add(8 * b)) }, *a);
                         }
                     }
                     store(scores, key_index, _mm256_mul_ps(trees8(acc), _mm256_set1_ps(op.scale)));
@@ -242,10 +282,10 @@ pub(super) unsafe fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut
                     let at = |key_index: usize| key_start(block_start + key_index) + column;
                     let (first, out) = (block_start == 0, &mut out[column..]);
                     column += 8 * match left {
-                        8.. => weighted_sum::<8>(v, weights, at, first, out),
-                        4..=7 => weighted_sum::<4>(v, weights, at, first, out),
-                        2..=3 => weighted_sum::<2>(v, weights, at, first, out),
-                        _ => weighted_sum::<1>(v, weights, at, first, out),
+                        8.. => weighted_sum::<8, E>(v, weights, at, first, out),
+                        4..=7 => weighted_sum::<4, E>(v, weights, at, first, out),
+                        2..=3 => weighted_sum::<2, E>(v, weights, at, first, out),
+                        _ => weighted_sum::<1, E>(v, weights, at, first, out),
                     };
                 }
             }

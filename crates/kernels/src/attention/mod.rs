@@ -4,7 +4,9 @@
 //! the token's position, so a sequence's result does not depend on the batch nor on how its
 //! prompt was cut into chunks. K and V are read in place from the cache (no gather, no repeated
 //! keys), once per tile of tokens of a sequence and for all query heads sharing a key/value
-//! head.
+//! head. The cache holds f32 or f16 ([`KvValue`]): f16 halves the bytes a decode step reads,
+//! and at many streams the attention waits on memory (each stored value is widened exactly to
+//! f32 before any arithmetic, so both dtypes run the same operations).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -14,6 +16,7 @@ pub use gpu::GpuPagedAttention;
 
 use std::sync::Arc;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 
 use crate::disjoint::Disjoint;
@@ -36,9 +39,33 @@ pub struct PagedAttention {
     pub slots: Vec<Arc<Vec<u32>>>,
 }
 
-/// The f32 data of a contiguous storage.
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = storage.as_slice::<f32>()?;
+/// A stored key or value: f32, or f16 (read as the exact f32 it stands for).
+pub(crate) trait KvValue: Copy + Send + Sync + candle_core::WithDType {
+    /// The value as f32 (exact).
+    fn to_f32(self) -> f32;
+}
+
+impl KvValue for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvValue for half::f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+}
+
+/// The data of a contiguous storage of `T`.
+fn contiguous<'a, T: candle_core::WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    let data = storage.as_slice::<T>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("paged attention: {what} is not contiguous"),
@@ -123,16 +150,16 @@ impl<'a> Geometry<'a> {
     }
 }
 
-/// Everything one work item reads.
-pub(crate) struct Inputs<'a> {
+/// Everything one work item reads, the cache in `E`.
+pub(crate) struct Inputs<'a, E> {
     /// The op (shapes, tokens, slots).
     pub(crate) op: &'a PagedAttention,
     /// Queries `[tokens, heads * d]`.
     pub(crate) q: &'a [f32],
     /// Keys `[slots, kv_heads, d]`.
-    pub(crate) k: &'a [f32],
+    pub(crate) k: &'a [E],
     /// Values, as the keys.
-    pub(crate) v: &'a [f32],
+    pub(crate) v: &'a [E],
     /// The output `[tokens, heads * d]`.
     pub(crate) out: Disjoint<'a, f32>,
 }
@@ -151,11 +178,30 @@ impl CustomOp3 for PagedAttention {
         v: &CpuStorage,
         v_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (
-            contiguous(q, q_layout, "q")?,
-            contiguous(k, k_layout, "k")?,
-            contiguous(v, v_layout, "v")?,
-        );
+        let q = contiguous::<f32>(q, q_layout, "q")?;
+        match (k, v) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => self.run(
+                q,
+                contiguous::<f32>(k, k_layout, "k")?,
+                contiguous::<f32>(v, v_layout, "v")?,
+            ),
+            (CpuStorage::F16(_), CpuStorage::F16(_)) => self.run(
+                q,
+                contiguous::<half::f16>(k, k_layout, "k")?,
+                contiguous::<half::f16>(v, v_layout, "v")?,
+            ),
+            _ => candle_core::bail!(
+                "paged attention: keys and values must both be f32 or both f16, got {:?} and {:?}",
+                k.dtype(),
+                v.dtype()
+            ),
+        }
+    }
+}
+
+impl PagedAttention {
+    /// The attention of every token with the cache in `E`, after checking the shapes and slots.
+    fn run<E: KvValue + LanesKv>(&self, q: &[f32], k: &[E], v: &[E]) -> candle_core::Result<(CpuStorage, Shape)> {
         let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
         let n_tokens = self.tokens.len();
         if kv_heads == 0
@@ -194,7 +240,7 @@ impl CustomOp3 for PagedAttention {
             let mut scratch = Vec::new();
             for item in &items[range] {
                 if avx2 {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         avx2::attend_item(&inputs, item, &mut scratch)
@@ -214,9 +260,7 @@ impl CustomOp3 for PagedAttention {
         let shape = Shape::from((n_tokens, heads * d));
         Ok((CpuStorage::F32(out), shape))
     }
-}
 
-impl PagedAttention {
     /// The work items: runs of consecutive tokens of one sequence, cut into tiles, times the
     /// key/value heads.
     fn items(&self) -> Vec<Item> {
@@ -240,6 +284,16 @@ impl PagedAttention {
     }
 }
 
+/// What the AVX2 kernel needs of a cache dtype (its eight-lane loads); nothing elsewhere.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::Lanes as LanesKv;
+
+/// Nothing off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) trait LanesKv {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T> LanesKv for T {}
+
 /// Whether this CPU has AVX2 and FMA (never elsewhere: the tests ask on every architecture).
 #[cfg(any(target_arch = "x86_64", test))]
 fn avx2_available() -> bool {
@@ -262,7 +316,7 @@ fn use_avx2(_head_dim: usize) -> bool {
 /// computes exactly what [`attend_one`] computes for it (same operations, same order), so the
 /// result of a token does not depend on the tokens it shares an item with.
 /// [`avx2::attend_item`] does the same operations eight lanes at a time.
-fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
+fn attend_item<E: KvValue>(inputs: &Inputs<'_, E>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
     let at = Geometry::new(op, item);
     let (d, group, tokens, ctx) = (at.d, at.group, at.tokens, at.ctx);
@@ -308,7 +362,7 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
             for j in 0..group {
                 let weight = scores[(t * group + j) * ctx + key_index];
                 for (o, &x) in out_row(t, j).iter_mut().zip(value) {
-                    *o = weight.mul_add(x, *o);
+                    *o = weight.mul_add(x.to_f32(), *o);
                 }
             }
         }
@@ -329,10 +383,10 @@ fn attend_item(inputs: &Inputs<'_>, item: &Item, scratch: &mut Vec<f32>) {
 /// definition of the arithmetic that [`attend_item`] performs for many queries at once.
 #[cfg(test)]
 #[allow(clippy::too_many_arguments)]
-fn attend_one(
+fn attend_one<E: KvValue>(
     query: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[E],
+    v: &[E],
     slots: &[u32],
     row: usize,
     offset: usize,
@@ -357,7 +411,7 @@ fn attend_one(
     for (&slot, &weight) in slots.iter().zip(scores.iter()) {
         let start = slot as usize * row + offset;
         for (o, &x) in out.iter_mut().zip(&v[start..start + d]) {
-            *o = weight.mul_add(x, *o);
+            *o = weight.mul_add(x.to_f32(), *o);
         }
     }
     let inv = 1.0 / total;
@@ -420,17 +474,17 @@ pub(crate) fn sum(values: &[f32]) -> f32 {
 
 /// A dot product in eight lanes of fused multiply-adds, lanes summed in a fixed tree.
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot<E: KvValue>(a: &[f32], b: &[E]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = a.len() / 8;
     for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for i in 0..8 {
-            lanes[i] = ca[i].mul_add(cb[i], lanes[i]);
+            lanes[i] = ca[i].mul_add(cb[i].to_f32(), lanes[i]);
         }
     }
     let mut tail = 0f32;
     for i in chunks * 8..a.len() {
-        tail = a[i].mul_add(b[i], tail);
+        tail = a[i].mul_add(b[i].to_f32(), tail);
     }
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
@@ -473,15 +527,21 @@ mod tests {
     #[test]
     fn tiles_give_each_query_the_bits_of_attend_one() {
         for d in [16, 64, 80, 128] {
-            tiles_match_attend_one(d);
+            tiles_match_attend_one::<f32>(d);
+            tiles_match_attend_one::<half::f16>(d);
         }
     }
 
-    fn tiles_match_attend_one(d: usize) {
+    fn tiles_match_attend_one<E: KvValue + LanesKv>(d: usize) {
         let (heads, kv_heads) = (6, 2);
         let slots_total = 64;
-        let k = values(slots_total * kv_heads * d, 1);
-        let v = values(slots_total * kv_heads * d, 2);
+        let stored = |seed| -> Vec<E> {
+            values(slots_total * kv_heads * d, seed)
+                .into_iter()
+                .map(|x| E::from_f64(f64::from(x)))
+                .collect()
+        };
+        let (k, v) = (stored(1), stored(2));
         // Sequence 0: a prefill chunk of 13 tokens at positions 7..20 over scattered slots;
         // sequence 1: one decode token at position 29.
         let slots0: Vec<u32> = (0..20).map(|i| ((i * 7 + 3) % 64) as u32).collect();
@@ -547,6 +607,47 @@ mod tests {
         // 13 tokens of sequence 0 make tiles of 8 and 5; sequence 1 one of 1; times 2 heads.
         let counts: Vec<usize> = op.items().iter().map(|i| i.count).collect();
         assert_eq!(counts, [8, 8, 5, 5, 1, 1]);
+    }
+
+    #[test]
+    fn an_f16_cache_gives_the_f32_result_of_its_values_and_mixed_dtypes_are_refused() {
+        use candle_core::{DType, Device, Tensor};
+        let (heads, kv_heads, d, slots) = (4, 2, 16, 12);
+        let device = Device::Cpu;
+        let tensor = |n: usize, seed| Tensor::from_vec(values(n, seed), n, &device).unwrap();
+        let q = tensor(2 * heads * d, 7).reshape((2, heads * d)).unwrap();
+        let k = tensor(slots * kv_heads * d, 8).reshape((slots, kv_heads, d)).unwrap();
+        let v = tensor(slots * kv_heads * d, 9).reshape((slots, kv_heads, d)).unwrap();
+        let op = PagedAttention {
+            heads,
+            kv_heads,
+            head_dim: d,
+            scale: 0.25,
+            tokens: vec![(0, 4), (1, 9)],
+            slots: vec![Arc::new(vec![3, 1, 4, 0, 5]), Arc::new((0..10).rev().collect())],
+        };
+        let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+        let (k16, v16) = (half(&k), half(&v));
+        let widened = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        // The same values stored in f16, or widened back to f32 first: the same bits.
+        let from_f16 = q.apply_op3_no_bwd(&k16, &v16, &op).unwrap();
+        let from_f32 = q.apply_op3_no_bwd(&widened(&k16), &widened(&v16), &op).unwrap();
+        let bits = |t: &Tensor| {
+            t.flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&from_f16), bits(&from_f32));
+        // And close to the attention of the f32 values (f16 keeps 11 significant bits).
+        let exact = q.apply_op3_no_bwd(&k, &v, &op).unwrap();
+        let diff = (exact - &from_f16).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 2e-3);
+        let err = q.apply_op3_no_bwd(&k16, &v, &op).unwrap_err().to_string();
+        assert!(err.contains("must both be f32 or both f16"), "{err}");
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub struct LlamaBatchModel {
     device: Device,
     /// Which attention implementation runs.
     attention: AttentionBackend,
+    /// The KV cache's element type when chosen ([`LlamaBatchModel::set_kv_dtype`], the
+    /// `kv_cache_dtype` setting), else [`LlamaBatchModel::kv_dtype`]'s default.
+    kv_dtype: Option<DType>,
 }
 
 impl LlamaBatchModel {
@@ -236,6 +239,7 @@ impl LlamaBatchModel {
             sin,
             device: device.clone(),
             attention: default_attention(device),
+            kv_dtype: None,
         })
     }
 
@@ -304,18 +308,54 @@ impl LlamaBatchModel {
                 "the GPU attention kernel runs on CUDA devices only".into(),
             ));
         }
+        if backend == AttentionBackend::GpuKernel && self.kv_dtype == Some(DType::F16) {
+            return Err(EngineError::InvalidRequest(
+                "the GPU attention kernel reads an f32 KV cache only".into(),
+            ));
+        }
         self.attention = backend;
         Ok(())
     }
 
-    /// The shape of a KV cache for this model with blocks of `block_size` tokens (f32).
+    /// The element type of the KV cache: unless chosen, f16 under the CPU attention kernel (at
+    /// many streams a decode step waits on reading the cache, and f16 halves those bytes and
+    /// doubles the tokens a memory budget holds; llama.cpp's default cache type too), f32 under
+    /// candle's ops (bit-identical to candle-transformers) and the GPU kernel.
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype.unwrap_or(match self.attention {
+            AttentionBackend::CpuKernel => DType::F16,
+            AttentionBackend::CandleOps | AttentionBackend::GpuKernel => DType::F32,
+        })
+    }
+
+    /// Chooses the KV cache's element type: f32, or f16 (not under the GPU kernel).
+    pub fn set_kv_dtype(&mut self, dtype: DType) -> Result<(), EngineError> {
+        match dtype {
+            DType::F32 => {}
+            DType::F16 if self.attention != AttentionBackend::GpuKernel => {}
+            DType::F16 => {
+                return Err(EngineError::InvalidRequest(
+                    "the GPU attention kernel reads an f32 KV cache only".into(),
+                ))
+            }
+            other => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "KV cache dtype {other:?}: f32 or f16 only"
+                )))
+            }
+        }
+        self.kv_dtype = Some(dtype);
+        Ok(())
+    }
+
+    /// The shape of a KV cache for this model with blocks of `block_size` tokens.
     pub fn kv_config(&self, block_size: usize) -> KvCacheConfig {
         KvCacheConfig {
             num_layers: self.config.num_layers,
             num_kv_heads: self.config.num_kv_heads,
             head_dim: self.config.head_dim,
             block_size,
-            dtype: DType::F32,
+            dtype: self.kv_dtype(),
         }
     }
 

@@ -81,8 +81,19 @@ pub(crate) fn build(
     {
         return invalid(format!("the KV cache {kv_config:?} does not fit the model"));
     }
-    if backend == AttentionBackend::CpuKernel && kv_config.dtype != candle_core::DType::F32 {
-        return invalid("the CPU attention kernel reads an f32 KV cache".into());
+    use candle_core::DType;
+    match (backend, kv_config.dtype) {
+        (AttentionBackend::CpuKernel, DType::F32 | DType::F16) => {}
+        (AttentionBackend::CpuKernel, other) => {
+            return invalid(format!(
+                "the CPU attention kernel reads an f32 or f16 KV cache, not {other:?}"
+            ));
+        }
+        (AttentionBackend::GpuKernel, DType::F32) => {}
+        (AttentionBackend::GpuKernel, other) => {
+            return invalid(format!("the GPU attention kernel reads an f32 KV cache, not {other:?}"));
+        }
+        (AttentionBackend::CandleOps, _) => {}
     }
     let kernel = backend == AttentionBackend::CpuKernel;
     let gpu = backend == AttentionBackend::GpuKernel;

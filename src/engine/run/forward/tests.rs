@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use super::*;
 use crate::engine::model::Architecture;
@@ -134,7 +134,8 @@ fn reference_logits(path: &Path, prompt: &[u32], decode: &[u32]) -> Vec<Vec<f32>
     out
 }
 
-/// Our logits for the same teacher-forced run.
+/// Our logits for the same teacher-forced run, with an f32 KV cache: the comparisons with
+/// the exact arithmetic hold the kernels to it; [`our_logits_with_kv`] chooses the cache.
 fn our_logits(
     path: &Path,
     prompt: &[u32],
@@ -142,9 +143,22 @@ fn our_logits(
     backend: AttentionBackend,
     matmul: MatmulBackend,
 ) -> Vec<Vec<f32>> {
+    our_logits_with_kv(path, prompt, decode, backend, matmul, DType::F32)
+}
+
+/// [`our_logits`] with a KV cache of `kv_dtype`.
+fn our_logits_with_kv(
+    path: &Path,
+    prompt: &[u32],
+    decode: &[u32],
+    backend: AttentionBackend,
+    matmul: MatmulBackend,
+    kv_dtype: DType,
+) -> Vec<Vec<f32>> {
     let device = Device::Cpu;
     let mut model = LlamaBatchModel::load_with(path, &device, matmul).unwrap();
     model.set_attention_backend(backend).unwrap();
+    model.set_kv_dtype(kv_dtype).unwrap();
     let total = prompt.len() + decode.len();
     let mut kv = KvCache::with_blocks(model.kv_config(4), total.div_ceil(4), &device).unwrap();
     let mut table = kv.new_table();
@@ -582,6 +596,54 @@ fn matches_candle_transformers_on_smollm2() {
 }
 
 #[test]
+fn an_f16_kv_cache_stays_as_close_to_exact_as_candle() {
+    // The CPU engine's default cache; the other tests hold the kernels to the exact result
+    // with an f32 one.
+    let model = LlamaBatchModel::load(&tiny_model(TinyArchitecture::Llama, 3).1, &Device::Cpu).unwrap();
+    assert_eq!(model.kv_dtype(), DType::F16, "the CPU kernel's default");
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for architecture in [TinyArchitecture::Llama, TinyArchitecture::Qwen2] {
+        let (dir, quantized) = tiny_model(architecture, 17);
+        let (q8, f32_file) = (dir.path().join("q8.gguf"), dir.path().join("f32.gguf"));
+        rewrite(&quantized, &q8, false, false);
+        rewrite(&quantized, &f32_file, true, false);
+        files.push((format!("{architecture:?}"), q8, f32_file, tiny::vocab_size()));
+        dirs.push(dir);
+    }
+    let smollm2_dir = tempfile::tempdir().unwrap();
+    if let Some(path) = smollm2() {
+        let f32_file = smollm2_dir.path().join("f32.gguf");
+        rewrite(&path, &f32_file, true, false);
+        files.push(("SmolLM2 Q4_1".into(), path, f32_file, 49_152));
+    }
+    for (label, quantized, f32_file, vocab) in files {
+        let prompt = tokens(5, 40, vocab);
+        let decode = tokens(6, 8, vocab);
+        let exact = reference_logits(&f32_file, &prompt, &decode);
+        let candle = reference_logits(&quantized, &prompt, &decode);
+        let run = |kv| {
+            our_logits_with_kv(
+                &quantized,
+                &prompt,
+                &decode,
+                AttentionBackend::CpuKernel,
+                MatmulBackend::Fastest,
+                kv,
+            )
+        };
+        let (f16, f32) = (run(DType::F16), run(DType::F32));
+        let (prefill, decode_diff) = worst(&f16, &f32);
+        println!("{label}: f16 cache vs f32 cache, max |logit diff| prefill {prefill:e}, decode {decode_diff:e}");
+        assert!(
+            prefill > 0.0 || decode_diff > 0.0,
+            "{label}: the f16 cache was not used"
+        );
+        assert_as_close_to_exact_as_candle(&f16, &candle, &exact, &format!("{label} f16 cache"));
+    }
+}
+
+#[test]
 fn smollm2_logits_do_not_depend_on_the_batch() {
     let Some(path) = smollm2() else { return };
     // The CPU engine; the candle-ops path is checked on the tiny models (candle's scalar Q4_1
@@ -738,6 +800,8 @@ fn safetensors_models_match_candle_transformers() {
             let mut weights = hf::SafetensorsWeights::open(dir.path(), tied).unwrap();
             let mut model = LlamaBatchModel::from_source(config, &mut weights, &Device::Cpu, matmul).unwrap();
             model.set_attention_backend(backend).unwrap();
+            // The exact arithmetic's comparison: an f32 cache.
+            model.set_kv_dtype(DType::F32).unwrap();
             let total = prompt.len() + decode.len();
             let mut kv = KvCache::with_blocks(model.kv_config(4), total.div_ceil(4), &Device::Cpu).unwrap();
             let mut table = kv.new_table();
@@ -873,7 +937,9 @@ fn the_gpu_plan_sends_single_tokens_to_the_kernel_and_puts_every_row_back_in_ord
     // Planned on the CPU (the op itself runs on CUDA only): a prompt chunk of 3, a decode
     // token, a prompt chunk of 2, a decode token.
     let (_dir, path) = tiny_model(TinyArchitecture::Llama, 5);
-    let model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+    let mut model = LlamaBatchModel::load(&path, &Device::Cpu).unwrap();
+    // The GPU kernel's cache.
+    model.set_kv_dtype(DType::F32).unwrap();
     let mut kv = KvCache::with_blocks(model.kv_config(4), 16, &Device::Cpu).unwrap();
     let mut tables: Vec<_> = (0..4).map(|_| kv.new_table()).collect();
     for table in &mut tables {

@@ -80,6 +80,10 @@ impl Scheduler {
         stats: Arc<StatsCounters>,
     ) -> Result<Self, EngineError> {
         config.validate()?;
+        let mut model = model;
+        if let Some(dtype) = config.kv_dtype {
+            model.set_kv_dtype(dtype)?;
+        }
         let kv_config = model.kv_config(config.block_size);
         let kv = KvCache::with_budget(kv_config, config.kv_cache_bytes, model.device())
             .map_err(|e| EngineError::InvalidRequest(format!("KV cache: {e}")))?;
@@ -88,6 +92,7 @@ impl Scheduler {
             blocks = kv.num_blocks(),
             block_tokens = config.block_size,
             tokens = kv.num_blocks() * config.block_size,
+            dtype = ?kv.config().dtype,
             megabytes = config.kv_cache_bytes >> 20,
             "KV cache allocated"
         );

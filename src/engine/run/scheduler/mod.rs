@@ -52,6 +52,10 @@ pub struct SchedulerConfig {
     pub block_size: usize,
     /// Bytes of KV cache (keys and values of every layer) the model may hold.
     pub kv_cache_bytes: usize,
+    /// What the KV cache stores keys and values in (f16 or f32); `None` lets the model choose
+    /// for its attention ([`crate::engine::LlamaBatchModel::kv_dtype`]: f16 under the CPU
+    /// kernel, f32 elsewhere).
+    pub kv_dtype: Option<candle_core::DType>,
     /// The most tokens (decode tokens and prefill chunks together) in one forward step.
     pub max_batch_tokens: usize,
     /// The most prompt tokens in a step that also runs decode tokens: smaller keeps the
@@ -73,6 +77,7 @@ impl Default for SchedulerConfig {
         Self {
             block_size: 16,
             kv_cache_bytes: 1 << 30,
+            kv_dtype: None,
             max_batch_tokens: 512,
             max_prefill_while_decoding: None,
             max_running: 64,

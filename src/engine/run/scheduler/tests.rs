@@ -18,8 +18,9 @@ fn tiny_model() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// The tiny model's KV bytes per block of 16 tokens: K and V x 2 layers x 16 x 32 floats.
-const BLOCK_BYTES: usize = 2 * tiny::LAYERS * 16 * tiny::KV_HEADS * (tiny::DIM / tiny::HEADS) * 4;
+/// The tiny model's KV bytes per block of 16 tokens: K and V x 2 layers x 16 x 32 values of
+/// the CPU engine's default f16 cache.
+const BLOCK_BYTES: usize = 2 * tiny::LAYERS * 16 * tiny::KV_HEADS * (tiny::DIM / tiny::HEADS) * 2;
 
 /// An engine on `path` with `scheduler`.
 fn engine(path: &Path, scheduler: SchedulerConfig) -> LocalEngine {
