@@ -1,6 +1,8 @@
-//! [`QuantMatrix`] as a candle op, so that model code can use it where it used `QMatMul`.
+//! [`QuantMatrix`] as a candle op, so that model code can use it where it used `QMatMul`; and
+//! its fused products ([`QuantMatrix::forward_many`], [`QuantMatrix::forward_gated`]) on
+//! candle tensors.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Storage, Tensor};
 
 use super::matrix::QuantMatrix;
 
@@ -15,6 +17,93 @@ impl QuantMatrix {
         let y = x.to_dtype(DType::F32)?.contiguous()?.apply_op1_no_bwd(self)?;
         y.to_dtype(dtype)
     }
+
+    /// `x Wᵢᵀ` for each of `matrices` (one input width) and a CPU tensor `x [.., in_features]`
+    /// (f32): [`QuantMatrix::matmul_many`], one parallel loop and one quantization of `x` for
+    /// all of them. Each result has shape `[.., out_featuresᵢ]` and the bits of
+    /// [`QuantMatrix::forward`].
+    pub fn forward_many(matrices: &[&QuantMatrix], x: &Tensor) -> Result<Vec<Tensor>> {
+        let Some(first) = matrices.first() else {
+            return Ok(Vec::new());
+        };
+        if matrices
+            .iter()
+            .any(|matrix| matrix.in_features() != first.in_features())
+        {
+            candle_core::bail!("QuantMatrix::forward_many: the matrices take inputs of different widths");
+        }
+        let (batch, m) = first.rows_of(x)?;
+        let mut outs: Vec<Vec<f32>> = matrices
+            .iter()
+            .map(|matrix| vec![0f32; m * matrix.out_features()])
+            .collect();
+        with_f32_rows(x, |rows| {
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            QuantMatrix::matmul_many(matrices, rows, m, &mut slices);
+        })?;
+        matrices
+            .iter()
+            .zip(outs)
+            .map(|(matrix, out)| Tensor::from_vec(out, output_shape(&batch, matrix.out_features()), x.device()))
+            .collect()
+    }
+
+    /// `silu(x Gᵀ) ⊙ (x Uᵀ)` for a CPU tensor `x [.., in_features]` (f32), `self` the gate
+    /// `G`: [`QuantMatrix::gated_matmul`].
+    pub fn forward_gated(&self, up: &QuantMatrix, x: &Tensor) -> Result<Tensor> {
+        if (self.out_features(), self.in_features()) != (up.out_features(), up.in_features()) {
+            candle_core::bail!("QuantMatrix::forward_gated: the gate and up matrices differ in shape");
+        }
+        let (batch, m) = self.rows_of(x)?;
+        let mut out = vec![0f32; m * self.out_features()];
+        with_f32_rows(x, |rows| self.gated_matmul(up, rows, m, &mut out))?;
+        Tensor::from_vec(out, output_shape(&batch, self.out_features()), x.device())
+    }
+
+    /// The leading dimensions of `x` and the rows they make, after checking that `x` is an f32
+    /// CPU tensor whose rows are this matrix's inputs.
+    fn rows_of(&self, x: &Tensor) -> Result<(Vec<usize>, usize)> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            candle_core::bail!(
+                "QuantMatrix takes f32 CPU tensors, got {:?} on {:?}",
+                x.dtype(),
+                x.device()
+            );
+        }
+        let (&k, batch) = x
+            .dims()
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("QuantMatrix: a scalar input".into()))?;
+        if k != self.in_features() {
+            candle_core::bail!(
+                "QuantMatrix: the input ends in {k} values, the weights take {}",
+                self.in_features()
+            );
+        }
+        Ok((batch.to_vec(), batch.iter().product()))
+    }
+}
+
+/// Runs `f` on the values of the f32 CPU tensor `x`, row-major (copied first only when `x` is
+/// not contiguous).
+fn with_f32_rows(x: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(storage) = &*storage else {
+        candle_core::bail!("QuantMatrix runs on the CPU");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("QuantMatrix: the input is not contiguous ({layout:?})");
+    };
+    f(&storage.as_slice::<f32>()?[start..end]);
+    Ok(())
+}
+
+/// `batch` followed by `columns`.
+fn output_shape(batch: &[usize], columns: usize) -> Shape {
+    let mut shape = batch.to_vec();
+    shape.push(columns);
+    Shape::from(shape)
 }
 
 impl Module for QuantMatrix {

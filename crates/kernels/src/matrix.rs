@@ -1,5 +1,12 @@
 //! [`QuantMatrix`]: a weight matrix repacked once for the kernels, and its product with rows
 //! of activations, tiled over rows and output columns and parallel over output columns.
+//!
+//! Several products of one input run as one parallel loop over all their column tiles, the
+//! input quantized once ([`QuantMatrix::matmul_many`]: a layer's query, key and value
+//! projections), and the SiLU-gated pair of an MLP writes `silu(x Gᵀ) ⊙ (x Uᵀ)` straight from
+//! each tile's two results ([`QuantMatrix::gated_matmul`]): a decode step then runs three
+//! loops a layer where it ran seven, and quantizes each input once. Every output is the same,
+//! bit for bit, as the matrix's own product.
 
 use std::ops::Range;
 
@@ -175,102 +182,251 @@ impl QuantMatrix {
     /// # Panics
     /// When `x` or `out` does not have the size that `m` says.
     pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        Self::matmul_many_with(isa, &[self], x, m, &mut [out]);
+    }
+
+    /// `outs[i] = x Wᵢᵀ` for matrices of one input width: one parallel loop over all their
+    /// column tiles, `x` quantized once; each result the same bits as its own
+    /// [`QuantMatrix::matmul`].
+    ///
+    /// # Panics
+    /// When the matrices' input widths differ, or `x` or an output does not have the size
+    /// that `m` says.
+    pub fn matmul_many(matrices: &[&QuantMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+        Self::matmul_many_with(Isa::detect(), matrices, x, m, outs)
+    }
+
+    /// [`QuantMatrix::matmul_many`] with the kernels of `isa`.
+    ///
+    /// # Panics
+    /// As [`QuantMatrix::matmul_many`].
+    pub fn matmul_many_with(isa: Isa, matrices: &[&QuantMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+        assert_eq!(matrices.len(), outs.len(), "one output per matrix");
+        for (matrix, out) in matrices.iter().zip(outs.iter()) {
+            matrix.check_sizes(x, m, out);
+        }
+        let kernels = Kernels::new(isa);
+        let input = Input::prepare(kernels, x, m, matrices);
+        let products: Vec<(&QuantMatrix, Disjoint<'_, f32>)> = matrices
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(&matrix, out)| (matrix, Disjoint::new(out)))
+            .collect();
+        run_products(kernels, &input, m, &products);
+    }
+
+    /// `out = silu(x Gᵀ) ⊙ (x Uᵀ)` (the gated MLP's first half, `self` the gate `G`): both
+    /// products and the gating in one parallel loop, `x` quantized once; the same bits as the
+    /// two products followed by [`crate::SiluMul`].
+    ///
+    /// # Panics
+    /// When the two matrices' shapes differ, or `x` or `out` does not have the size that `m`
+    /// says.
+    pub fn gated_matmul(&self, up: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) {
+        self.gated_matmul_with(Isa::detect(), up, x, m, out)
+    }
+
+    /// [`QuantMatrix::gated_matmul`] with the kernels of `isa`.
+    ///
+    /// # Panics
+    /// As [`QuantMatrix::gated_matmul`].
+    pub fn gated_matmul_with(&self, isa: Isa, up: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) {
+        assert_eq!(
+            (self.n, self.k),
+            (up.n, up.k),
+            "the gate and up matrices differ in shape"
+        );
+        self.check_sizes(x, m, out);
+        let kernels = Kernels::new(isa);
+        let input = Input::prepare(kernels, x, m, &[self, up]);
+        let gated = Gated { gate: self, up };
+        run_products(kernels, &input, m, &[(gated, Disjoint::new(out))]);
+    }
+
+    /// Panics unless `x` holds `m` rows of this matrix's inputs and `out` `m` rows of its
+    /// outputs.
+    fn check_sizes(&self, x: &[f32], m: usize, out: &[f32]) {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "x must hold {m} rows of {k} values");
         assert_eq!(out.len(), m * n, "out must hold {m} rows of {n} values");
-        if m == 0 || n == 0 {
-            return;
-        }
-        let kernels = Kernels::new(isa);
-        let input = match self.packed {
-            Packed::F32(_) => Input::F32(x),
-            _ => Input::Q8(Q8Rows::quantize(kernels.isa(), x, m, k)),
-        };
-        let tiles = n.div_ceil(TILE_COLS);
-        let threads = worker_threads();
-        let tasks = if threads > 1 && m * n * k >= PARALLEL_MACS {
-            (threads * TASKS_PER_THREAD).min(tiles)
-        } else {
-            1
-        };
-        let out = Disjoint::new(out);
-        let task = |i: usize| self.run_tiles(kernels, &input, m, i * tiles / tasks..(i + 1) * tiles / tasks, &out);
-        if tasks == 1 {
-            task(0);
-        } else {
-            // The pool the attention, the norms and the activation quantization use: one set
-            // of workers, no second pool spinning beside it.
-            crate::pool::execute_chunked(tasks, |range| range.for_each(task));
-        }
-    }
-
-    /// All rows for the column tiles `tiles`: rows in blocks of [`ROW_BLOCK`], each over every
-    /// tile, [`ROW_TILE`] or [`WIDE_ROW_TILE`] rows per kernel call. Writes only the columns of
-    /// `tiles`.
-    fn run_tiles(&self, kernels: Kernels, input: &Input<'_>, m: usize, tiles: Range<usize>, out: &Disjoint<'_, f32>) {
-        // The f32 kernels are AVX2's on every x86 CPU (16 registers); Q6_K's kernel keeps a
-        // third set of accumulators (each half sub-block's sum) and spills at 8 rows (measured
-        // 0.9-1.05x of its speed at 4, where the other formats gain 1.1-1.3x).
-        if kernels.has_wide_registers() && !matches!(self.packed, Packed::F32(_) | Packed::Q6K(_)) {
-            self.run_tiles_by::<WIDE_ROW_TILE>(kernels, input, m, tiles, out)
-        } else {
-            self.run_tiles_by::<ROW_TILE>(kernels, input, m, tiles, out)
-        }
-    }
-
-    /// [`QuantMatrix::run_tiles`] with `RT` rows per kernel call (4 or 8), and the rows left
-    /// over in calls of 4, 3, 2 or 1.
-    fn run_tiles_by<const RT: usize>(
-        &self,
-        kernels: Kernels,
-        input: &Input<'_>,
-        m: usize,
-        tiles: Range<usize>,
-        out: &Disjoint<'_, f32>,
-    ) {
-        for rows_start in (0..m).step_by(ROW_BLOCK) {
-            let rows_end = (rows_start + ROW_BLOCK).min(m);
-            for t in tiles.clone() {
-                let cols = t * TILE_COLS..((t + 1) * TILE_COLS).min(self.n);
-                let mut r = rows_start;
-                while r + RT <= rows_end {
-                    write_rows(out, self.n, r, &cols, self.tile::<RT>(kernels, input, t, r));
-                    r += RT;
-                }
-                if RT > ROW_TILE && r + ROW_TILE <= rows_end {
-                    write_rows(out, self.n, r, &cols, self.tile::<ROW_TILE>(kernels, input, t, r));
-                    r += ROW_TILE;
-                }
-                match rows_end - r {
-                    3 => write_rows(out, self.n, r, &cols, self.tile::<3>(kernels, input, t, r)),
-                    2 => write_rows(out, self.n, r, &cols, self.tile::<2>(kernels, input, t, r)),
-                    1 => write_rows(out, self.n, r, &cols, self.tile::<1>(kernels, input, t, r)),
-                    _ => {}
-                }
-            }
-        }
     }
 
     /// Column tile `t` for rows `r..r + R`.
     fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R] {
         let entries = self.packed.entries_per_tile(self.k);
-        match (&self.packed, input) {
-            (Packed::Q4_0(w), Input::Q8(x)) => kernels.q4(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q4_1(w), Input::Q8(x)) => kernels.q4(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q5_0(w), Input::Q8(x)) => kernels.q5(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q5_1(w), Input::Q8(x)) => kernels.q5(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q8_0(w), Input::Q8(x)) => kernels.q8(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q4K(w), Input::Q8(x)) => kernels.q45k(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q5K(w), Input::Q8(x)) => kernels.q45k(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::Q6K(w), Input::Q8(x)) => kernels.q6k(tile_entries(w, t, entries), q8_rows(x, r)),
-            (Packed::F32(w), Input::F32(x)) => {
-                let k = self.k;
+        let q8 = || input.q8.as_ref().expect("quantized for quantized weights");
+        match &self.packed {
+            Packed::Q4_0(w) => kernels.q4(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q4_1(w) => kernels.q4(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q5_0(w) => kernels.q5(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q5_1(w) => kernels.q5(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q8_0(w) => kernels.q8(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q4K(w) => kernels.q45k(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q5K(w) => kernels.q45k(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::Q6K(w) => kernels.q6k(tile_entries(w, t, entries), q8_rows(q8(), r)),
+            Packed::F32(w) => {
+                let (k, x) = (self.k, input.x);
                 kernels.f32s(
                     tile_entries(w, t, entries),
                     std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]),
                 )
             }
-            _ => unreachable!("the input is prepared for the weights' format"),
+        }
+    }
+
+    /// Whether these weights' kernel takes [`WIDE_ROW_TILE`] rows per call with `kernels`.
+    fn takes_wide_tiles(&self, kernels: Kernels) -> bool {
+        // The f32 kernels are AVX2's on every x86 CPU (16 registers); Q6_K's kernel keeps a
+        // third set of accumulators (each half sub-block's sum) and spills at 8 rows (measured
+        // 0.9-1.05x of its speed at 4, where the other formats gain 1.1-1.3x).
+        kernels.has_wide_registers() && !matches!(self.packed, Packed::F32(_) | Packed::Q6K(_))
+    }
+}
+
+/// What one product of [`run_products`] computes per column tile: a matrix's own product, or
+/// the gated pair's.
+trait TileSource: Sync {
+    /// Output columns.
+    fn columns(&self) -> usize;
+    /// Multiply-adds per input row.
+    fn macs_per_row(&self) -> usize;
+    /// Whether [`WIDE_ROW_TILE`] rows per call suit the kernels.
+    fn takes_wide_tiles(&self, kernels: Kernels) -> bool;
+    /// Column tile `t` for rows `r..r + R`.
+    fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R];
+}
+
+impl TileSource for &QuantMatrix {
+    fn columns(&self) -> usize {
+        self.n
+    }
+
+    fn macs_per_row(&self) -> usize {
+        self.n * self.k
+    }
+
+    fn takes_wide_tiles(&self, kernels: Kernels) -> bool {
+        QuantMatrix::takes_wide_tiles(self, kernels)
+    }
+
+    fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R] {
+        QuantMatrix::tile(self, kernels, input, t, r)
+    }
+}
+
+/// The gate and up matrices of a gated MLP, read as one product `silu(x Gᵀ) ⊙ (x Uᵀ)`.
+struct Gated<'a> {
+    /// `G`.
+    gate: &'a QuantMatrix,
+    /// `U`, of `G`'s shape.
+    up: &'a QuantMatrix,
+}
+
+impl TileSource for Gated<'_> {
+    fn columns(&self) -> usize {
+        self.gate.n
+    }
+
+    fn macs_per_row(&self) -> usize {
+        2 * self.gate.n * self.gate.k
+    }
+
+    fn takes_wide_tiles(&self, kernels: Kernels) -> bool {
+        self.gate.takes_wide_tiles(kernels) && self.up.takes_wide_tiles(kernels)
+    }
+
+    fn tile<const R: usize>(&self, kernels: Kernels, input: &Input<'_>, t: usize, r: usize) -> [[f32; TILE_COLS]; R] {
+        let mut gate = self.gate.tile::<R>(kernels, input, t, r);
+        let up = self.up.tile::<R>(kernels, input, t, r);
+        crate::fast_exp::silu_mul(gate.as_flattened_mut(), up.as_flattened());
+        gate
+    }
+}
+
+/// Runs `products` (each a source of column tiles and its output) as one loop over all their
+/// column tiles: parallel on the kernels' pool when the work is large enough.
+fn run_products<S: TileSource>(kernels: Kernels, input: &Input<'_>, m: usize, products: &[(S, Disjoint<'_, f32>)]) {
+    let tiles: Vec<usize> = products.iter().map(|(p, _)| p.columns().div_ceil(TILE_COLS)).collect();
+    let total: usize = tiles.iter().sum();
+    if m == 0 || total == 0 {
+        return;
+    }
+    let macs: usize = m * products.iter().map(|(p, _)| p.macs_per_row()).sum::<usize>();
+    let threads = worker_threads();
+    let tasks = if threads > 1 && macs >= PARALLEL_MACS {
+        (threads * TASKS_PER_THREAD).min(total)
+    } else {
+        1
+    };
+    // Task `i` takes tiles `i * total / tasks..` of the products' tiles laid end to end.
+    let task = |i: usize| {
+        let (start, end) = (i * total / tasks, (i + 1) * total / tasks);
+        let mut first = 0;
+        for ((product, out), &count) in products.iter().zip(&tiles) {
+            let (from, to) = (start.max(first), end.min(first + count));
+            if from < to {
+                run_tiles(product, kernels, input, m, from - first..to - first, out);
+            }
+            first += count;
+        }
+    };
+    if tasks == 1 {
+        task(0);
+    } else {
+        // The pool the attention, the norms and the activation quantization use: one set of
+        // workers, no second pool spinning beside it.
+        crate::pool::execute_chunked(tasks, |range| range.for_each(task));
+    }
+}
+
+/// All rows of `source` for the column tiles `tiles`: rows in blocks of [`ROW_BLOCK`], each
+/// over every tile, [`ROW_TILE`] or [`WIDE_ROW_TILE`] rows per kernel call. Writes only the
+/// columns of `tiles`.
+fn run_tiles<S: TileSource>(
+    source: &S,
+    kernels: Kernels,
+    input: &Input<'_>,
+    m: usize,
+    tiles: Range<usize>,
+    out: &Disjoint<'_, f32>,
+) {
+    if source.takes_wide_tiles(kernels) {
+        run_tiles_by::<WIDE_ROW_TILE, S>(source, kernels, input, m, tiles, out)
+    } else {
+        run_tiles_by::<ROW_TILE, S>(source, kernels, input, m, tiles, out)
+    }
+}
+
+/// [`run_tiles`] with `RT` rows per kernel call (4 or 8), and the rows left over in calls of
+/// 4, 3, 2 or 1.
+fn run_tiles_by<const RT: usize, S: TileSource>(
+    source: &S,
+    kernels: Kernels,
+    input: &Input<'_>,
+    m: usize,
+    tiles: Range<usize>,
+    out: &Disjoint<'_, f32>,
+) {
+    let n = source.columns();
+    for rows_start in (0..m).step_by(ROW_BLOCK) {
+        let rows_end = (rows_start + ROW_BLOCK).min(m);
+        for t in tiles.clone() {
+            let cols = t * TILE_COLS..((t + 1) * TILE_COLS).min(n);
+            let mut r = rows_start;
+            while r + RT <= rows_end {
+                write_rows(out, n, r, &cols, source.tile::<RT>(kernels, input, t, r));
+                r += RT;
+            }
+            if RT > ROW_TILE && r + ROW_TILE <= rows_end {
+                write_rows(out, n, r, &cols, source.tile::<ROW_TILE>(kernels, input, t, r));
+                r += ROW_TILE;
+            }
+            match rows_end - r {
+                3 => write_rows(out, n, r, &cols, source.tile::<3>(kernels, input, t, r)),
+                2 => write_rows(out, n, r, &cols, source.tile::<2>(kernels, input, t, r)),
+                1 => write_rows(out, n, r, &cols, source.tile::<1>(kernels, input, t, r)),
+                _ => {}
+            }
         }
     }
 }
@@ -280,12 +436,31 @@ fn worker_threads() -> usize {
     crate::pool::threads()
 }
 
-/// The activations as the kernels of a format read them.
-enum Input<'a> {
-    /// Quantized rows, for quantized weights.
-    Q8(Q8Rows),
-    /// The f32 rows as given, for f32 weights.
-    F32(&'a [f32]),
+/// The activations as the kernels of the products' formats read them: the f32 rows as given
+/// (f32 weights), and quantized once when any weights are quantized.
+struct Input<'a> {
+    /// The rows as given.
+    x: &'a [f32],
+    /// The rows quantized, when a product has quantized weights.
+    q8: Option<Q8Rows>,
+}
+
+impl<'a> Input<'a> {
+    /// The input of `matrices` (all of one input width).
+    fn prepare(kernels: Kernels, x: &'a [f32], m: usize, matrices: &[&QuantMatrix]) -> Self {
+        let Some(first) = matrices.first() else {
+            return Self { x, q8: None };
+        };
+        assert!(
+            matrices.iter().all(|matrix| matrix.k == first.k),
+            "the products of one input need one input width"
+        );
+        let quantized = matrices.iter().any(|matrix| !matches!(matrix.packed, Packed::F32(_)));
+        Self {
+            x,
+            q8: (quantized && m > 0).then(|| Q8Rows::quantize(kernels.isa(), x, m, first.k)),
+        }
+    }
 }
 
 /// The entries of column tile `t`.

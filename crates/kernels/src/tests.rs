@@ -381,3 +381,64 @@ fn other_dtypes_are_refused_or_dequantized() {
     let reference = reference(&qtensor, &x, 3);
     assert!(row_relative_error(&ours(&matrix, Isa::detect(), &x, 3), &reference, &reference, n) <= 2e-5);
 }
+
+#[test]
+fn products_of_one_input_give_each_matrix_its_own_bits() {
+    // A layer's q, k, v projections in mixed formats (as a Q4_K_M file mixes them), and an f32
+    // matrix beside quantized ones (it reads the input unquantized).
+    let mut rng = StdRng::seed_from_u64(41);
+    let k = 512;
+    let formats = [GgmlDType::Q5_0, GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::F32];
+    let outputs = [512, 128, 136, 40];
+    let matrices: Vec<QuantMatrix> = formats
+        .iter()
+        .zip(outputs)
+        .map(|(&dtype, n)| QuantMatrix::from_qtensor(&quantize(&weights(&mut rng, n, k), n, k, dtype)).unwrap())
+        .collect();
+    let refs: Vec<&QuantMatrix> = matrices.iter().collect();
+    for isa in isas() {
+        for m in ROWS {
+            let x = activations(&mut rng, m, k);
+            let mut outs: Vec<Vec<f32>> = outputs.iter().map(|n| vec![f32::NAN; m * n]).collect();
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            QuantMatrix::matmul_many_with(isa, &refs, &x, m, &mut slices);
+            for (matrix, out) in matrices.iter().zip(&outs) {
+                let alone = ours(matrix, isa, &x, m);
+                assert_eq!(bits(out), bits(&alone), "{isa:?} {:?} m = {m}", matrix.format());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_gated_product_gives_the_bits_of_its_two_products_and_silu_mul() {
+    let mut rng = StdRng::seed_from_u64(43);
+    let (k, n) = (512, 200);
+    for (gate_format, up_format) in [
+        (GgmlDType::Q5_0, GgmlDType::Q5_0),
+        (GgmlDType::Q4K, GgmlDType::Q6K),
+        (GgmlDType::F32, GgmlDType::F32),
+    ] {
+        let mut matrix = |dtype| QuantMatrix::from_qtensor(&quantize(&weights(&mut rng, n, k), n, k, dtype)).unwrap();
+        let (gate, up) = (matrix(gate_format), matrix(up_format));
+        for isa in isas() {
+            for m in ROWS {
+                let x = activations(&mut rng, m, k);
+                let mut expected = ours(&gate, isa, &x, m);
+                crate::fast_exp::silu_mul(&mut expected, &ours(&up, isa, &x, m));
+                let mut out = vec![f32::NAN; m * n];
+                gate.gated_matmul_with(isa, &up, &x, m, &mut out);
+                assert_eq!(
+                    bits(&out),
+                    bits(&expected),
+                    "{isa:?} {gate_format:?}/{up_format:?} m = {m}"
+                );
+            }
+        }
+    }
+}
+
+/// The bits of `values`.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}

@@ -5,14 +5,17 @@
 //! all rows of a step); other formats (Q2_K, Q3_K, Q8_K) and other devices use candle's
 //! `QMatMul`. Both compute
 //! each output row from its input row alone, so a sequence's result does not depend on the
-//! batch around it.
+//! batch around it. Products of one input ([`QLinear::forward_many`]: query, key and value) and
+//! the gated MLP pair ([`QLinear::forward_gated`]) run fused when our kernels run all of them:
+//! one parallel loop and one activation quantization instead of one per product, the same
+//! bits.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
-use enclave_kernels::QuantMatrix;
+use enclave_kernels::{QuantMatrix, SiluMul};
 
 /// How a [`QLinear`] multiplies.
 #[derive(Debug)]
@@ -127,6 +130,43 @@ impl QLinear {
         match &self.kernel {
             Kernel::Ours(matrix) => matrix.forward(x),
             Kernel::Candle(matmul) => matmul.forward(x),
+        }
+    }
+
+    /// Our kernels' matrix, when they run this one.
+    fn ours(&self) -> Option<&QuantMatrix> {
+        match &self.kernel {
+            Kernel::Ours(matrix) => Some(matrix),
+            Kernel::Candle(_) => None,
+        }
+    }
+
+    /// `x` through each of `linears` (one input width): [`QuantMatrix::forward_many`] when our
+    /// kernels run them all and `x` is f32, else each product alone; the same results either
+    /// way.
+    pub(crate) fn forward_many<const N: usize>(linears: [&QLinear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        let ours: Option<Vec<&QuantMatrix>> = linears.iter().map(|linear| linear.ours()).collect();
+        let outputs = match ours {
+            Some(matrices) if x.dtype() == DType::F32 => QuantMatrix::forward_many(&matrices, x)?,
+            _ => linears
+                .iter()
+                .map(|linear| linear.forward(x))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        outputs
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("one output per product".into()))
+    }
+
+    /// `silu(x Gᵀ) ⊙ (x Uᵀ)` with [`enclave_kernels::SiluMul`]'s arithmetic: in one loop
+    /// ([`QuantMatrix::forward_gated`]) when our kernels run both matrices and `x` is f32,
+    /// else both products, then the op.
+    pub(crate) fn forward_gated(gate: &QLinear, up: &QLinear, x: &Tensor) -> Result<Tensor> {
+        match (gate.ours(), up.ours()) {
+            (Some(gate), Some(up)) if x.dtype() == DType::F32 && gate.out_features() == up.out_features() => {
+                gate.forward_gated(up, x)
+            }
+            _ => gate.forward(x)?.apply_op2_no_bwd(&up.forward(x)?, &SiluMul),
         }
     }
 }

@@ -10,7 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::{rms_norm, silu};
 use candle_nn::rotary_emb::{rope, rope_i};
-use enclave_kernels::{ResidualAdd, RmsNorm, Rope, SiluMul};
+use enclave_kernels::{ResidualAdd, RmsNorm, Rope};
 
 use super::attention::{attend_candle, AttentionBackend};
 use super::config::BatchModelConfig;
@@ -371,7 +371,7 @@ impl LlamaBatchModel {
             let attn = self.attention(index, layer, &h, &plan, kv)?;
             x = self.residual(&x, &attn)?;
             let h = self.norm(&x, &layer.ffn_norm)?;
-            let gated = self.gated(&layer.gate.forward(&h)?, &layer.up.forward(&h)?)?;
+            let gated = self.gated(layer, &h)?;
             x = self.residual(&x, &layer.down.forward(&gated)?)?;
         }
         let Some(rows) = &plan.logit_rows else {
@@ -406,12 +406,13 @@ impl LlamaBatchModel {
         }
     }
 
-    /// `silu(gate) * up`.
-    fn gated(&self, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    /// `silu(h Gᵀ) * (h Uᵀ)`, the MLP's gated half: fused on our kernels under our ops,
+    /// candle's SiLU otherwise.
+    fn gated(&self, layer: &Layer, h: &Tensor) -> candle_core::Result<Tensor> {
         if self.own_ops() {
-            gate.apply_op2_no_bwd(up, &SiluMul)
+            QLinear::forward_gated(&layer.gate, &layer.up, h)
         } else {
-            silu(gate)? * up
+            silu(&layer.gate.forward(h)?)? * layer.up.forward(h)?
         }
     }
 
@@ -427,9 +428,7 @@ impl LlamaBatchModel {
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (t, heads, kv_heads, d) = (h.dim(0)?, c.num_heads, c.num_kv_heads, c.head_dim);
-        let mut q = layer.wq.forward(h)?;
-        let mut k = layer.wk.forward(h)?;
-        let mut v = layer.wv.forward(h)?;
+        let [mut q, mut k, mut v] = QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], h)?;
         if let Some(b) = &layer.q_bias {
             q = q.broadcast_add(b)?;
         }
