@@ -38,7 +38,7 @@ impl Lanes for half::f16 {
 /// Eight values of the cache from `values[at..at + 8]`, as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load_kv<E: Lanes>(values: &[E], at: usize) -> __m256 {
+pub(super) fn load_kv<E: Lanes>(values: &[E], at: usize) -> __m256 {
     let chunk = &values[at..at + 8];
     // SAFETY: `chunk` holds 8 readable values; the CPU has AVX2 and F16C (this function's
     // features).
@@ -69,7 +69,7 @@ pub(super) fn exp8(x: __m256) -> __m256 {
 /// Eight f32 from `values[at..at + 8]`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn load(values: &[f32], at: usize) -> __m256 {
+pub(super) fn load(values: &[f32], at: usize) -> __m256 {
     let chunk = &values[at..at + 8];
     // SAFETY: `chunk` holds 8 readable values; `loadu` takes any alignment.
     unsafe { _mm256_loadu_ps(chunk.as_ptr()) }
@@ -78,7 +78,7 @@ fn load(values: &[f32], at: usize) -> __m256 {
 /// Stores eight f32 to `values[at..at + 8]`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn store(values: &mut [f32], at: usize, v: __m256) {
+pub(super) fn store(values: &mut [f32], at: usize, v: __m256) {
     let chunk = &mut values[at..at + 8];
     // SAFETY: `chunk` holds 8 writable values; `storeu` takes any alignment.
     unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), v) }
@@ -87,7 +87,7 @@ fn store(values: &mut [f32], at: usize, v: __m256) {
 /// As [`super::dot`]: eight lanes of products added in order, then the same tree.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot<E: Lanes>(a: &[f32], b: &[E]) -> f32 {
+pub(super) fn dot<E: Lanes>(a: &[f32], b: &[E]) -> f32 {
     let full = a.len() / 8 * 8;
     let mut acc = _mm256_setzero_ps();
     let mut i = 0;
@@ -108,7 +108,7 @@ fn dot<E: Lanes>(a: &[f32], b: &[E]) -> f32 {
 /// [`super::sum`] adds.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn softmax_numerators(row: &mut [f32]) -> f32 {
+pub(super) fn softmax_numerators(row: &mut [f32]) -> f32 {
     let full = row.len() / 8 * 8;
     let mut max8 = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut i = 0;
@@ -150,7 +150,7 @@ pub(super) const MAX_VECTORS: usize = 32;
 /// horizontal adds in all instead of 8 stores and 56 scalar adds.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn trees8(acc: [__m256; 8]) -> __m256 {
+pub(super) fn trees8(acc: [__m256; 8]) -> __m256 {
     // y[n]: lanes 0..4 are (l0 + l4, l1 + l5, l2 + l6, l3 + l7) of acc[n], lanes 4..8 the same
     // of acc[n + 4].
     let y: [__m256; 4] = std::array::from_fn(|n| {
@@ -199,7 +199,7 @@ fn weighted_sum<const V: usize, E: Lanes>(
 /// Bytes of keys (or values) of one key/value head read per block of keys: each block's rows
 /// stay in the core's L1 cache while every query of the item goes over them (a whole context's
 /// rows, 512 KiB for 2,048 keys of 64 dimensions, come from L2 at best, once per query).
-const KEY_BLOCK_BYTES: usize = 16 * 1024;
+pub(super) const KEY_BLOCK_BYTES: usize = 16 * 1024;
 
 /// [`super::attend_item`], eight lanes at a time, for head sizes that are a multiple of 8
 /// (at most `8 * MAX_VECTORS`). Keys are taken in blocks of [`KEY_BLOCK_BYTES`], each block
