@@ -309,9 +309,7 @@ impl LlamaBatchModel {
             ));
         }
         if backend == AttentionBackend::GpuKernel && self.kv_dtype == Some(DType::F16) {
-            return Err(EngineError::InvalidRequest(
-                "the GPU attention kernel reads an f32 KV cache only".into(),
-            ));
+            return Err(EngineError::InvalidRequest(GPU_KERNEL_CACHE.into()));
         }
         self.attention = backend;
         Ok(())
@@ -333,11 +331,7 @@ impl LlamaBatchModel {
         match dtype {
             DType::F32 => {}
             DType::F16 if self.attention != AttentionBackend::GpuKernel => {}
-            DType::F16 => {
-                return Err(EngineError::InvalidRequest(
-                    "the GPU attention kernel reads an f32 KV cache only".into(),
-                ))
-            }
+            DType::F16 => return Err(EngineError::InvalidRequest(GPU_KERNEL_CACHE.into())),
             other => {
                 return Err(EngineError::InvalidRequest(format!(
                     "KV cache dtype {other:?}: f32 or f16 only"
@@ -514,6 +508,9 @@ impl LlamaBatchModel {
         layer.wo.forward(&y)
     }
 }
+
+/// Why an f16 KV cache and the GPU attention kernel do not go together.
+const GPU_KERNEL_CACHE: &str = "the GPU attention kernel reads an f32 KV cache only";
 
 /// The attention a model on `device` runs unless told otherwise: the CPU kernel on the CPU;
 /// on CUDA candle's ops, or the GPU kernel with `ENCLAVE_CUDA_ATTENTION=kernel` (2.2x the
