@@ -372,22 +372,10 @@ pub(crate) trait LanesKv {}
 #[cfg(not(target_arch = "x86_64"))]
 impl<T> LanesKv for T {}
 
-/// Whether this CPU has AVX2 and FMA (never elsewhere: the tests ask on every architecture).
-#[cfg(any(target_arch = "x86_64", test))]
-fn avx2_available() -> bool {
-    crate::isa::avx2_available()
-}
-
 /// Whether [`avx2::attend_item`] runs heads of `head_dim` on this CPU.
 #[cfg(target_arch = "x86_64")]
 fn use_avx2(head_dim: usize) -> bool {
-    avx2_available() && head_dim.is_multiple_of(8) && head_dim <= 8 * avx2::MAX_VECTORS
-}
-
-/// Never off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-fn use_avx2(_head_dim: usize) -> bool {
-    false
+    crate::isa::avx2_available() && head_dim.is_multiple_of(8) && head_dim <= 8 * avx2::MAX_VECTORS
 }
 
 /// Attention of the tokens of `item` for the query heads of its key/value head. Each query
@@ -746,7 +734,7 @@ mod tests {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if avx2_available() {
+        if crate::isa::avx2_available() {
             use std::arch::x86_64::*;
             for chunk in xs.chunks_exact(8) {
                 let mut lanes = [0f32; 8];
