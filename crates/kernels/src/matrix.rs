@@ -352,7 +352,7 @@ fn run_products<S: TileSource>(kernels: Kernels, input: &Input<'_>, m: usize, pr
         return;
     }
     let macs: usize = m * products.iter().map(|(p, _)| p.macs_per_row()).sum::<usize>();
-    let threads = worker_threads();
+    let threads = crate::pool::threads();
     let tasks = if threads > 1 && macs >= PARALLEL_MACS {
         (threads * TASKS_PER_THREAD).min(total)
     } else {
@@ -429,11 +429,6 @@ fn run_tiles_by<const RT: usize, S: TileSource>(
             }
         }
     }
-}
-
-/// Threads of the kernels' pool, the caller included.
-fn worker_threads() -> usize {
-    crate::pool::threads()
 }
 
 /// The activations as the kernels of the products' formats read them: the f32 rows as given
