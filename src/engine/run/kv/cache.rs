@@ -270,6 +270,37 @@ mod tests {
         assert_eq!(k0.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
     }
 
+    /// Resident memory of this process, from `/proc/self/statm` (pages of 4 KiB).
+    #[cfg(target_os = "linux")]
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_f16_cache_takes_memory_only_as_it_is_written() {
+        // 512 MiB of f16 K and V: a cache whose zeros were written one by one would be resident
+        // at once (tests running beside this one allocate far less than the margin).
+        let config = KvCacheConfig {
+            num_layers: 8,
+            num_kv_heads: 4,
+            head_dim: 64,
+            block_size: 16,
+            dtype: DType::F16,
+        };
+        let before = resident_bytes();
+        let cache = KvCache::with_budget(config, 512 << 20, &Device::Cpu).unwrap();
+        let grown = resident_bytes().saturating_sub(before);
+        assert_eq!(cache.layer(0).0.dtype(), DType::F16);
+        assert!(
+            grown < 128 << 20,
+            "allocating the cache made {} MiB resident",
+            grown >> 20
+        );
+    }
+
     #[test]
     fn blocks_are_reused_after_release() {
         let mut cache = KvCache::with_blocks(config(), 2, &Device::Cpu).unwrap();
