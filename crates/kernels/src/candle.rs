@@ -70,8 +70,13 @@ impl QuantMatrix {
                 x.device()
             );
         }
-        let (&k, batch) = x
-            .dims()
+        self.rows_of_dims(x.dims())
+    }
+
+    /// The leading dimensions of `dims` and the rows they make, after checking that the last
+    /// is this matrix's input width.
+    fn rows_of_dims(&self, dims: &[usize]) -> Result<(Vec<usize>, usize)> {
+        let (&k, batch) = dims
             .split_last()
             .ok_or_else(|| candle_core::Error::Msg("QuantMatrix: a scalar input".into()))?;
         if k != self.in_features() {
@@ -121,22 +126,10 @@ impl CustomOp1 for QuantMatrix {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("QuantMatrix: the input is not contiguous ({layout:?})");
         };
-        let dims = layout.shape().dims();
-        let (&k, batch) = dims
-            .split_last()
-            .ok_or_else(|| candle_core::Error::Msg("QuantMatrix: a scalar input".into()))?;
-        if k != self.in_features() {
-            candle_core::bail!(
-                "QuantMatrix: the input ends in {k} values, the weights take {}",
-                self.in_features()
-            );
-        }
+        let (batch, m) = self.rows_of_dims(layout.shape().dims())?;
         let x = &storage.as_slice::<f32>()?[start..end];
-        let m: usize = batch.iter().product();
         let mut out = vec![0f32; m * self.out_features()];
         self.matmul(x, m, &mut out);
-        let mut shape = batch.to_vec();
-        shape.push(self.out_features());
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
+        Ok((CpuStorage::F32(out), output_shape(&batch, self.out_features())))
     }
 }

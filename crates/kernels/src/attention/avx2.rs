@@ -5,35 +5,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{Geometry, Inputs, Item, KvValue, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
-
-/// A cache dtype's eight-lane load.
-pub(crate) trait Lanes: KvValue {
-    /// Eight values from `ptr` as f32.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and F16C; `ptr` must point to 8 readable values.
-    unsafe fn load8(ptr: *const Self) -> __m256;
-}
-
-impl Lanes for f32 {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load8(ptr: *const Self) -> __m256 {
-        // SAFETY: the caller gives 8 readable values; `loadu` takes any alignment.
-        unsafe { _mm256_loadu_ps(ptr) }
-    }
-}
-
-impl Lanes for half::f16 {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load8(ptr: *const Self) -> __m256 {
-        // SAFETY: the caller gives 8 readable values (16 bytes, `f16` is a `u16`); `loadu`
-        // takes any alignment.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(ptr.cast())) }
-    }
-}
+use super::lanes::Lanes;
+use super::{Geometry, Inputs, Item, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
 
 /// Eight values of the cache from `values[at..at + 8]`, as f32.
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -9,35 +9,9 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{self, Lanes};
+use super::avx2;
+use super::lanes::Lanes;
 use super::{Geometry, Inputs, Item};
-
-/// A cache dtype's sixteen-lane load.
-pub(crate) trait Lanes16: Lanes {
-    /// Sixteen values from `ptr` as f32.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512 F; `ptr` must point to 16 readable values.
-    unsafe fn load16(ptr: *const Self) -> __m512;
-}
-
-impl Lanes16 for f32 {
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-    #[inline]
-    unsafe fn load16(ptr: *const Self) -> __m512 {
-        // SAFETY: the caller gives 16 readable values; `loadu` takes any alignment.
-        unsafe { _mm512_loadu_ps(ptr) }
-    }
-}
-
-impl Lanes16 for half::f16 {
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-    #[inline]
-    unsafe fn load16(ptr: *const Self) -> __m512 {
-        // SAFETY: the caller gives 16 readable values (32 bytes); `loadu` takes any alignment.
-        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(ptr.cast())) }
-    }
-}
 
 /// Query heads whose dot products share each key row's loads: 8 keys × 3 accumulators, 3
 /// query vectors and a key vector take 28 of the 32 registers.
@@ -104,7 +78,7 @@ fn scores<const G: usize, E: Lanes>(
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
 #[inline]
-fn weighted_sums<const V: usize, const G: usize, E: Lanes16>(
+fn weighted_sums<const V: usize, const G: usize, E: Lanes>(
     v: &[E],
     weights: [&[f32]; G],
     at: &impl Fn(usize) -> usize,
@@ -145,7 +119,7 @@ fn weighted_sums<const V: usize, const G: usize, E: Lanes16>(
 /// [`weighted_sums`] for `G` queries over all `d` columns, `V` vectors of 16 at a time.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
 #[inline]
-fn weighted_sums_by_columns<const G: usize, E: Lanes16>(
+fn weighted_sums_by_columns<const G: usize, E: Lanes>(
     v: &[E],
     weights: [&[f32]; G],
     at: &impl Fn(usize) -> usize,
@@ -181,7 +155,7 @@ fn weighted_sums_by_columns<const G: usize, E: Lanes16>(
 /// The CPU must have AVX2, FMA, F16C and AVX-512 F and VL; `head_dim % 16 == 0` and
 /// `head_dim <= 8 * avx2::MAX_VECTORS`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub(super) unsafe fn attend_item<E: Lanes16>(inputs: &Inputs<'_, E>, item: &Item, scratch: &mut Vec<f32>) {
+pub(super) unsafe fn attend_item<E: Lanes>(inputs: &Inputs<'_, E>, item: &Item, scratch: &mut Vec<f32>) {
     let op = inputs.op;
     let geometry = Geometry::new(op, item);
     let (d, group, tokens, ctx) = (geometry.d, geometry.group, geometry.tokens, geometry.ctx);
@@ -210,24 +184,28 @@ pub(super) unsafe fn attend_item<E: Lanes16>(inputs: &Inputs<'_, E>, item: &Item
             let mut j = 0;
             while j < group {
                 let first_query = t * group + j;
+                // `G` heads from `j`, their rows of scores; returns `G`.
+                macro_rules! heads {
+                    ($g:expr) => {{
+                        let queries = std::array::from_fn(|i| query(t, j + i));
+                        let mut rows = rows_of::<{ $g }>(all_scores, ctx, first_query);
+                        scores::<{ $g }, E>(
+                            queries,
+                            k,
+                            &key_start,
+                            d,
+                            block_start,
+                            end,
+                            op.scale,
+                            &mut rows,
+                        );
+                        $g
+                    }};
+                }
                 j += match group - j {
-                    3.. => {
-                        let queries = std::array::from_fn(|i| query(t, j + i));
-                        let mut rows = rows_of::<SCORE_GROUP>(all_scores, ctx, first_query);
-                        scores::<SCORE_GROUP, E>(queries, k, &key_start, d, block_start, end, op.scale, &mut rows);
-                        SCORE_GROUP
-                    }
-                    2 => {
-                        let queries = std::array::from_fn(|i| query(t, j + i));
-                        let mut rows = rows_of::<2>(all_scores, ctx, first_query);
-                        scores::<2, E>(queries, k, &key_start, d, block_start, end, op.scale, &mut rows);
-                        2
-                    }
-                    _ => {
-                        let mut rows = rows_of::<1>(all_scores, ctx, first_query);
-                        scores::<1, E>([query(t, j)], k, &key_start, d, block_start, end, op.scale, &mut rows);
-                        1
-                    }
+                    3.. => heads!(SCORE_GROUP),
+                    2 => heads!(2),
+                    _ => heads!(1),
                 };
             }
         }
@@ -258,39 +236,20 @@ pub(super) unsafe fn attend_item<E: Lanes16>(inputs: &Inputs<'_, E>, item: &Item
             let first = block_start == 0;
             let mut j = 0;
             while j < group {
-                j += match group - j {
-                    4.. => {
+                // `G` heads from `j`, their weights and outputs; returns `G`.
+                macro_rules! heads {
+                    ($g:expr) => {{
                         let mut outs = std::array::from_fn(|i| out(j + i));
                         let weights = std::array::from_fn(|i| weights(j + i));
-                        weighted_sums_by_columns::<SUM_GROUP, E>(v, weights, &at, first, &mut outs);
-                        SUM_GROUP
-                    }
-                    3 => {
-                        let mut outs = std::array::from_fn(|i| out(j + i));
-                        weighted_sums_by_columns::<3, E>(
-                            v,
-                            std::array::from_fn(|i| weights(j + i)),
-                            &at,
-                            first,
-                            &mut outs,
-                        );
-                        3
-                    }
-                    2 => {
-                        let mut outs = std::array::from_fn(|i| out(j + i));
-                        weighted_sums_by_columns::<2, E>(
-                            v,
-                            std::array::from_fn(|i| weights(j + i)),
-                            &at,
-                            first,
-                            &mut outs,
-                        );
-                        2
-                    }
-                    _ => {
-                        weighted_sums_by_columns::<1, E>(v, [weights(j)], &at, first, &mut [out(j)]);
-                        1
-                    }
+                        weighted_sums_by_columns::<{ $g }, E>(v, weights, &at, first, &mut outs);
+                        $g
+                    }};
+                }
+                j += match group - j {
+                    4.. => heads!(SUM_GROUP),
+                    3 => heads!(3),
+                    2 => heads!(2),
+                    _ => heads!(1),
                 };
             }
         }

@@ -13,6 +13,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod gpu;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 
 pub use gpu::GpuPagedAttention;
 
@@ -315,9 +317,7 @@ impl PagedAttention {
 /// What the SIMD kernels need of a cache dtype (their eight- and sixteen-lane loads); nothing
 /// elsewhere.
 #[cfg(target_arch = "x86_64")]
-pub(crate) trait LanesKv: avx2::Lanes + avx512::Lanes16 {}
-#[cfg(target_arch = "x86_64")]
-impl<T: avx2::Lanes + avx512::Lanes16> LanesKv for T {}
+pub(crate) use lanes::Lanes as LanesKv;
 
 /// Which implementation of [`attend_item`] runs: all give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
