@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 use super::activations::Q8Block;
 use super::kquants::{ScaledNibbles, TileQ6K, SUB_BLOCKS};
 use super::packed::{FiveBits, Nibbles, TileQ8_0, QK, TILE_COLS};
+use super::prefetch::{weights_ahead, PREFETCH_ROWS};
 
 /// Proof that this CPU runs AVX2, FMA and F16C: only [`Avx2::detect`] makes one, so the
 /// methods below may call the `#[target_feature]` functions.
@@ -124,6 +125,9 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
+        if R >= PREFETCH_ROWS {
+            weights_ahead(tile, std::mem::size_of_val(tile));
+        }
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];
@@ -195,6 +199,9 @@ fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32;
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
+        if R >= PREFETCH_ROWS {
+            weights_ahead(tile, std::mem::size_of_val(tile));
+        }
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];
@@ -275,6 +282,9 @@ fn q45k<T: ScaledNibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) ->
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
+        if R >= PREFETCH_ROWS {
+            weights_ahead(tile, std::mem::size_of_val(tile));
+        }
         let d = load_f16x8(tile.d());
         let dmin = load_f16x8(tile.dmin());
         for j in 0..SUB_BLOCKS {
@@ -355,6 +365,8 @@ fn q6k<const R: usize>(tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
+        // Q6_K's arithmetic per byte is the heaviest: ahead even for one row.
+        weights_ahead(tile, std::mem::size_of_val(tile));
         let d = load_f16x8(&tile.d);
         for j in 0..SUB_BLOCKS {
             let mut xs = [&rows[0][SUB_BLOCKS * b + j]; R];
@@ -415,6 +427,9 @@ fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_
     let top_bits = _mm256_set1_epi8(0x80u8 as i8);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
+        if R >= PREFETCH_ROWS {
+            weights_ahead(tile, std::mem::size_of_val(tile));
+        }
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];

@@ -43,6 +43,8 @@ mod neon;
 mod ops;
 mod packed;
 mod pool;
+#[cfg(target_arch = "x86_64")]
+mod prefetch;
 mod reduce;
 mod scalar;
 
