@@ -33,14 +33,8 @@ impl QuantMatrix {
             candle_core::bail!("QuantMatrix::forward_many: the matrices take inputs of different widths");
         }
         let (batch, m) = first.rows_of(x)?;
-        let mut outs: Vec<Vec<f32>> = matrices
-            .iter()
-            .map(|matrix| vec![0f32; m * matrix.out_features()])
-            .collect();
-        with_f32_rows(x, |rows| {
-            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            QuantMatrix::matmul_many(matrices, rows, m, &mut slices);
-        })?;
+        let mut outs = Vec::new();
+        with_f32_rows(x, |rows| outs = QuantMatrix::matmul_many_vecs(matrices, rows, m))?;
         matrices
             .iter()
             .zip(outs)
@@ -55,8 +49,8 @@ impl QuantMatrix {
             candle_core::bail!("QuantMatrix::forward_gated: the gate and up matrices differ in shape");
         }
         let (batch, m) = self.rows_of(x)?;
-        let mut out = vec![0f32; m * self.out_features()];
-        with_f32_rows(x, |rows| self.gated_matmul(up, rows, m, &mut out))?;
+        let mut out = Vec::new();
+        with_f32_rows(x, |rows| out = self.gated_matmul_vec(up, rows, m))?;
         Tensor::from_vec(out, output_shape(&batch, self.out_features()), x.device())
     }
 
@@ -128,8 +122,7 @@ impl CustomOp1 for QuantMatrix {
         };
         let (batch, m) = self.rows_of_dims(layout.shape().dims())?;
         let x = &storage.as_slice::<f32>()?[start..end];
-        let mut out = vec![0f32; m * self.out_features()];
-        self.matmul(x, m, &mut out);
+        let out = self.matmul_vec(x, m);
         Ok((CpuStorage::F32(out), output_shape(&batch, self.out_features())))
     }
 }

@@ -4,6 +4,8 @@
 //! [`PagedAttention`]: causal attention of a whole batch over a paged KV cache; and
 //! [`GpuPagedAttention`], its CUDA counterpart for decode steps (the `cuda` feature).
 //!
+//! [`KvWrite`]: a batch's new keys or values written into a paged KV cache in place.
+//!
 //! [`encoder`]: the kernels of an embedding model's encoder (linear, layer norm, GELU,
 //! bidirectional attention over packed sequences).
 //!
@@ -37,6 +39,7 @@ mod fast_exp;
 pub mod int8_linear;
 mod isa;
 mod kquants;
+mod kv_write;
 mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -53,5 +56,6 @@ mod tests;
 
 pub use attention::{GpuPagedAttention, PagedAttention};
 pub use isa::Isa;
+pub use kv_write::KvWrite;
 pub use matrix::{QuantMatrix, WeightFormat};
 pub use ops::{ResidualAdd, RmsNorm, Rope, SiluMul};

@@ -8,6 +8,7 @@
 //! loops a layer where it ran seven, and quantizes each input once. Every output is the same,
 //! bit for bit, as the matrix's own product.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -201,16 +202,60 @@ impl QuantMatrix {
     /// # Panics
     /// As [`QuantMatrix::matmul_many`].
     pub fn matmul_many_with(isa: Isa, matrices: &[&QuantMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+        let mut outs: Vec<&mut [MaybeUninit<f32>]> = outs.iter_mut().map(|out| as_uninit(out)).collect();
+        Self::matmul_many_into(isa, matrices, x, m, &mut outs);
+    }
+
+    /// [`QuantMatrix::matmul`] into a new vector, never zero-filled: the product writes every
+    /// element (a decode step's output head alone is 8 × 49,152 values for 8 sequences; zeroing
+    /// the outputs took 3% of the engine thread, a serial part of the step).
+    ///
+    /// # Panics
+    /// When `x` does not hold `m` rows.
+    pub fn matmul_vec(&self, x: &[f32], m: usize) -> Vec<f32> {
+        written_vec(m * self.n, |out| {
+            Self::matmul_many_into(Isa::detect(), &[self], x, m, &mut [out])
+        })
+    }
+
+    /// [`QuantMatrix::matmul_many`] into new vectors, as [`QuantMatrix::matmul_vec`].
+    ///
+    /// # Panics
+    /// As [`QuantMatrix::matmul_many`].
+    pub fn matmul_many_vecs(matrices: &[&QuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        let mut vecs: Vec<Vec<f32>> = matrices.iter().map(|matrix| Vec::with_capacity(m * matrix.n)).collect();
+        let mut outs: Vec<&mut [MaybeUninit<f32>]> = vecs
+            .iter_mut()
+            .zip(matrices)
+            .map(|(vec, matrix)| &mut vec.spare_capacity_mut()[..m * matrix.n])
+            .collect();
+        Self::matmul_many_into(Isa::detect(), matrices, x, m, &mut outs);
+        for (vec, matrix) in vecs.iter_mut().zip(matrices) {
+            // SAFETY: the capacity holds `m * n` values, all written by `matmul_many_into`.
+            unsafe { vec.set_len(m * matrix.n) };
+        }
+        vecs
+    }
+
+    /// The products of `matmul_many_with` into outputs that may be uninitialized: every
+    /// element is written.
+    fn matmul_many_into(
+        isa: Isa,
+        matrices: &[&QuantMatrix],
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut [MaybeUninit<f32>]],
+    ) {
         assert_eq!(matrices.len(), outs.len(), "one output per matrix");
         for (matrix, out) in matrices.iter().zip(outs.iter()) {
-            matrix.check_sizes(x, m, out);
+            matrix.check_sizes(x, m, out.len());
         }
         let kernels = Kernels::new(isa);
         let input = Input::prepare(kernels, x, m, matrices);
-        let products: Vec<(&QuantMatrix, Disjoint<'_, f32>)> = matrices
+        let products: Vec<(&QuantMatrix, Disjoint<'_, MaybeUninit<f32>>)> = matrices
             .iter()
             .zip(outs.iter_mut())
-            .map(|(&matrix, out)| (matrix, Disjoint::new(out)))
+            .map(|(&matrix, out)| (matrix, Disjoint::new(&mut **out)))
             .collect();
         run_products(kernels, &input, m, &products);
     }
@@ -231,24 +276,38 @@ impl QuantMatrix {
     /// # Panics
     /// As [`QuantMatrix::gated_matmul`].
     pub fn gated_matmul_with(&self, isa: Isa, up: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) {
+        self.gated_matmul_into(isa, up, x, m, as_uninit(out));
+    }
+
+    /// [`QuantMatrix::gated_matmul`] into a new vector, as [`QuantMatrix::matmul_vec`].
+    ///
+    /// # Panics
+    /// As [`QuantMatrix::gated_matmul`].
+    pub fn gated_matmul_vec(&self, up: &QuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
+        written_vec(m * self.n, |out| self.gated_matmul_into(Isa::detect(), up, x, m, out))
+    }
+
+    /// The product of `gated_matmul_with` into an output that may be uninitialized: every
+    /// element is written.
+    fn gated_matmul_into(&self, isa: Isa, up: &QuantMatrix, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
         assert_eq!(
             (self.n, self.k),
             (up.n, up.k),
             "the gate and up matrices differ in shape"
         );
-        self.check_sizes(x, m, out);
+        self.check_sizes(x, m, out.len());
         let kernels = Kernels::new(isa);
         let input = Input::prepare(kernels, x, m, &[self, up]);
         let gated = Gated { gate: self, up };
         run_products(kernels, &input, m, &[(gated, Disjoint::new(out))]);
     }
 
-    /// Panics unless `x` holds `m` rows of this matrix's inputs and `out` `m` rows of its
-    /// outputs.
-    fn check_sizes(&self, x: &[f32], m: usize, out: &[f32]) {
+    /// Panics unless `x` holds `m` rows of this matrix's inputs and the output (of `out_len`
+    /// values) `m` rows of its outputs.
+    fn check_sizes(&self, x: &[f32], m: usize, out_len: usize) {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "x must hold {m} rows of {k} values");
-        assert_eq!(out.len(), m * n, "out must hold {m} rows of {n} values");
+        assert_eq!(out_len, m * n, "out must hold {m} rows of {n} values");
     }
 
     /// Column tile `t` for rows `r..r + R`.
@@ -345,7 +404,12 @@ impl TileSource for Gated<'_> {
 
 /// Runs `products` (each a source of column tiles and its output) as one loop over all their
 /// column tiles: parallel on the kernels' pool when the work is large enough.
-fn run_products<S: TileSource>(kernels: Kernels, input: &Input<'_>, m: usize, products: &[(S, Disjoint<'_, f32>)]) {
+fn run_products<S: TileSource>(
+    kernels: Kernels,
+    input: &Input<'_>,
+    m: usize,
+    products: &[(S, Disjoint<'_, MaybeUninit<f32>>)],
+) {
     let tiles: Vec<usize> = products.iter().map(|(p, _)| p.columns().div_ceil(TILE_COLS)).collect();
     let total: usize = tiles.iter().sum();
     if m == 0 || total == 0 {
@@ -388,7 +452,7 @@ fn run_tiles<S: TileSource>(
     input: &Input<'_>,
     m: usize,
     tiles: Range<usize>,
-    out: &Disjoint<'_, f32>,
+    out: &Disjoint<'_, MaybeUninit<f32>>,
 ) {
     if source.takes_wide_tiles(kernels) {
         run_tiles_by::<WIDE_ROW_TILE, S>(source, kernels, input, m, tiles, out)
@@ -405,7 +469,7 @@ fn run_tiles_by<const RT: usize, S: TileSource>(
     input: &Input<'_>,
     m: usize,
     tiles: Range<usize>,
-    out: &Disjoint<'_, f32>,
+    out: &Disjoint<'_, MaybeUninit<f32>>,
 ) {
     let n = source.columns();
     for rows_start in (0..m).step_by(ROW_BLOCK) {
@@ -458,6 +522,22 @@ impl<'a> Input<'a> {
     }
 }
 
+/// `out` as a buffer that a product may treat as uninitialized.
+fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the products write only initialized
+    // values through the result, so `out` stays initialized.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// A vector of `len` values that `fill` writes, every one of them (no zero-filling first).
+fn written_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    fill(&mut values.spare_capacity_mut()[..len]);
+    // SAFETY: the capacity holds `len` values, and `fill` wrote all of them.
+    unsafe { values.set_len(len) };
+    values
+}
+
 /// The entries of column tile `t`.
 fn tile_entries<T>(packed: &[T], t: usize, per_tile: usize) -> &[T] {
     &packed[t * per_tile..(t + 1) * per_tile]
@@ -471,7 +551,7 @@ fn q8_rows<const R: usize>(x: &Q8Rows, r: usize) -> [&[Q8Block]; R] {
 /// Writes `R` rows of a kernel's results from row `r` of the `n`-column output, keeping the
 /// columns of `cols`.
 fn write_rows<const R: usize>(
-    out: &Disjoint<'_, f32>,
+    out: &Disjoint<'_, MaybeUninit<f32>>,
     n: usize,
     r: usize,
     cols: &Range<usize>,
@@ -480,7 +560,7 @@ fn write_rows<const R: usize>(
     for (i, values) in rows.iter().enumerate() {
         // SAFETY: `matmul_with` gives each task its own column tiles, and `cols` lies in this
         // task's tiles, so no other thread touches these elements.
-        unsafe { out.part((r + i) * n + cols.start, cols.len()) }.copy_from_slice(&values[..cols.len()]);
+        unsafe { out.part((r + i) * n + cols.start, cols.len()) }.write_copy_of_slice(&values[..cols.len()]);
     }
 }
 

@@ -73,10 +73,7 @@ impl CustomOp2 for RmsNorm {
         let eps = self.eps;
         for_each_row(&mut out, d, |r, row| {
             let src = &x[r * d..(r + 1) * d];
-            let mut sum = 0f32;
-            for &v in src {
-                sum += v * v;
-            }
+            let sum = crate::reduce::sum_of_squares(src);
             let scale = 1.0 / (sum / d as f32 + eps).sqrt();
             for ((o, &v), &g) in row.iter_mut().zip(src).zip(w) {
                 *o = v * scale * g;
@@ -196,11 +193,24 @@ impl CustomOp3 for Rope {
             let (c, s) = (&cos[r * half..(r + 1) * half], &sin[r * half..(r + 1) * half]);
             let src_row = &x_data[r * heads * d..(r + 1) * heads * d];
             for (dst, src) in row.chunks_exact_mut(d).zip(src_row.chunks_exact(d)) {
-                for i in 0..half {
-                    let (i1, i2) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
-                    let (a, b) = (src[i1], src[i2]);
-                    dst[i1] = a * c[i] - b * s[i];
-                    dst[i2] = a * s[i] + b * c[i];
+                // Each layout as its own loop over zipped slices: no index arithmetic or bounds
+                // checks inside, so both vectorise (indexing pairs through one loop kept the
+                // rotation scalar, 1.1% of the engine thread at 8 streams).
+                if neox {
+                    let (dst_a, dst_b) = dst.split_at_mut(half);
+                    let (src_a, src_b) = src.split_at(half);
+                    for ((((oa, ob), (&a, &b)), &c), &s) in
+                        dst_a.iter_mut().zip(dst_b).zip(src_a.iter().zip(src_b)).zip(c).zip(s)
+                    {
+                        *oa = a * c - b * s;
+                        *ob = a * s + b * c;
+                    }
+                } else {
+                    for (((out, pair), &c), &s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)).zip(c).zip(s) {
+                        let (a, b) = (pair[0], pair[1]);
+                        out[0] = a * c - b * s;
+                        out[1] = a * s + b * c;
+                    }
                 }
             }
         });

@@ -38,6 +38,13 @@ pub(crate) fn sum_of(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// `Σ v²` (an RMS norm's: as one serial chain it held a decode step's norms at one addition
+/// per four cycles, 1.7% of the engine thread at 8 streams).
+#[inline(always)]
+pub(crate) fn sum_of_squares(values: &[f32]) -> f32 {
+    squared_deviations(values, 0.0)
+}
+
 /// `Σ (v − mean)²`.
 #[inline(always)]
 pub(crate) fn squared_deviations(values: &[f32], mean: f32) -> f32 {
@@ -67,6 +74,8 @@ mod tests {
             let mean = if n > 0 { serial / n as f32 } else { 0.0 };
             let want: f32 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
             assert!((squared_deviations(v, mean) - want).abs() < 1e-3, "{n}");
+            let squares: f32 = v.iter().map(|x| x * x).sum();
+            assert!((sum_of_squares(v) - squares).abs() < 1e-3, "{n}");
         }
     }
 }

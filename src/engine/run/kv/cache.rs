@@ -1,7 +1,8 @@
 //! The KV tensors: for every layer one K and one V tensor of
 //! `[num_blocks * block_size, kv_heads, head_dim]` (block `b` holds rows
-//! `b * block_size..(b + 1) * block_size`, "slots") on the model's device, written and read
-//! with candle ops only (`scatter_set`, `index_select`), so the same code runs on CUDA.
+//! `b * block_size..(b + 1) * block_size`, "slots") on the model's device, read with candle ops
+//! (`index_select`) or the attention kernels, and written with the kernels' in-place write on
+//! the CPU and candle's `scatter_set` on other devices.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -143,11 +144,17 @@ impl KvCache {
     }
 
     /// Writes the K and V rows of `layer` (`[tokens, kv_dim]` each) into the slots named by
-    /// `slot_ids`: a contiguous u32 tensor of `[tokens, kv_dim]`, row `i` all equal to the
-    /// slot of token `i` (the layout `scatter_set` wants; build it once per batch).
+    /// `slot_ids`, built once per batch by [`write_slot_ids`]: on the CPU the kernels' in-place
+    /// write ([`crate::engine::kernels::KvWrite`], each row converted and copied to its slot),
+    /// elsewhere `scatter_set`.
     pub fn write(&mut self, layer: usize, slot_ids: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
-        let dtype = self.config.dtype;
         let entry = &self.layers[layer];
+        if self.device.is_cpu() {
+            let op = crate::engine::kernels::KvWrite;
+            entry.k.inplace_op3(&k.contiguous()?, slot_ids, &op)?;
+            return entry.v.inplace_op3(&v.contiguous()?, slot_ids, &op);
+        }
+        let dtype = self.config.dtype;
         entry
             .k_rows
             .scatter_set(slot_ids, &k.to_dtype(dtype)?.contiguous()?, 0)?;
@@ -186,8 +193,13 @@ fn zeros(shape: (usize, usize, usize), dtype: DType, device: &Device) -> candle_
     Tensor::zeros(shape, dtype, device)
 }
 
-/// Builds the `slot_ids` argument of [`KvCache::write`]: each slot repeated `kv_dim` times.
+/// Builds the `slot_ids` argument of [`KvCache::write`] for a cache on `device`: on the CPU the
+/// slots as they are (`[tokens]`); elsewhere each slot repeated `kv_dim` times (`[tokens,
+/// kv_dim]`, the layout `scatter_set` wants).
 pub fn write_slot_ids(slots: &[u32], kv_dim: usize, device: &Device) -> candle_core::Result<Tensor> {
+    if device.is_cpu() {
+        return Tensor::new(slots, device);
+    }
     let ids: Vec<u32> = slots
         .iter()
         .flat_map(|&slot| std::iter::repeat_n(slot, kv_dim))
