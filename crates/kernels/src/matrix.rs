@@ -255,7 +255,7 @@ impl QuantMatrix {
         let products: Vec<(&QuantMatrix, Disjoint<'_, MaybeUninit<f32>>)> = matrices
             .iter()
             .zip(outs.iter_mut())
-            .map(|(&matrix, out)| (matrix, Disjoint::new(&mut **out)))
+            .map(|(&matrix, out)| (matrix, Disjoint::new(out)))
             .collect();
         run_products(kernels, &input, m, &products);
     }

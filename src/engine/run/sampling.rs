@@ -164,17 +164,32 @@ impl Sampler {
     }
 }
 
-/// The index of the largest logit; the first one on ties, NaN never wins.
+/// The index of the largest logit; the first one on ties, NaN never wins (0 when no logit is
+/// above −∞).
+///
+/// Two passes: the largest value in 16 lanes, then the first index holding it. One pass that
+/// keeps the index beside the running maximum is a serial chain the compiler cannot vectorise:
+/// over SmolLM2's 49,152 logits it took 35 µs a row, 2% of the engine thread at 8 greedy
+/// streams (a serial part of the step, while the kernels' other workers wait).
 pub(crate) fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_value = f32::NEG_INFINITY;
-    for (i, &value) in logits.iter().enumerate() {
-        if value > best_value {
-            best = i;
-            best_value = value;
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            // `>` is false for NaN: a NaN never replaces the lane's value.
+            *lane = if value > *lane { value } else { *lane };
         }
     }
-    best as u32
+    let best = lanes.iter().chain(rest).fold(
+        f32::NEG_INFINITY,
+        |best, &value| if value > best { value } else { best },
+    );
+    if best == f32::NEG_INFINITY {
+        return 0;
+    }
+    logits.iter().position(|&value| value == best).unwrap_or(0) as u32
 }
 
 #[cfg(test)]
@@ -194,6 +209,16 @@ mod tests {
         let mut sampler = Sampler::new(&GenerationParams::default(), &[]);
         assert_eq!(sampler.sample(&mut [0.0, 3.0, 1.0, 3.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -1.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, f32::NEG_INFINITY]), 0);
+        assert_eq!(argmax(&[]), 0);
+        // Past the 16 lanes and in the remainder: the first of the largest, wherever it is.
+        let mut many: Vec<f32> = (0..100).map(|i| (i % 7) as f32).collect();
+        assert_eq!(argmax(&many), 6);
+        many[97] = 9.0;
+        many[40] = f32::NAN;
+        assert_eq!(argmax(&many), 97);
+        many[33] = 9.0;
+        assert_eq!(argmax(&many), 33);
     }
 
     #[test]
