@@ -38,11 +38,25 @@ pub(crate) fn sum_of(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
-/// `Σ v²` (an RMS norm's: as one serial chain it held a decode step's norms at one addition
-/// per four cycles, 1.7% of the engine thread at 8 streams).
+/// `Σ v²` accumulated in f64 (as ggml's RMS norm does), in 8 lanes: as one serial chain of
+/// f32 additions it held a decode step's norms at one addition per four cycles (1.7% of the
+/// engine thread at 8 streams); f32 lanes instead of that chain moved the sums by an ulp, enough
+/// to flip a near tie of SmolLM2's greedy answers. In f64 the sum is exact to well below an
+/// f32 ulp whatever the order.
 #[inline(always)]
 pub(crate) fn sum_of_squares(values: &[f32]) -> f32 {
-    squared_deviations(values, 0.0)
+    const WIDE: usize = 8;
+    let mut lanes = [0f64; WIDE];
+    let chunks = values.chunks_exact(WIDE);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            let v = f64::from(v);
+            *lane += v * v;
+        }
+    }
+    let sum = lanes.iter().sum::<f64>() + rest.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+    sum as f32
 }
 
 /// `Σ (v − mean)²`.
