@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use super::activations::Q8Block;
 use super::kquants::{ScaledNibbles, TileQ6K, SUB_BLOCKS};
 use super::packed::{FiveBits, Nibbles, TileQ8_0, QK, TILE_COLS};
-use super::prefetch::{weights_ahead, PREFETCH_ROWS};
+use super::prefetch::{entry_ahead, weights_ahead};
 
 /// Proof that this CPU runs AVX2, FMA and F16C: only [`Avx2::detect`] makes one, so the
 /// methods below may call the `#[target_feature]` functions.
@@ -125,9 +125,7 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];
@@ -199,9 +197,7 @@ fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32;
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];
@@ -282,9 +278,7 @@ fn q45k<T: ScaledNibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) ->
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let d = load_f16x8(tile.d());
         let dmin = load_f16x8(tile.dmin());
         for j in 0..SUB_BLOCKS {
@@ -427,9 +421,7 @@ fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_
     let top_bits = _mm256_set1_epi8(0x80u8 as i8);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let mut xs = [&rows[0][b]; R];
         for r in 1..R {
             xs[r] = &rows[r][b];

@@ -19,7 +19,7 @@ use super::activations::Q8Block;
 use super::avx2::{fifth_bits, load_f16x8, load_u8x32, load_u8x8_as_f32, to_array, upper_pairs};
 use super::kquants::{ScaledNibbles, TileQ6K, SUB_BLOCKS};
 use super::packed::{FiveBits, Nibbles, TileQ8_0, TILE_COLS};
-use super::prefetch::{weights_ahead, PREFETCH_ROWS};
+use super::prefetch::{entry_ahead, weights_ahead};
 
 /// Proof that this CPU runs AVX-512 F, BW, VL and VNNI besides AVX2, FMA and F16C: only
 /// [`Avx512Vnni::detect`] makes one, so the methods below may call the `#[target_feature]`
@@ -98,9 +98,7 @@ fn q4<T: Nibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32; 
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let xs = blocks_at(rows, b);
         let mut sums = [_mm256_setzero_si256(); R];
         for (h, group) in tile.qs().iter().enumerate() {
@@ -140,9 +138,7 @@ fn q5<T: FiveBits, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) -> [[f32;
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let xs = blocks_at(rows, b);
         let mut sums = [_mm256_setzero_si256(); R];
         let qh = load_u8x32(tile.qh());
@@ -199,9 +195,7 @@ fn q45k<T: ScaledNibbles, const R: usize>(tiles: &[T], rows: [&[Q8Block]; R]) ->
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let d = load_f16x8(tile.d());
         let dmin = load_f16x8(tile.dmin());
         for j in 0..SUB_BLOCKS {
@@ -290,9 +284,7 @@ fn q6k<const R: usize>(tiles: &[TileQ6K], rows: [&[Q8Block]; R]) -> [[f32; TILE_
 fn q8<const R: usize>(tiles: &[TileQ8_0], rows: [&[Q8Block]; R]) -> [[f32; TILE_COLS]; R] {
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, tile) in tiles.iter().enumerate() {
-        if R >= PREFETCH_ROWS {
-            weights_ahead(tile, std::mem::size_of_val(tile));
-        }
+        entry_ahead::<R, _>(tile);
         let xs = blocks_at(rows, b);
         let mut sums = [_mm256_setzero_si256(); R];
         for (g, group) in tile.qs.iter().enumerate() {

@@ -45,3 +45,13 @@ pub(crate) fn weights_ahead<T>(start: *const T, len: usize) {
         line += 64;
     }
 }
+
+/// [`weights_ahead`] for the tile entry `entry` of a call with `R` activation rows: nothing
+/// below [`PREFETCH_ROWS`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn entry_ahead<const R: usize, T>(entry: &T) {
+    if R >= PREFETCH_ROWS {
+        weights_ahead(entry, std::mem::size_of::<T>());
+    }
+}

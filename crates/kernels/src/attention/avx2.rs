@@ -114,6 +114,19 @@ pub(super) fn softmax_numerators(row: &mut [f32]) -> f32 {
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
+/// Each query's scores of an item (`scores`, a row of `ctx` per query) turned into softmax
+/// numerators up to its token's own position, and their sums into `sums`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn softmax_every_query(geometry: &Geometry<'_>, scores: &mut [f32], sums: &mut [f32]) {
+    let (group, ctx) = (geometry.group, geometry.ctx);
+    for (t, &(_, pos)) in geometry.tokens.iter().enumerate() {
+        for j in 0..group {
+            let qi = t * group + j;
+            sums[qi] = softmax_numerators(&mut scores[qi * ctx..qi * ctx + pos as usize + 1]);
+        }
+    }
+}
+
 /// The most eight-lane vectors of one head (head sizes up to 256).
 pub(super) const MAX_VECTORS: usize = 32;
 
@@ -229,12 +242,7 @@ pub(super) unsafe fn attend_item<E: Lanes>(inputs: &Inputs<'_, E>, item: &Item, 
             }
         }
     }
-    for (t, &(_, pos)) in tokens.iter().enumerate() {
-        for j in 0..group {
-            let qi = t * group + j;
-            sums[qi] = softmax_numerators(&mut scores[qi * ctx..qi * ctx + pos as usize + 1]);
-        }
-    }
+    softmax_every_query(&geometry, scores, sums);
     for block_start in (0..ctx).step_by(block) {
         for (t, &(_, pos)) in tokens.iter().enumerate() {
             let seen = pos as usize + 1;

@@ -210,12 +210,7 @@ pub(super) unsafe fn attend_item<E: Lanes>(inputs: &Inputs<'_, E>, item: &Item, 
             }
         }
     }
-    for (t, &(_, pos)) in tokens.iter().enumerate() {
-        for j in 0..group {
-            let qi = t * group + j;
-            sums[qi] = avx2::softmax_numerators(&mut all_scores[qi * ctx..qi * ctx + pos as usize + 1]);
-        }
-    }
+    avx2::softmax_every_query(&geometry, all_scores, sums);
     let all_scores = &*all_scores;
     for block_start in (0..ctx).step_by(block) {
         for (t, &(_, pos)) in tokens.iter().enumerate() {
