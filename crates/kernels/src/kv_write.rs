@@ -11,6 +11,8 @@
 use candle_core::{CpuStorage, InplaceOp3, Layout};
 use half::slice::HalfFloatSliceExt;
 
+use super::ops::contiguous;
+
 /// Writes row `i` of `rows` (`[tokens, kv_heads * head_dim]`, f32) into slot `slots[i]` of the
 /// cache (`[cache slots, kv_heads, head_dim]`, f32 or f16): `cache.inplace_op3(&rows, &slots,
 /// &KvWrite)`, with `slots` a u32 tensor of `[tokens]`.
@@ -35,8 +37,8 @@ impl InplaceOp3 for KvWrite {
             candle_core::bail!("kv write: the cache must be [slots, kv_heads, head_dim]")
         };
         let width = heads * d;
-        let rows = contiguous(rows.as_slice::<f32>()?, rows_layout, "rows")?;
-        let slots = contiguous(slots.as_slice::<u32>()?, slots_layout, "slots")?;
+        let rows = contiguous::<f32>(rows, rows_layout, "kv write rows")?;
+        let slots = contiguous::<u32>(slots, slots_layout, "kv write slots")?;
         if rows.len() != slots.len() * width {
             candle_core::bail!("kv write: {} values for {} slots of {width}", rows.len(), slots.len())
         }
@@ -63,14 +65,6 @@ impl InplaceOp3 for KvWrite {
             _ => candle_core::bail!("kv write: the cache must be f32 or f16"),
         }
         Ok(())
-    }
-}
-
-/// The values of a contiguous layout.
-fn contiguous<'a, T>(values: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => candle_core::bail!("kv write: the {what} are not contiguous"),
     }
 }
 

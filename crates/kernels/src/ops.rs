@@ -13,9 +13,13 @@ use super::disjoint::Disjoint;
 /// Elements below which an op runs on the calling thread.
 const PARALLEL_ELEMENTS: usize = 1 << 16;
 
-/// The f32 data of a contiguous storage.
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = storage.as_slice::<f32>()?;
+/// The `T` values of a contiguous storage (an error naming `what` otherwise).
+pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    let data = storage.as_slice::<T>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{what} is not contiguous"),
@@ -62,8 +66,8 @@ impl CustomOp2 for RmsNorm {
         w_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, w) = (
-            contiguous(x, x_layout, "rms norm input")?,
-            contiguous(w, w_layout, "rms norm weight")?,
+            contiguous::<f32>(x, x_layout, "rms norm input")?,
+            contiguous::<f32>(w, w_layout, "rms norm weight")?,
         );
         let d = w.len();
         if d == 0 || x.len() % d != 0 || x_layout.dims().last() != Some(&d) {
@@ -114,7 +118,10 @@ fn element_wise(
     (b, b_layout): (&CpuStorage, &Layout),
     f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
-    let (a, b) = (contiguous(a, a_layout, what)?, contiguous(b, b_layout, what)?);
+    let (a, b) = (
+        contiguous::<f32>(a, a_layout, what)?,
+        contiguous::<f32>(b, b_layout, what)?,
+    );
     if a_layout.shape() != b_layout.shape() {
         candle_core::bail!("{what}: {:?} and {:?} differ", a_layout.shape(), b_layout.shape())
     }
@@ -177,9 +184,9 @@ impl CustomOp3 for Rope {
         sin: &CpuStorage,
         sin_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x_data = contiguous(x, x_layout, "rope input")?;
-        let cos = contiguous(cos, cos_layout, "rope cos")?;
-        let sin = contiguous(sin, sin_layout, "rope sin")?;
+        let x_data = contiguous::<f32>(x, x_layout, "rope input")?;
+        let cos = contiguous::<f32>(cos, cos_layout, "rope cos")?;
+        let sin = contiguous::<f32>(sin, sin_layout, "rope sin")?;
         let Ok((rows, heads, d)) = x_layout.shape().dims3() else {
             candle_core::bail!("rope: the input must be [rows, heads, d], got {:?}", x_layout.shape())
         };
