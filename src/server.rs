@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::documents::extract::isolate::Isolation;
 use crate::documents::extract::Limits;
 use crate::documents::{DocumentService, DocumentSettings};
+use crate::images::{ImageLimits, ImageService, ImageSettings};
 use crate::providers::registry::ModelRegistry;
 use crate::store::{ChunkIndex, Store};
 
@@ -50,10 +51,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             chunk_overlap: config.chunk_overlap,
         },
     )?;
+    let images = ImageService::start(
+        store.clone(),
+        ImageSettings {
+            dir: config.images_dir(),
+            limits: ImageLimits {
+                max_bytes: config.max_image_bytes,
+                ..ImageLimits::default()
+            },
+            max_per_message: config.max_images_per_message,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the images service: {e}"))?;
     let chat = ChatService::new(
         store.clone(),
         registry,
         documents.clone(),
+        images.clone(),
         audit.clone(),
         config.default_system_prompt.clone(),
     );
@@ -67,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         audit: audit.clone(),
         chat: chat.clone(),
         documents: documents.clone(),
+        images,
         config: Arc::new(config),
         metrics,
     };

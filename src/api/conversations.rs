@@ -51,6 +51,11 @@ fn message_view(entry: BranchMessage) -> Message {
         created_at: rfc3339(m.created_at),
         sibling_ids: entry.sibling_ids,
         citations: m.citations,
+        attachments: m
+            .attachments
+            .into_iter()
+            .map(|image_id| enclave_protocol::Attachment::Image { image_id })
+            .collect(),
     }
 }
 

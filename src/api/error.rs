@@ -9,6 +9,7 @@ use enclave_protocol::{ErrorBody, ErrorCode};
 use crate::auth::AuthError;
 use crate::chat::ChatError;
 use crate::documents::DocumentError;
+use crate::images::ImageError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -146,9 +147,28 @@ impl From<ChatError> for ApiError {
             ChatError::ShuttingDown => (S::SERVICE_UNAVAILABLE, C::ShuttingDown),
             ChatError::DocumentNotFound => (S::NOT_FOUND, C::NotFound),
             ChatError::DocumentsUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::EmbeddingUnavailable),
+            ChatError::CannotSee(_) => (S::BAD_REQUEST, C::ModelCannotSee),
+            ChatError::Image(inner) => return inner.clone().into(),
             ChatError::Store(inner) => return ApiError::internal("store failure", inner),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        use StatusCode as S;
+        let status = match &e {
+            ImageError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            ImageError::UnsupportedFormat(_) => S::UNSUPPORTED_MEDIA_TYPE,
+            ImageError::DimensionsTooLarge { .. } | ImageError::Unreadable(_) | ImageError::TooMany { .. } => {
+                S::UNPROCESSABLE_ENTITY
+            }
+            ImageError::NotFound => S::NOT_FOUND,
+            ImageError::InUse => S::CONFLICT,
+            ImageError::Storage(inner) => return ApiError::internal("image storage failure", inner),
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use enclave_protocol::{DoneEvent, ErrorCode, SendMessage, TokenEvent};
+use enclave_protocol::{Attachment, DoneEvent, SendMessage, TokenEvent};
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -30,13 +30,13 @@ pub async fn send(
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    if !body.attachments.is_empty() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::NotSupportedYet,
-            "attachments are not supported by this server yet",
-        ));
-    }
+    let attachments = body
+        .attachments
+        .iter()
+        .map(|attachment| match attachment {
+            Attachment::Image { image_id } => *image_id,
+        })
+        .collect();
     let placement = match (body.parent_message_id, body.edit_message_id) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
@@ -53,7 +53,7 @@ pub async fn send(
     };
     let turn = state
         .chat
-        .send_message(user.user_id, id, body.content, placement, documents, client)
+        .send_message(user.user_id, id, body.content, attachments, placement, documents, client)
         .await?;
     Ok(stream_response(turn))
 }

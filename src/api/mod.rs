@@ -10,6 +10,7 @@ mod documents;
 mod error;
 mod extract;
 mod health;
+mod images;
 mod limits;
 mod messages;
 mod models;
@@ -31,6 +32,7 @@ use crate::auth::AuthService;
 use crate::chat::ChatService;
 use crate::config::Config;
 use crate::documents::DocumentService;
+use crate::images::ImageService;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -44,6 +46,8 @@ pub struct AppState {
     pub chat: ChatService,
     /// Uploaded documents, their ingestion and search.
     pub documents: DocumentService,
+    /// Images attached to messages.
+    pub images: ImageService,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Renders the Prometheus scrape text (absent when another recorder owns the process).
@@ -98,6 +102,15 @@ pub fn router(state: AppState) -> Router {
         .route("/documents/{id}/file", get(documents::file))
         .route("/documents/{id}/sections/{index}", get(documents::section))
         .route("/documents/{id}/retry", post(documents::retry))
+        .route(
+            "/images",
+            // Decoding is costly: uploads are charged to the caller's request budget.
+            post(images::upload)
+                .layer(DefaultBodyLimit::max(image_upload_body_limit(&state.config)))
+                .route_layer(charged.clone()),
+        )
+        .route("/images/{id}", get(images::file).delete(images::delete))
+        .route("/images/{id}/info", get(images::info))
         .route("/models", get(models::list))
         .route("/models/{id}/status", get(models::status))
         .route("/settings", get(settings::get).put(settings::put))
@@ -126,7 +139,12 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(
             Router::new()
-                .route("/v1/chat/completions", post(openai_compat::chat_completions))
+                .route(
+                    "/v1/chat/completions",
+                    // Images come inline as `data:` URLs: this route has its own body limit.
+                    post(openai_compat::chat_completions)
+                        .layer(DefaultBodyLimit::max(state.config.max_image_request_bytes)),
+                )
                 .route("/v1/models", get(openai_compat::models))
                 .route("/v1/embeddings", post(openai_compat::embeddings))
                 .route_layer(charged),
@@ -157,6 +175,15 @@ pub fn router(state: AppState) -> Router {
 /// checked on its own as it streams in).
 fn upload_body_limit(config: &Config) -> usize {
     usize::try_from(config.max_upload_bytes.saturating_mul(128)).unwrap_or(usize::MAX)
+}
+
+/// The body limit of an image upload: as many images of the largest size as one message may
+/// carry (each is checked on its own as it streams in).
+fn image_upload_body_limit(config: &Config) -> usize {
+    config
+        .max_image_bytes
+        .saturating_mul(config.max_images_per_message)
+        .saturating_add(1 << 20)
 }
 
 impl ApiError {

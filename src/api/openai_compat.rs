@@ -1,6 +1,7 @@
 //! OpenAI-compatible endpoints (`/v1/chat/completions`, `/v1/models`) so that existing
-//! clients, SDKs and load tools work against Enclave. Stateless: nothing is stored; the
-//! caller authenticates with the same bearer access token as the rest of the API.
+//! clients, SDKs and load tools work against Enclave. Stateless: nothing is stored (images
+//! sent as `data:` URLs are checked and re-encoded like uploads, then forgotten); the caller
+//! authenticates with the same bearer access token as the rest of the API.
 
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,11 +20,13 @@ use super::extract::{ApiJson, Authenticated, ClientInfo};
 use super::AppState;
 use crate::audit::AuditEvent;
 use crate::auth::roles::Permission;
+use crate::images::{ImageError, ImageService};
 use crate::providers::registry::RegistryError;
 use crate::providers::{
     ChatEvent, ChatMessage, ChatRequest, FinishReason, GenerationParams, ProviderError, Role, Usage,
 };
-use enclave_protocol::AuditAction;
+use base64::Engine;
+use enclave_protocol::{AuditAction, ErrorCode};
 
 #[derive(Deserialize)]
 pub struct CompletionBody {
@@ -60,7 +63,8 @@ pub struct CompatMessage {
     content: Content,
 }
 
-/// Message content: a string, or an array of parts of which the text parts are used.
+/// Message content: a string, or an array of parts (`text`, and `image_url` with a `data:`
+/// URL).
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum Content {
@@ -73,6 +77,39 @@ pub struct Part {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    image_url: Option<ImageUrl>,
+}
+
+#[derive(Deserialize)]
+pub struct ImageUrl {
+    url: String,
+    /// OpenAI's resolution hint; every image is sent at the server's pixel budget.
+    #[allow(dead_code)]
+    detail: Option<String>,
+}
+
+/// The bytes of a `data:` URL (`data:<type>;base64,<data>`; the declared type is ignored: the
+/// bytes decide). Any other URL is refused: the server never fetches one.
+fn data_url_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
+    let refuse_remote = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ImageUrlNotAllowed,
+            "image_url must be a data: URL with base64 data; this server never fetches images from other URLs",
+        )
+    };
+    let rest = url
+        .get(..5)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("data:"))
+        .map(|_| &url[5..])
+        .ok_or_else(refuse_remote)?;
+    let (header, data) = rest.split_once(',').ok_or_else(refuse_remote)?;
+    if !header.to_ascii_lowercase().ends_with(";base64") {
+        return Err(ApiError::validation("image_url data: URLs must be base64-encoded (data:image/png;base64,...)"));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| ApiError::validation("image_url holds a data: URL whose base64 cannot be decoded"))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +119,12 @@ pub enum StopField {
     Many(Vec<String>),
 }
 
-fn to_request(body: CompletionBody, model: String, user: String) -> Result<(ChatRequest, bool), ApiError> {
+async fn to_request(
+    body: CompletionBody,
+    model: String,
+    user: String,
+    images: &ImageService,
+) -> Result<(ChatRequest, bool), ApiError> {
     if body.messages.is_empty() {
         return Err(ApiError::validation("messages must not be empty"));
     }
@@ -94,16 +136,45 @@ fn to_request(body: CompletionBody, model: String, user: String) -> Result<(Chat
             "assistant" => Role::Assistant,
             other => return Err(ApiError::validation(format!("unsupported message role {other:?}"))),
         };
-        let content = match m.content {
-            Content::Text(text) => text,
+        let mut message = ChatMessage::text(role, String::new());
+        match m.content {
+            Content::Text(text) => message.content = text,
             Content::Parts(parts) => {
-                if parts.iter().any(|p| p.kind != "text") {
-                    return Err(ApiError::validation("only text content parts are supported"));
+                let mut texts = Vec::new();
+                let mut pictures = Vec::new();
+                for part in parts {
+                    match (part.kind.as_str(), part.text, part.image_url) {
+                        ("text", Some(text), _) => texts.push(text),
+                        ("image_url", _, Some(image)) => pictures.push(data_url_bytes(&image.url)?),
+                        ("text", None, _) => return Err(ApiError::validation("a text content part needs \"text\"")),
+                        ("image_url", _, None) => {
+                            return Err(ApiError::validation("an image_url content part needs \"image_url\": {\"url\"}"))
+                        }
+                        (other, _, _) => {
+                            return Err(ApiError::validation(format!(
+                                "content part type {other:?} is not supported (text and image_url are)"
+                            )))
+                        }
+                    }
                 }
-                parts.into_iter().filter_map(|p| p.text).collect::<Vec<_>>().join("\n")
+                if !pictures.is_empty() && role != Role::User {
+                    return Err(ApiError::validation("only user messages may carry images"));
+                }
+                let most = images.max_per_message();
+                if pictures.len() > most {
+                    return Err(ImageError::TooMany {
+                        count: pictures.len(),
+                        limit: most,
+                    }
+                    .into());
+                }
+                message.content = texts.join("\n");
+                for bytes in pictures {
+                    message.images.push(images.inline(bytes).await?);
+                }
             }
-        };
-        messages.push(ChatMessage { role, content });
+        }
+        messages.push(message);
     }
     let stop = match body.stop {
         None => Vec::new(),
@@ -140,6 +211,7 @@ fn to_request(body: CompletionBody, model: String, user: String) -> Result<(Chat
 fn compat_error(error: RegistryError) -> Response {
     let (status, code) = match &error {
         RegistryError::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+        RegistryError::CannotSee(_) => (StatusCode::BAD_REQUEST, "model_cannot_see"),
         RegistryError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
         RegistryError::Provider(ProviderError::RateLimited { .. }) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         RegistryError::Provider(ProviderError::Overloaded) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -187,7 +259,16 @@ pub async fn chat_completions(
         return Ok(compat_error(RegistryError::UnknownModel(model)));
     }
     let stream_mode = body.stream;
-    let (request, include_usage) = to_request(body, model.clone(), caller.0.user_id.to_string())?;
+    let (request, include_usage) = to_request(body, model.clone(), caller.0.user_id.to_string(), &state.images).await?;
+    // Images go to the requested model if it can see, else to the configured vision model.
+    let model = if request.has_images() {
+        match registry.model_for_images(&model) {
+            Ok(model) => model,
+            Err(e) => return Ok(compat_error(e)),
+        }
+    } else {
+        model
+    };
     let (mut stream, served_by) = match registry.chat_stream(&model, request).await {
         Ok(ok) => ok,
         Err(e) => return Ok(compat_error(e)),

@@ -164,11 +164,13 @@ impl ChatService {
         Ok(record)
     }
 
-    /// Deletes a conversation and its messages, after stopping an answer running in it (so
-    /// that the answer is not stored into a conversation that no longer exists).
+    /// Deletes a conversation, its messages and their images, after stopping an answer running
+    /// in it (so that the answer is not stored into a conversation that no longer exists).
     pub async fn delete_conversation(&self, owner: Uuid, id: Uuid) -> Result<(), ChatError> {
         self.stop(owner, id).await?;
-        Ok(self.inner.store.delete_conversation(owner, id)?)
+        let images = self.inner.store.delete_conversation(owner, id)?;
+        self.inner.images.remove_files(&images).await;
+        Ok(())
     }
 
     /// Fails unless `model` is absent or a chat model of the catalogue.

@@ -22,6 +22,7 @@ use enclave_protocol::{Citation, ErrorCode, ModelStatus};
 
 use crate::audit::AuditLog;
 use crate::documents::{DocumentError, DocumentScope, DocumentService};
+use crate::images::{ImageError, ImageService};
 use crate::providers::registry::{ModelRegistry, RegistryError};
 use crate::providers::{FinishReason, Usage};
 use crate::store::{ConversationRecord, MessageRecord, MessageRole, SessionClient, Store, StoreError};
@@ -92,6 +93,13 @@ pub enum ChatError {
     /// The documents cannot be searched now (no embedding model ready).
     #[error("{0}")]
     DocumentsUnavailable(String),
+    /// An attached image is missing, another user's, or one too many.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The message has images and neither the conversation's model nor a vision model can
+    /// see them.
+    #[error("the model {0:?} cannot see images, and no model that can is configured: give a chat model capabilities = [\"vision\"] in models.toml (default_vision names the one that answers messages with images)")]
+    CannotSee(String),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -165,6 +173,7 @@ struct Inner {
     audit: AuditLog,
     registry: Arc<ModelRegistry>,
     documents: DocumentService,
+    images: ImageService,
     active: ActiveGenerations,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -188,12 +197,13 @@ struct Turn {
 }
 
 impl ChatService {
-    /// A service over these stores, models and documents; `default_system_prompt` is used for
-    /// conversations without one (empty for none).
+    /// A service over these stores, models, documents and images; `default_system_prompt` is
+    /// used for conversations without one (empty for none).
     pub fn new(
         store: Store,
         registry: Arc<ModelRegistry>,
         documents: DocumentService,
+        images: ImageService,
         audit: AuditLog,
         default_system_prompt: String,
     ) -> ChatService {
@@ -203,6 +213,7 @@ impl ChatService {
                 audit,
                 registry,
                 documents,
+                images,
                 active: ActiveGenerations::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -228,19 +239,23 @@ impl ChatService {
         }
     }
 
-    /// Sends a user message where `placement` says and starts the answer (from documents when
-    /// `documents` or the conversation's settings say so).
+    /// Sends a user message (its text and the images `attachments`) where `placement` says and
+    /// starts the answer (from documents when `documents` or the conversation's settings say
+    /// so). With images, the answer comes from the conversation's model if it can see, else
+    /// from the configured vision model (the conversation keeps its model).
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_message(
         &self,
         owner: Uuid,
         conversation_id: Uuid,
         content: String,
+        attachments: Vec<Uuid>,
         placement: Placement,
         documents: DocumentChoice,
         client: SessionClient,
     ) -> Result<StartedTurn, ChatError> {
         let content = content.trim().to_string();
-        if content.is_empty() {
+        if content.is_empty() && attachments.is_empty() {
             return Err(ChatError::Invalid("content must not be empty".into()));
         }
         if content.chars().count() > MAX_MESSAGE_CHARS {
@@ -262,9 +277,11 @@ impl ChatService {
                 edited.parent_id
             }
         };
+        let attachments = self.inner.images.claim(owner, conversation_id, &attachments).await?;
         let token = self.inner.shutdown.child_token();
         let guard = self.begin(conversation_id, &token)?;
-        let user = MessageRecord::new(conversation_id, parent, MessageRole::User, content.clone());
+        let mut user = MessageRecord::new(conversation_id, parent, MessageRole::User, content.clone());
+        user.attachments = attachments;
         let first_exchange = messages.is_empty();
         let mut path: Vec<&MessageRecord> = match parent {
             Some(p) => path_to(&messages, p),
@@ -281,9 +298,12 @@ impl ChatService {
                 &documents,
             )
             .await?;
-        // Store the user's message before anything can fail on the provider side.
+        // Store the user's message before anything can fail on the provider side. Its images
+        // were checked above; one deleted or sent elsewhere since is refused here.
         self.inner.store.append_message(owner, &user).map_err(|e| match e {
+            StoreError::NotFound if !user.attachments.is_empty() => ChatError::Image(ImageError::NotFound),
             StoreError::NotFound => ChatError::MessageNotFound,
+            StoreError::Conflict(_) => ChatError::Image(ImageError::InUse),
             other => ChatError::Store(other),
         })?;
         if first_exchange && !turn.conversation.title_set_by_user {
@@ -383,10 +403,23 @@ impl ChatService {
         documents: &DocumentChoice,
     ) -> Result<Turn, ChatError> {
         let registry = &self.inner.registry;
-        let model = conversation
+        let chosen = conversation
             .model
             .clone()
             .unwrap_or_else(|| registry.default_model().to_string());
+        // The newest message's images decide who answers; older images are shown only to a
+        // model that can see.
+        let model = match path.last() {
+            Some(newest) if !newest.attachments.is_empty() => {
+                registry.model_for_images(&chosen).map_err(|e| match e {
+                    RegistryError::CannotSee(m) => ChatError::CannotSee(m),
+                    _ => ChatError::UnknownModel(chosen.clone()),
+                })?
+            }
+            _ => chosen,
+        };
+        let sees = registry.can_see(&model);
+        let image_records = self.image_records(owner, path)?;
         let context = registry
             .context_length(&model)
             .map_err(|_| ChatError::UnknownModel(model.clone()))?;
@@ -415,11 +448,51 @@ impl ChatService {
             (None, Some(sources)) => Some(sources),
             (base, None) => base.map(str::to_owned),
         };
-        let (messages, prompt_tokens) =
-            match prompt::fit(system_prompt.as_deref(), path, context.saturating_sub(reserve), count) {
-                prompt::Fitted::Fits { messages, tokens } => (messages, tokens),
-                prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
-            };
+        let image_cost = |message: &MessageRecord| -> usize {
+            if !sees {
+                return 0;
+            }
+            message
+                .attachments
+                .iter()
+                .filter_map(|id| image_records.get(id))
+                .map(|r| prompt::remote_image_tokens(r.width, r.height))
+                .sum()
+        };
+        let (mut messages, attachments, prompt_tokens) = match prompt::fit(
+            system_prompt.as_deref(),
+            path,
+            context.saturating_sub(reserve),
+            count,
+            image_cost,
+        ) {
+            prompt::Fitted::Fits {
+                messages,
+                attachments,
+                tokens,
+            } => (messages, attachments, tokens),
+            prompt::Fitted::TooLong { needed, budget } => return Err(ChatError::PromptTooLong { needed, budget }),
+        };
+        for (message, ids) in messages.iter_mut().zip(attachments) {
+            if ids.is_empty() {
+                continue;
+            }
+            if sees {
+                message.images = self.inner.images.for_prompt(owner, &ids).await?;
+            } else {
+                // Earlier images, and a model that cannot see them: say so rather than let the
+                // model guess.
+                let note = match ids.len() {
+                    1 => "[an image was attached here; this model cannot see images]".to_owned(),
+                    n => format!("[{n} images were attached here; this model cannot see images]"),
+                };
+                message.content = if message.content.is_empty() {
+                    note
+                } else {
+                    format!("{}\n\n{note}", message.content)
+                };
+            }
+        }
         params.max_tokens = Some(wanted.min(context.saturating_sub(prompt_tokens)).max(1) as u32);
         Ok(Turn {
             owner,
@@ -439,6 +512,26 @@ impl ChatService {
             citations,
             client: SessionClient::default(),
         })
+    }
+
+    /// The records of the images the messages of `path` carry (an image deleted since is
+    /// left out).
+    fn image_records(
+        &self,
+        owner: Uuid,
+        path: &[&MessageRecord],
+    ) -> Result<std::collections::HashMap<Uuid, crate::store::ImageRecord>, ChatError> {
+        let mut records = std::collections::HashMap::new();
+        for id in path.iter().flat_map(|m| m.attachments.iter()) {
+            match self.inner.images.record(owner, *id) {
+                Ok(record) => {
+                    records.insert(*id, record);
+                }
+                Err(ImageError::NotFound) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(records)
     }
 
     /// The documents' sources for this turn, if it uses documents: the message's choice, else
@@ -507,6 +600,7 @@ impl From<RegistryError> for StreamEvent {
         use crate::providers::ProviderError as P;
         let code = match &e {
             RegistryError::UnknownModel(_) => ErrorCode::ModelNotFound,
+            RegistryError::CannotSee(_) => ErrorCode::ModelCannotSee,
             RegistryError::Unavailable { .. } => ErrorCode::ModelUnavailable,
             RegistryError::Provider(P::RateLimited { .. }) => ErrorCode::RateLimited,
             RegistryError::Provider(P::Overloaded) => ErrorCode::Overloaded,

@@ -70,6 +70,7 @@ pub async fn generate(
                 content:
                     "You write short titles for conversations. Reply with the title only: at most six words, no quotes."
                         .into(),
+                images: Vec::new(),
             },
             ChatMessage {
                 role: Role::User,
@@ -78,6 +79,7 @@ pub async fn generate(
                     excerpt(question),
                     excerpt(answer)
                 ),
+                images: Vec::new(),
             },
         ],
         params: GenerationParams {

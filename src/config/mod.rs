@@ -46,6 +46,9 @@ struct FileConfig {
     offline: Option<bool>,
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<u64>,
+    max_image_bytes: Option<usize>,
+    max_images_per_message: Option<usize>,
+    max_image_request_bytes: Option<usize>,
     chunk_tokens: Option<usize>,
     chunk_overlap: Option<usize>,
     embed_batch_tokens: Option<usize>,
@@ -93,6 +96,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest uploaded document, per file.
     pub max_upload_bytes: u64,
+    /// Largest image, per file (uploads and `data:` URLs), before it is re-encoded.
+    pub max_image_bytes: usize,
+    /// The most images one message may carry.
+    pub max_images_per_message: usize,
+    /// Largest body of a `/v1/chat/completions` request (its images come inline as `data:`
+    /// URLs, so it has its own limit; every other JSON route keeps `max_body_bytes`).
+    pub max_image_request_bytes: usize,
     /// Tokens per document chunk (the embedding model's window when `None`).
     pub chunk_tokens: Option<usize>,
     /// Tokens shared by neighbouring chunks (an eighth when `None`).
@@ -143,6 +153,11 @@ impl Config {
     /// Where hf-hub downloads go.
     pub fn model_cache_dir(&self) -> PathBuf {
         self.data_dir.join("models")
+    }
+
+    /// Where images attached to messages are stored (named by id).
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
     }
 
     /// Where uploaded documents are stored (named by id).
@@ -293,6 +308,15 @@ impl Config {
         if max_upload_bytes == 0 {
             return Err(ConfigError::new("max_upload_bytes must be at least 1"));
         }
+        let max_image_bytes = file.max_image_bytes.unwrap_or(20 * 1024 * 1024);
+        if max_image_bytes < 1024 {
+            return Err(ConfigError::new("max_image_bytes must be at least 1024"));
+        }
+        let max_images_per_message = file.max_images_per_message.unwrap_or(16);
+        if !(1..=256).contains(&max_images_per_message) {
+            return Err(ConfigError::new("max_images_per_message must be between 1 and 256"));
+        }
+        let max_image_request_bytes = file.max_image_request_bytes.unwrap_or(64 << 20).max(max_body_bytes);
         let chunk_tokens = args.chunk_tokens.or(file.chunk_tokens);
         if chunk_tokens.is_some_and(|t| t < 16) {
             return Err(ConfigError::new("chunk_tokens must be at least 16"));
@@ -351,6 +375,9 @@ impl Config {
             offline: args.offline.or(file.offline).unwrap_or(false),
             max_body_bytes,
             max_upload_bytes,
+            max_image_bytes,
+            max_images_per_message,
+            max_image_request_bytes,
             chunk_tokens,
             chunk_overlap,
             embed_batch_tokens: file.embed_batch_tokens.unwrap_or(8192).max(256),

@@ -9,6 +9,8 @@ use super::ConfigError;
 
 /// What a model is used for (`role` in models.toml, as the API shows it).
 pub use enclave_protocol::ModelRole;
+/// What a chat model can do besides text (`capabilities` in models.toml).
+pub use enclave_protocol::ModelCapability;
 
 /// The kinds of provider a catalogue can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,6 +65,9 @@ pub struct ModelEntry {
     /// Model ids to try, in order, when this one is rate-limited or unavailable.
     #[serde(default)]
     pub fallback: Vec<String>,
+    /// Chat models: what it can do besides text (`["vision"]`: it reads images).
+    #[serde(default)]
+    pub capabilities: Vec<ModelCapability>,
     /// Embedding models: the most tokens of one text (default: the model's own window; 512
     /// for nomic).
     pub max_tokens: Option<usize>,
@@ -79,6 +84,11 @@ impl ModelEntry {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
+
+    /// Whether it is a chat model that reads images.
+    pub fn can_see(&self) -> bool {
+        self.role == ModelRole::Chat && self.capabilities.contains(&ModelCapability::Vision)
+    }
 }
 
 /// The parsed catalogue.
@@ -89,6 +99,9 @@ pub struct ModelCatalogue {
     pub default_chat: Option<String>,
     /// The embedding model documents are indexed with (default: the first embedding model).
     pub default_embed: Option<String>,
+    /// The chat model that answers a message with images when the conversation's model
+    /// cannot see (default: the first chat model with the `vision` capability).
+    pub default_vision: Option<String>,
     /// The cross-encoder search results are reranked with (default: the first rerank
     /// model; none when the catalogue has none).
     pub default_rerank: Option<String>,
@@ -175,6 +188,32 @@ impl ModelCatalogue {
             "a rerank",
         )?;
         for model in &self.models {
+            if !model.capabilities.is_empty() && model.role != ModelRole::Chat {
+                return Err(ConfigError::new(format!(
+                    "models.toml: model {:?} has capabilities, which only chat models take",
+                    model.id
+                )));
+            }
+            if model.can_see() && model.provider == "local" {
+                // The engine runs text models only until its vision-language model lands.
+                return Err(ConfigError::new(format!(
+                    "models.toml: local model {:?} cannot have the vision capability: this build's engine runs text models only; give it to a remote model (Gemini, an OpenAI-compatible server)",
+                    model.id
+                )));
+            }
+        }
+        if let Some(id) = &self.default_vision {
+            match self.models.iter().find(|m| &m.id == id) {
+                Some(m) if m.can_see() => {}
+                Some(_) => {
+                    return Err(ConfigError::new(format!(
+                        "default_vision {id:?} is not a chat model with capabilities = [\"vision\"]"
+                    )))
+                }
+                None => return Err(ConfigError::new(format!("default_vision {id:?} is not in the model catalogue"))),
+            }
+        }
+        for model in &self.models {
             if model.role == ModelRole::Rerank && model.provider != "local" {
                 return Err(ConfigError::new(format!(
                     "models.toml: rerank model {:?} must be local: cross-encoders run in-process (provider = \"local\")",
@@ -229,6 +268,14 @@ impl ModelCatalogue {
         })
     }
 
+    /// The model that answers messages with images when the conversation's cannot see:
+    /// `default_vision`, else the first chat model with the `vision` capability.
+    pub fn default_vision_model(&self) -> Option<&str> {
+        self.default_vision
+            .as_deref()
+            .or_else(|| self.models.iter().find(|m| m.can_see()).map(|m| m.id.as_str()))
+    }
+
     /// The model used when nothing else is named: `default_chat`, else the first chat model.
     pub fn default_chat_model(&self) -> Option<&str> {
         self.default_chat.as_deref().or_else(|| {
@@ -237,5 +284,61 @@ impl ModelCatalogue {
                 .find(|m| m.role == ModelRole::Chat)
                 .map(|m| m.id.as_str())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ModelCatalogue, String> {
+        let catalogue: ModelCatalogue = toml::from_str(text).map_err(|e| e.to_string())?;
+        catalogue.validate().map_err(|e| e.to_string())?;
+        Ok(catalogue)
+    }
+
+    const REMOTES: &str = r#"
+[providers.g]
+kind = "gemini"
+api_key_env = "K"
+
+[[models]]
+id = "text"
+role = "chat"
+provider = "g"
+
+[[models]]
+id = "eye"
+role = "chat"
+provider = "g"
+capabilities = ["vision"]
+"#;
+
+    #[test]
+    fn the_vision_model_is_named_or_the_first_that_can_see() {
+        let catalogue = parse(REMOTES).unwrap();
+        assert_eq!(catalogue.default_vision_model(), Some("eye"));
+        let named = parse(&format!("default_vision = \"eye\"\n{REMOTES}")).unwrap();
+        assert_eq!(named.default_vision_model(), Some("eye"));
+        let text_only = parse(&REMOTES.replace("capabilities = [\"vision\"]", "")).unwrap();
+        assert_eq!(text_only.default_vision_model(), None);
+    }
+
+    #[test]
+    fn seeing_is_checked_where_it_is_declared() {
+        let error = parse(&format!("default_vision = \"text\"\n{REMOTES}")).unwrap_err();
+        assert!(error.contains("default_vision \"text\" is not a chat model with capabilities"), "{error}");
+        let error = parse(&format!("default_vision = \"nope\"\n{REMOTES}")).unwrap_err();
+        assert!(error.contains("not in the model catalogue"), "{error}");
+        // Seeing is a capability, not a role; capabilities are for chat models; unknown ones
+        // are refused by name.
+        assert!(parse(&REMOTES.replace("role = \"chat\"\nprovider = \"g\"\ncapabilities", "role = \"vision\"\nprovider = \"g\"\ncapabilities")).is_err());
+        let error = parse(&REMOTES.replace("[\"vision\"]", "[\"hearing\"]")).unwrap_err();
+        assert!(error.contains("hearing"), "{error}");
+        let local = "[[models]]\nid = \"l\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"m.gguf\"\ncapabilities = [\"vision\"]\n";
+        let error = parse(local).unwrap_err();
+        assert!(error.contains("runs text models only"), "{error}");
+        let embed = "[[models]]\nid = \"e\"\nrole = \"embed\"\nprovider = \"local\"\npath = \"e\"\ncapabilities = [\"vision\"]\n";
+        assert!(parse(embed).unwrap_err().contains("only chat models"));
     }
 }

@@ -230,13 +230,13 @@ mod tests {
         let png = encoded(&picture(8, 8), image::ImageFormat::Png);
         // Truncated.
         let error = normalize(&png[..png.len() / 2], &limits).unwrap_err();
-        assert_eq!(error.code(), "IMAGE_UNREADABLE", "{error}");
+        assert_eq!(error.code().as_str(), "IMAGE_UNREADABLE", "{error}");
         // Over the byte limit.
         let small = ImageLimits {
             max_bytes: 10,
             ..limits
         };
-        assert_eq!(normalize(&png, &small).unwrap_err().code(), "IMAGE_TOO_LARGE");
+        assert_eq!(normalize(&png, &small).unwrap_err().code().as_str(), "IMAGE_TOO_LARGE");
         // A JPEG whose header claims 60000 × 60000: refused before decoding.
         let mut bomb = encoded(&picture(16, 16), image::ImageFormat::Jpeg);
         let sof = bomb
@@ -254,7 +254,7 @@ mod tests {
         // SVG and HEIC by name.
         let svg = normalize(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>", &limits).unwrap_err();
         assert_eq!(svg, ImageError::UnsupportedFormat("SVG".into()));
-        assert_eq!(svg.code(), "UNSUPPORTED_IMAGE_FORMAT");
+        assert_eq!(svg.code().as_str(), "UNSUPPORTED_IMAGE_FORMAT");
         let heic = normalize(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", &limits).unwrap_err();
         assert_eq!(heic, ImageError::UnsupportedFormat("HEIC".into()));
     }

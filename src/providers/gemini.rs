@@ -76,22 +76,26 @@ fn chat_body(request: &ChatRequest) -> Value {
     let mut system_parts = Vec::new();
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for message in &request.messages {
-        // The API refuses empty parts.
-        if message.content.is_empty() {
+        // The API refuses empty parts; images follow the text as `inline_data` parts.
+        let text = (!message.content.is_empty()).then(|| json!({ "text": message.content }));
+        let images = message.images.iter().map(|image| {
+            json!({ "inline_data": { "mime_type": image.media_type(), "data": image.base64() } })
+        });
+        let message_parts: Vec<Value> = text.into_iter().chain(images).collect();
+        if message_parts.is_empty() {
             continue;
         }
-        let part = json!({ "text": message.content });
         let role = match message.role {
             Role::System => {
-                system_parts.push(part);
+                system_parts.extend(message_parts);
                 continue;
             }
             Role::User => "user",
             Role::Assistant => "model",
         };
         match contents.last_mut() {
-            Some((last_role, parts)) if *last_role == role => parts.push(part),
-            _ => contents.push((role, vec![part])),
+            Some((last_role, parts)) if *last_role == role => parts.extend(message_parts),
+            _ => contents.push((role, message_parts)),
         }
     }
     let contents: Vec<Value> = contents
@@ -447,6 +451,7 @@ mod tests {
         ChatMessage {
             role,
             content: content.into(),
+            images: Vec::new(),
         }
     }
 

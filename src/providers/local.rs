@@ -22,6 +22,13 @@ impl LocalProvider {
 
     /// Renders and encodes `request`, and builds the engine request for it.
     fn prepare(&self, request: &ChatRequest) -> Result<GenerateRequest, ProviderError> {
+        if request.has_images() {
+            // The registry sends images only to models that can see; this is the last guard.
+            return Err(ProviderError::Unsupported(format!(
+                "images: the local model {} reads text only",
+                request.model
+            )));
+        }
         let messages: Vec<TemplateMessage> = request
             .messages
             .iter()
@@ -152,10 +159,12 @@ mod tests {
                 ChatMessage {
                     role: Role::System,
                     content: "Be brief.".into(),
+                    images: Vec::new(),
                 },
                 ChatMessage {
                     role: Role::User,
                     content: text.into(),
+                    images: Vec::new(),
                 },
             ],
             params: GenerationParams {

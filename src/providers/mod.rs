@@ -16,6 +16,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::generation::estimate_tokens;
+pub use crate::images::PromptImage;
 pub use crate::generation::GenerationParams;
 pub use enclave_protocol::{FinishReason, Usage};
 
@@ -49,6 +50,21 @@ pub struct ChatMessage {
     pub role: Role,
     /// What was said (plain text).
     pub content: String,
+    /// The images it carries, in order (sent after the text); only models that can see get
+    /// messages with images.
+    #[serde(skip)]
+    pub images: Vec<PromptImage>,
+}
+
+impl ChatMessage {
+    /// A message of text alone.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            images: Vec::new(),
+        }
+    }
 }
 
 /// A request for one streamed chat completion.
@@ -63,6 +79,13 @@ pub struct ChatRequest {
     /// Who asks (the user id), so that the local engine shares its time fairly; never sent
     /// to remote providers.
     pub user: Option<String>,
+}
+
+impl ChatRequest {
+    /// Whether any message carries an image (only a model that can see may take it).
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| !m.images.is_empty())
+    }
 }
 
 /// One event of a streamed chat completion.

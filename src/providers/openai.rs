@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::{Credential, Endpoint};
 use super::sse::{self, HttpFailure};
-use super::{ChatEvent, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
+use super::{ChatEvent, ChatMessage, ChatProvider, ChatRequest, ChatStream, FinishReason, ProviderError, Usage};
 
 /// The name of this provider in logs and metrics.
 const KIND: &str = "openai";
@@ -53,12 +53,26 @@ impl OpenAiProvider {
     }
 }
 
+/// A message's `content`: its text, or, when it carries images, an array of parts (the text,
+/// then one `image_url` part per image as a `data:` URL).
+fn message_content(message: &ChatMessage) -> Value {
+    if message.images.is_empty() {
+        return json!(message.content);
+    }
+    let text = (!message.content.is_empty()).then(|| json!({ "type": "text", "text": message.content }));
+    let images = message
+        .images
+        .iter()
+        .map(|image| json!({ "type": "image_url", "image_url": { "url": image.data_url() } }));
+    Value::Array(text.into_iter().chain(images).collect())
+}
+
 /// The JSON body of a streamed chat completion request; optional settings appear only when set.
 fn chat_body(request: &ChatRequest) -> Value {
     let messages: Vec<Value> = request
         .messages
         .iter()
-        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+        .map(|m| json!({ "role": m.role.as_str(), "content": message_content(m) }))
         .collect();
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
@@ -409,10 +423,12 @@ mod tests {
                 ChatMessage {
                     role: Role::System,
                     content: "be brief".into(),
+                    images: Vec::new(),
                 },
                 ChatMessage {
                     role: Role::User,
                     content: "hello there".into(),
+                    images: Vec::new(),
                 },
             ],
             params,

@@ -29,6 +29,10 @@ pub enum RegistryError {
         /// Why, for people.
         reason: String,
     },
+    /// The request carries images and the model cannot see (nor is a vision model
+    /// configured to take it instead).
+    #[error("model {0:?} cannot see images, and no model that can is configured: give a chat model capabilities = [\"vision\"] in models.toml (default_vision names the one that answers messages with images)")]
+    CannotSee(String),
     /// Every provider tried failed; this is the last error.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -73,6 +77,7 @@ pub struct ModelRegistry {
     default_model: String,
     default_embed: Option<String>,
     default_rerank: Option<String>,
+    default_vision: Option<String>,
 }
 
 /// Remote models without a declared context length are assumed to take this many tokens.
@@ -128,6 +133,7 @@ impl ModelRegistry {
             default_model: config.default_model.clone(),
             default_embed: config.catalogue.default_embed_model().map(str::to_owned),
             default_rerank: config.catalogue.default_rerank_model().map(str::to_owned),
+            default_vision: config.catalogue.default_vision_model().map(str::to_owned),
         })
     }
 
@@ -254,6 +260,28 @@ impl ModelRegistry {
         self.slot(id).is_ok_and(|s| s.entry.role == ModelRole::Chat)
     }
 
+    /// Whether `id` is a chat model that reads images.
+    pub fn can_see(&self, id: &str) -> bool {
+        self.slot(id).is_ok_and(|s| s.entry.can_see())
+    }
+
+    /// The model that answers messages with images when the conversation's cannot see.
+    pub fn default_vision_model(&self) -> Option<&str> {
+        self.default_vision.as_deref()
+    }
+
+    /// The model that answers a request for `requested` that carries images: `requested`
+    /// itself when it can see, else the configured vision model; `CannotSee` when neither.
+    pub fn model_for_images(&self, requested: &str) -> Result<String, RegistryError> {
+        self.slot(requested)?;
+        if self.can_see(requested) {
+            return Ok(requested.to_owned());
+        }
+        self.default_vision
+            .clone()
+            .ok_or_else(|| RegistryError::CannotSee(requested.to_owned()))
+    }
+
     /// Every model's status, in catalogue order.
     pub fn statuses(&self) -> Vec<ModelStatus> {
         self.slots.iter().map(|s| self.status_of(s)).collect()
@@ -311,6 +339,8 @@ impl ModelRegistry {
             context_length: self.context_length_of(slot),
             quantization: slot.entry.quantization.clone(),
             fallback: slot.entry.fallback.clone(),
+            capabilities: slot.entry.capabilities.clone(),
+            default_vision: self.default_vision.as_deref() == Some(slot.entry.id.as_str()),
             status,
             progress,
             error,
@@ -367,17 +397,26 @@ impl ModelRegistry {
 
     /// Starts a chat stream on `model`, falling back to the catalogue's fallbacks (in order)
     /// when it is rate-limited or unavailable. Returns the stream and the id of the model that
-    /// accepted the request.
+    /// accepted the request. A request with images goes only to models that can see: `model`
+    /// must (`CannotSee` otherwise: [`Self::model_for_images`] chooses it), and fallbacks that
+    /// cannot are passed over.
     pub async fn chat_stream(
         &self,
         model: &str,
         mut request: ChatRequest,
     ) -> Result<(ChatStream, String), RegistryError> {
         let first = self.slot(model)?;
+        let needs_sight = request.has_images();
+        if needs_sight && !first.entry.can_see() {
+            return Err(RegistryError::CannotSee(model.to_owned()));
+        }
         let candidates = std::iter::once(first.entry.id.clone()).chain(first.entry.fallback.iter().cloned());
         let mut last_error = None;
         for id in candidates {
             let slot = self.slot(&id)?;
+            if needs_sight && !slot.entry.can_see() {
+                continue;
+            }
             let attempt = match self.provider(slot) {
                 Ok((provider, remote_name)) => {
                     request.model = remote_name;
@@ -398,7 +437,7 @@ impl ModelRegistry {
                     let falls_back = match &e {
                         RegistryError::Provider(p) => p.should_fall_back(),
                         RegistryError::Unavailable { .. } => true,
-                        RegistryError::UnknownModel(_) => false,
+                        RegistryError::UnknownModel(_) | RegistryError::CannotSee(_) => false,
                     };
                     metrics::counter!("enclave_model_refusals_total", "model" => id.clone()).increment(1);
                     tracing::warn!(model = %id, error = %e, "model could not take the request");

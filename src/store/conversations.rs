@@ -194,10 +194,11 @@ impl Store {
         Ok(updated)
     }
 
-    /// Deletes a conversation of `owner` and all its messages.
-    pub fn delete_conversation(&self, owner: Uuid, id: Uuid) -> StoreResult<()> {
+    /// Deletes a conversation of `owner`, all its messages and the records of the images they
+    /// carry; returns those images' ids (the caller removes their files).
+    pub fn delete_conversation(&self, owner: Uuid, id: Uuid) -> StoreResult<Vec<Uuid>> {
         let txn = self.db.begin_write()?;
-        {
+        let images = {
             let mut conversations = txn.open_table(CONVERSATIONS)?;
             let mut index = txn.open_table(CONVERSATIONS_BY_OWNER)?;
             let mut messages = txn.open_table(MESSAGES)?;
@@ -214,9 +215,16 @@ impl Store {
             }
             index.remove(index_key(&record))?;
             conversations.remove(key)?;
-        }
+            super::images::remove_for_conversation(
+                &mut txn.open_table(IMAGES)?,
+                &mut txn.open_table(IMAGES_BY_OWNER)?,
+                &mut txn.open_table(IMAGES_BY_CONVERSATION)?,
+                owner,
+                id,
+            )?
+        };
         txn.commit()?;
-        Ok(())
+        Ok(images)
     }
 
     /// One page of `owner`'s conversations, pinned first then newest first, optionally only

@@ -37,6 +37,9 @@ pub struct MessageRecord {
     /// The sources an answer drew on, most relevant first.
     #[serde(default)]
     pub citations: Vec<Citation>,
+    /// The images the message carries (ids of image records), in the order sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Uuid>,
     /// Creation time (ms).
     pub created_at: i64,
 }
@@ -56,15 +59,17 @@ impl MessageRecord {
             error_code: None,
             finish_reason: None,
             citations: Vec::new(),
+            attachments: Vec::new(),
             created_at: now_ms(),
         }
     }
 }
 
 impl Store {
-    /// Adds a message to a conversation of `owner`, makes it the active leaf and moves the
-    /// conversation to the top; all in one transaction. The parent must be in the same
-    /// conversation.
+    /// Adds a message to a conversation of `owner`, makes it the active leaf, moves the
+    /// conversation to the top and marks the message's images as the conversation's; all in
+    /// one transaction. The parent must be in the same conversation; the images must be
+    /// `owner`'s (`NotFound`) and not another conversation's (`Conflict`).
     pub fn append_message(&self, owner: Uuid, message: &MessageRecord) -> StoreResult<()> {
         let txn = self.db.begin_write()?;
         {
@@ -77,6 +82,15 @@ impl Store {
                 if by_conversation.get((old.id.as_u128(), parent.as_u128()))?.is_none() {
                     return Err(StoreError::NotFound);
                 }
+            }
+            if !message.attachments.is_empty() {
+                super::images::attach(
+                    &mut txn.open_table(IMAGES)?,
+                    &mut txn.open_table(IMAGES_BY_CONVERSATION)?,
+                    owner,
+                    old.id,
+                    &message.attachments,
+                )?;
             }
             messages.insert(message.id.as_u128(), encode(message)?.as_slice())?;
             by_conversation.insert((old.id.as_u128(), message.id.as_u128()), ())?;

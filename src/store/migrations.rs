@@ -15,6 +15,7 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     create_document_tables,
     create_grant_table,
     create_audit_tables,
+    create_image_tables,
 ];
 
 /// Runs every migration the file has not seen yet.
@@ -122,6 +123,14 @@ fn create_audit_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(AUDIT_LOG)?;
     txn.open_table(AUDIT_KEYS)?;
     txn.open_table(AUDIT_PSEUDONYMS)?;
+    Ok(())
+}
+
+/// Version 5 -> 6: images attached to messages.
+fn create_image_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(IMAGES)?;
+    txn.open_table(IMAGES_BY_OWNER)?;
+    txn.open_table(IMAGES_BY_CONVERSATION)?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Records in redb: users, refresh tokens, conversations, messages, settings, documents and
-//! their ingestion queue, the audit log ([`audit`]); document chunks with their vectors in LanceDB ([`chunks`]).
+//! their ingestion queue, images attached to messages, the audit log ([`audit`]); document chunks with their vectors in LanceDB ([`chunks`]).
 //!
 //! This is the only module that knows redb's tables and LanceDB. Values are JSON-encoded records; keys are
 //! time-ordered UUIDv7 ids stored as `u128`, so ranges come back oldest first. Every write is
@@ -11,6 +11,7 @@ pub mod chunks;
 mod conversations;
 mod documents;
 mod grants;
+mod images;
 mod messages;
 mod migrations;
 mod schema;
@@ -31,6 +32,7 @@ pub use documents::{
     Created, DocumentCursor, DocumentFilter, DocumentListing, DocumentRecord, NewDocument, SectionRecord,
 };
 pub use grants::{Grant, GrantRecord, GrantTokenHash, RegistrationPolicy};
+pub use images::{ImageDeletion, ImageRecord};
 pub use messages::{MessageRecord, MessageRole, MessageStatus};
 pub use settings::UserSettings;
 pub use tokens::{RefreshOutcome, RefreshTokenHash, SessionClient, SessionInfo, SessionStatus};

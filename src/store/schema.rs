@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 
 /// Newest schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// Server-wide values: schema version, signing secret.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -51,3 +51,9 @@ pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_l
 pub const AUDIT_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("audit_keys");
 /// Audit pseudonym -> user id, while the account's key exists.
 pub const AUDIT_PSEUDONYMS: TableDefinition<&str, u128> = TableDefinition::new("audit_pseudonyms");
+/// Images by id (added in schema version 6, like the tables below).
+pub const IMAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("images");
+/// (owner, image id) -> (): an owner's images.
+pub const IMAGES_BY_OWNER: TableDefinition<(u128, u128), ()> = TableDefinition::new("images_by_owner");
+/// (conversation id, image id) -> (): the images a conversation's messages carry.
+pub const IMAGES_BY_CONVERSATION: TableDefinition<(u128, u128), ()> = TableDefinition::new("images_by_conversation");

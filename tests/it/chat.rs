@@ -35,6 +35,7 @@ fn remote(id: &'static str, kind: &'static str, fake: &FakeServer, fallback: Vec
         kind,
         base_url: fake.base_url.clone(),
         fallback,
+        capabilities: vec![],
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Remote {
     pub base_url: String,
     /// Fallback model ids.
     pub fallback: Vec<&'static str>,
+    /// Capabilities (`vision`).
+    pub capabilities: Vec<&'static str>,
 }
 
 /// How to start a test server.
@@ -41,6 +43,8 @@ pub struct Options {
     pub remotes: Vec<Remote>,
     /// The default model (else the tiny local model).
     pub default_model: Option<&'static str>,
+    /// The catalogue's `default_vision`.
+    pub default_vision: Option<&'static str>,
     /// Extra enclave.toml lines.
     pub config: String,
     /// Extra environment variables.
@@ -89,8 +93,12 @@ fn write_catalogue(dir: &Path, options: &Options) {
             options.local_model.as_deref().unwrap_or(tiny_model()).display()
         )
     });
+    let vision = options
+        .default_vision
+        .map(|id| format!("default_vision = \"{id}\"\n"))
+        .unwrap_or_default();
     let mut toml = format!(
-        "default_chat = \"{}\"\n\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\n{source}\n",
+        "default_chat = \"{}\"\n{vision}\n[[models]]\nid = \"{LOCAL_MODEL}\"\nrole = \"chat\"\nprovider = \"local\"\n{source}\n",
         options.default_model.unwrap_or(LOCAL_MODEL),
     );
     if let Some(embed) = &options.embed_model {
@@ -102,8 +110,8 @@ fn write_catalogue(dir: &Path, options: &Options) {
     toml.push_str(&options.extra_models);
     for (i, remote) in options.remotes.iter().enumerate() {
         toml.push_str(&format!(
-            "\n[providers.p{i}]\nkind = \"{}\"\nbase_url = \"{}\"\napi_key_env = \"ENCLAVE_TEST_KEY_{i}\"\n\n[[models]]\nid = \"{}\"\nrole = \"chat\"\nprovider = \"p{i}\"\nremote_name = \"fake-model\"\ncontext_length = 4096\nfallback = {:?}\n",
-            remote.kind, remote.base_url, remote.id, remote.fallback
+            "\n[providers.p{i}]\nkind = \"{}\"\nbase_url = \"{}\"\napi_key_env = \"ENCLAVE_TEST_KEY_{i}\"\n\n[[models]]\nid = \"{}\"\nrole = \"chat\"\nprovider = \"p{i}\"\nremote_name = \"fake-model\"\ncontext_length = 4096\nfallback = {:?}\ncapabilities = {:?}\n",
+            remote.kind, remote.base_url, remote.id, remote.fallback, remote.capabilities
         ));
     }
     std::fs::write(dir.join("models.toml"), toml).unwrap();
@@ -385,6 +393,17 @@ impl Client {
 
     /// Uploads multipart parts (field name, file name, bytes).
     pub async fn upload_parts(&self, parts: Vec<(&str, &str, &[u8])>) -> Reply {
+        self.multipart("/api/v1/documents/upload", parts).await
+    }
+
+    /// Uploads `images` (name, bytes) as one multipart request of parts named `file`.
+    pub async fn upload_images(&self, images: &[(&str, &[u8])]) -> Reply {
+        let parts = images.iter().map(|(name, bytes)| ("file", *name, *bytes)).collect();
+        self.multipart("/api/v1/images", parts).await
+    }
+
+    /// Posts multipart parts (field name, file name, bytes) to `path`.
+    pub async fn multipart(&self, path: &str, parts: Vec<(&str, &str, &[u8])>) -> Reply {
         let boundary = "enclave-test-boundary-7d3f9a";
         let mut body = Vec::new();
         for (field, name, bytes) in parts {
@@ -399,7 +418,7 @@ impl Client {
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         self.send(
-            self.request(::reqwest::Method::POST, "/api/v1/documents/upload")
+            self.request(::reqwest::Method::POST, path)
                 .header("content-type", format!("multipart/form-data; boundary={boundary}"))
                 .body(body),
         )
@@ -432,7 +451,15 @@ impl Client {
             .send()
             .await
             .expect("stream request");
-        SseStream::new(response)
+        let mut stream = SseStream::new(response);
+        // A refusal comes as one JSON body instead of a stream.
+        if stream.status >= 400 {
+            if let Some(response) = stream.response.take() {
+                stream.raw = response.text().await.unwrap_or_default();
+                stream.error_body = serde_json::from_str(&stream.raw).unwrap_or(Value::Null);
+            }
+        }
+        stream
     }
 }
 

@@ -80,14 +80,21 @@ async fn bad_requests_get_json_errors() {
     assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
     let r = c.send(raw(reqwest::Method::DELETE, "/api/v1/auth/login")).await;
     assert_eq!((r.status, r.code()), (405, "METHOD_NOT_ALLOWED"));
-    // Attachments arrive with the vision issue; until then they are refused clearly.
+    // An attachment must name an image; one that does not exist is refused by name.
     let r = c
         .stream(
             &format!("/api/v1/conversations/{id}/messages"),
             json!({"content": "see file", "attachments": [{"type": "image"}]}),
         )
         .await;
-    assert_eq!(r.status, 501);
+    assert_eq!(r.status, 422);
+    let r = c
+        .stream(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"content": "see file", "attachments": [{"type": "image", "image_id": uuid::Uuid::now_v7()}]}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
     // Documents named in a message must exist.
     let r = c
         .stream(

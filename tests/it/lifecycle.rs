@@ -16,6 +16,7 @@ async fn health_ready_and_model_status() {
             kind: "openai",
             base_url: "http://127.0.0.1:9/v1".into(),
             fallback: vec![],
+            capabilities: vec![],
         }],
         env: vec![],
         ..Default::default()
@@ -163,6 +164,7 @@ async fn shutdown_ends_streams_and_keeps_their_text() {
             kind: "openai",
             base_url: openai.base_url.clone(),
             fallback: vec![],
+            capabilities: vec![],
         }],
         ..Default::default()
     });

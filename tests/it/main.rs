@@ -16,6 +16,7 @@ mod fake_hub;
 mod fakes;
 mod fuzz;
 mod house_rules;
+mod images;
 mod lifecycle;
 mod limits;
 mod openai_compat;

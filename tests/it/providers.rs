@@ -36,6 +36,7 @@ fn message(role: Role, content: &str) -> ChatMessage {
     ChatMessage {
         role,
         content: content.to_string(),
+        images: Vec::new(),
     }
 }
 

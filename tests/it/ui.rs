@@ -43,6 +43,7 @@ async fn the_chat_works_in_a_browser() {
             kind: "openai",
             base_url: fake.base_url.clone(),
             fallback: vec![],
+            capabilities: vec![],
         }],
         default_model: Some("fake"),
         ..Default::default()

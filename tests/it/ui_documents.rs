@@ -37,6 +37,7 @@ async fn documents_work_in_a_browser() {
             kind: "openai",
             base_url: fake.base_url.clone(),
             fallback: vec![],
+            capabilities: vec![],
         }],
         default_model: Some("fake"),
         embed_model: Some(minilm()),

@@ -48,6 +48,12 @@ pub enum AuditAction {
     /// A document deleted.
     #[serde(rename = "document.delete")]
     DocumentDelete,
+    /// An image uploaded (to attach to a message).
+    #[serde(rename = "image.upload")]
+    ImageUpload,
+    /// An image deleted before it was sent.
+    #[serde(rename = "image.delete")]
+    ImageDelete,
     /// A conversation deleted with its messages.
     #[serde(rename = "chat.conversation_delete")]
     ConversationDelete,
@@ -106,7 +112,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, in the order of this enum (for filters in clients).
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 33] = [
         AuditAction::Login,
         AuditAction::Logout,
         AuditAction::RefreshReuse,
@@ -120,6 +126,8 @@ impl AuditAction {
         AuditAction::RateLimited,
         AuditAction::DocumentUpload,
         AuditAction::DocumentDelete,
+        AuditAction::ImageUpload,
+        AuditAction::ImageDelete,
         AuditAction::ConversationDelete,
         AuditAction::ChatAnswer,
         AuditAction::UserCreate,
@@ -156,6 +164,8 @@ impl AuditAction {
             AuditAction::RateLimited => "limit.refused",
             AuditAction::DocumentUpload => "document.upload",
             AuditAction::DocumentDelete => "document.delete",
+            AuditAction::ImageUpload => "image.upload",
+            AuditAction::ImageDelete => "image.delete",
             AuditAction::ConversationDelete => "chat.conversation_delete",
             AuditAction::ChatAnswer => "chat.answer",
             AuditAction::UserCreate => "admin.user_create",

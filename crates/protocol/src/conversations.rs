@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::documents::Citation;
 use crate::error::ErrorCode;
+use crate::images::Attachment;
 use crate::stream::{FinishReason, Usage};
 
 /// Sampling settings of a conversation (the server's defaults where `None`).
@@ -142,9 +143,10 @@ pub struct SendMessage {
     /// Send as a new version of this earlier user message (edit and resend: a new branch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit_message_id: Option<Uuid>,
-    /// Reserved for image attachments (vision issue).
+    /// Images to send with the text (ids from `POST /images`), at most the server's
+    /// `max_images_per_message`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<serde_json::Value>,
+    pub attachments: Vec<Attachment>,
     /// Answer from these documents (implies `use_documents`); the conversation's setting when
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +208,9 @@ pub struct Message {
     /// The sources an answer drew on, most relevant first.
     #[serde(default)]
     pub citations: Vec<Citation>,
+    /// What the message carried besides its text (its images), in the order sent.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 /// `GET /conversations/{id}`: the conversation and its active branch.

@@ -97,6 +97,28 @@ pub enum ErrorCode {
     /// No embedding model can serve (none configured, or it failed to load) (503).
     EmbeddingUnavailable,
 
+    // --- Images.
+    /// The image is over the size limit (413).
+    ImageTooLarge,
+    /// Not an image format Enclave accepts (PNG, JPEG, WebP, GIF), decided from its bytes; the
+    /// message names the format when it is a known one (HEIC, SVG...) (415).
+    UnsupportedImageFormat,
+    /// The image's width, height or decoded size is over the decode limits (422).
+    ImageDimensionsTooLarge,
+    /// The image is truncated or corrupt (422).
+    ImageUnreadable,
+    /// No such image, or not the caller's (404).
+    ImageNotFound,
+    /// The image is attached to a message; delete its conversation instead (409).
+    ImageInUse,
+    /// More images in one message than the configured maximum (422).
+    TooManyImages,
+    /// An image given by a URL other than a `data:` URL: the server never fetches one (422).
+    ImageUrlNotAllowed,
+    /// The message has images and neither its model nor a configured vision model can see
+    /// (400, before any streaming).
+    ModelCannotSee,
+
     // --- Models and providers.
     /// No model with that id (422 or 404).
     ModelNotFound,
@@ -128,7 +150,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 50] = [
+    pub const ALL: [ErrorCode; 59] = [
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -168,6 +190,15 @@ impl ErrorCode {
         ErrorCode::EmptyFile,
         ErrorCode::DocumentBusy,
         ErrorCode::EmbeddingUnavailable,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::UnsupportedImageFormat,
+        ErrorCode::ImageDimensionsTooLarge,
+        ErrorCode::ImageUnreadable,
+        ErrorCode::ImageNotFound,
+        ErrorCode::ImageInUse,
+        ErrorCode::TooManyImages,
+        ErrorCode::ImageUrlNotAllowed,
+        ErrorCode::ModelCannotSee,
         ErrorCode::ModelNotFound,
         ErrorCode::ModelUnavailable,
         ErrorCode::RateLimited,
@@ -224,6 +255,15 @@ impl ErrorCode {
             EmptyFile => "EMPTY_FILE",
             DocumentBusy => "DOCUMENT_BUSY",
             EmbeddingUnavailable => "EMBEDDING_UNAVAILABLE",
+            ImageTooLarge => "IMAGE_TOO_LARGE",
+            UnsupportedImageFormat => "UNSUPPORTED_IMAGE_FORMAT",
+            ImageDimensionsTooLarge => "IMAGE_DIMENSIONS_TOO_LARGE",
+            ImageUnreadable => "IMAGE_UNREADABLE",
+            ImageNotFound => "IMAGE_NOT_FOUND",
+            ImageInUse => "IMAGE_IN_USE",
+            TooManyImages => "TOO_MANY_IMAGES",
+            ImageUrlNotAllowed => "IMAGE_URL_NOT_ALLOWED",
+            ModelCannotSee => "MODEL_CANNOT_SEE",
             ModelNotFound => "MODEL_NOT_FOUND",
             ModelUnavailable => "MODEL_UNAVAILABLE",
             RateLimited => "RATE_LIMITED",

@@ -13,6 +13,7 @@ mod auth;
 mod conversations;
 mod documents;
 mod error;
+mod images;
 mod models;
 mod stream;
 
@@ -34,7 +35,8 @@ pub use documents::{
     DocumentStatus, SearchHit, SearchMode, SearchRequest, SearchResponse, UploadResponse, UploadedPart,
 };
 pub use error::{ErrorBody, ErrorCode};
-pub use models::{ModelList, ModelRole, ModelState, ModelStatus};
+pub use images::{Attachment, Image, ImageUploadPart, ImageUploadResponse};
+pub use models::{ModelCapability, ModelList, ModelRole, ModelState, ModelStatus};
 pub use stream::{DoneEvent, FinishReason, TokenEvent, Usage};
 /// Ids on the wire are UUIDs (time-ordered v7 ones from the server).
 pub use uuid::Uuid;

@@ -6,14 +6,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelRole {
-    /// Chat completion.
+    /// Chat completion (seeing images is a capability of a chat model, not a role).
     Chat,
-    /// Image + text chat.
-    Vision,
     /// Text embeddings.
     Embed,
     /// Reranking.
     Rerank,
+}
+
+/// What a chat model can do besides text (`capabilities` in models.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelCapability {
+    /// It reads images attached to messages.
+    Vision,
 }
 
 /// Whether a model can answer now.
@@ -75,6 +81,13 @@ pub struct ModelStatus {
     pub quantization: Option<String>,
     /// Fallback model ids.
     pub fallback: Vec<String>,
+    /// What it can do besides text (`vision`).
+    #[serde(default)]
+    pub capabilities: Vec<ModelCapability>,
+    /// Whether this is the model that answers messages with images when the conversation's
+    /// model cannot see (`default_vision`).
+    #[serde(default)]
+    pub default_vision: bool,
     /// Whether it can answer now.
     pub status: ModelState,
     /// Download or load progress, 0 to 1, while not ready.
