@@ -53,7 +53,15 @@ pub async fn send(
     };
     let turn = state
         .chat
-        .send_message(user.user_id, id, body.content, attachments, placement, documents, client)
+        .send_message(
+            user.user_id,
+            id,
+            body.content,
+            attachments,
+            placement,
+            documents,
+            client,
+        )
         .await?;
     Ok(stream_response(turn))
 }

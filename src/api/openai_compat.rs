@@ -105,7 +105,9 @@ fn data_url_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
         .ok_or_else(refuse_remote)?;
     let (header, data) = rest.split_once(',').ok_or_else(refuse_remote)?;
     if !header.to_ascii_lowercase().ends_with(";base64") {
-        return Err(ApiError::validation("image_url data: URLs must be base64-encoded (data:image/png;base64,...)"));
+        return Err(ApiError::validation(
+            "image_url data: URLs must be base64-encoded (data:image/png;base64,...)",
+        ));
     }
     base64::engine::general_purpose::STANDARD
         .decode(data.trim())
@@ -148,7 +150,9 @@ async fn to_request(
                         ("image_url", _, Some(image)) => pictures.push(data_url_bytes(&image.url)?),
                         ("text", None, _) => return Err(ApiError::validation("a text content part needs \"text\"")),
                         ("image_url", _, None) => {
-                            return Err(ApiError::validation("an image_url content part needs \"image_url\": {\"url\"}"))
+                            return Err(ApiError::validation(
+                                "an image_url content part needs \"image_url\": {\"url\"}",
+                            ))
                         }
                         (other, _, _) => {
                             return Err(ApiError::validation(format!(

@@ -35,7 +35,7 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 /// viewer shows an original PDF from one); no plugins, no being framed, no foreign
 /// connections.
 pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-     style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; font-src 'self'; \
+     style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; \
      connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Headers added to every response, API included.

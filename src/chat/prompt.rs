@@ -94,7 +94,10 @@ pub fn fit(
             MessageRole::User => Role::User,
             MessageRole::Assistant => Role::Assistant,
         };
-        tail.push((ChatMessage::text(role, message.content.clone()), message.attachments.clone()));
+        tail.push((
+            ChatMessage::text(role, message.content.clone()),
+            message.attachments.clone(),
+        ));
     }
     tail.reverse();
     // A history cut in the middle should not start with an assistant turn.
@@ -175,7 +178,9 @@ mod tests {
         }
         // Without room for the image, its turn is dropped (oldest first), never the image alone.
         match fit(None, &path, 100, words, cost) {
-            Fitted::Fits { messages, attachments, .. } => {
+            Fitted::Fits {
+                messages, attachments, ..
+            } => {
                 assert_eq!(messages.len(), 1, "the cut history does not start with an answer");
                 assert_eq!(attachments, vec![Vec::<Uuid>::new()]);
             }

@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-/// What a model is used for (`role` in models.toml, as the API shows it).
-pub use enclave_protocol::ModelRole;
 /// What a chat model can do besides text (`capabilities` in models.toml).
 pub use enclave_protocol::ModelCapability;
+/// What a model is used for (`role` in models.toml, as the API shows it).
+pub use enclave_protocol::ModelRole;
 
 /// The kinds of provider a catalogue can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -210,7 +210,11 @@ impl ModelCatalogue {
                         "default_vision {id:?} is not a chat model with capabilities = [\"vision\"]"
                     )))
                 }
-                None => return Err(ConfigError::new(format!("default_vision {id:?} is not in the model catalogue"))),
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "default_vision {id:?} is not in the model catalogue"
+                    )))
+                }
             }
         }
         for model in &self.models {
@@ -327,12 +331,19 @@ capabilities = ["vision"]
     #[test]
     fn seeing_is_checked_where_it_is_declared() {
         let error = parse(&format!("default_vision = \"text\"\n{REMOTES}")).unwrap_err();
-        assert!(error.contains("default_vision \"text\" is not a chat model with capabilities"), "{error}");
+        assert!(
+            error.contains("default_vision \"text\" is not a chat model with capabilities"),
+            "{error}"
+        );
         let error = parse(&format!("default_vision = \"nope\"\n{REMOTES}")).unwrap_err();
         assert!(error.contains("not in the model catalogue"), "{error}");
         // Seeing is a capability, not a role; capabilities are for chat models; unknown ones
         // are refused by name.
-        assert!(parse(&REMOTES.replace("role = \"chat\"\nprovider = \"g\"\ncapabilities", "role = \"vision\"\nprovider = \"g\"\ncapabilities")).is_err());
+        assert!(parse(&REMOTES.replace(
+            "role = \"chat\"\nprovider = \"g\"\ncapabilities",
+            "role = \"vision\"\nprovider = \"g\"\ncapabilities"
+        ))
+        .is_err());
         let error = parse(&REMOTES.replace("[\"vision\"]", "[\"hearing\"]")).unwrap_err();
         assert!(error.contains("hearing"), "{error}");
         let local = "[[models]]\nid = \"l\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"m.gguf\"\ncapabilities = [\"vision\"]\n";

@@ -223,7 +223,10 @@ impl ImageService {
         match self.inner.store.delete_unsent_images(before) {
             Ok(ids) if ids.is_empty() => {}
             Ok(ids) => {
-                tracing::info!(count = ids.len(), "deleted images uploaded over a day ago and never sent");
+                tracing::info!(
+                    count = ids.len(),
+                    "deleted images uploaded over a day ago and never sent"
+                );
                 self.remove_files(&ids).await;
             }
             Err(e) => tracing::warn!(error = %e, "could not sweep never-sent images"),
@@ -238,7 +241,10 @@ impl ImageService {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let keep = match (path.extension().and_then(|e| e.to_str()), path.file_stem().and_then(|s| s.to_str())) {
+            let keep = match (
+                path.extension().and_then(|e| e.to_str()),
+                path.file_stem().and_then(|s| s.to_str()),
+            ) {
                 (Some("png"), Some(stem)) => match Uuid::parse_str(stem) {
                     Ok(id) => self.inner.store.image_exists(id).unwrap_or(true),
                     Err(_) => true,

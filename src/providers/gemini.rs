@@ -78,9 +78,10 @@ fn chat_body(request: &ChatRequest) -> Value {
     for message in &request.messages {
         // The API refuses empty parts; images follow the text as `inline_data` parts.
         let text = (!message.content.is_empty()).then(|| json!({ "text": message.content }));
-        let images = message.images.iter().map(|image| {
-            json!({ "inline_data": { "mime_type": image.media_type(), "data": image.base64() } })
-        });
+        let images = message
+            .images
+            .iter()
+            .map(|image| json!({ "inline_data": { "mime_type": image.media_type(), "data": image.base64() } }));
         let message_parts: Vec<Value> = text.into_iter().chain(images).collect();
         if message_parts.is_empty() {
             continue;

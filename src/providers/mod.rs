@@ -16,8 +16,8 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::generation::estimate_tokens;
-pub use crate::images::PromptImage;
 pub use crate::generation::GenerationParams;
+pub use crate::images::PromptImage;
 pub use enclave_protocol::{FinishReason, Usage};
 
 /// Who said a chat message.

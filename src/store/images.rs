@@ -158,7 +158,10 @@ impl Store {
             let stale: Vec<ImageRecord> = images
                 .iter()?
                 .map(|entry| -> StoreResult<ImageRecord> { decode(entry?.1.value()) })
-                .filter(|r| r.as_ref().map_or(true, |r| r.conversation_id.is_none() && r.created_at < before_ms))
+                .filter(|r| {
+                    r.as_ref()
+                        .map_or(true, |r| r.conversation_id.is_none() && r.created_at < before_ms)
+                })
                 .collect::<StoreResult<_>>()?;
             for record in &stale {
                 images.remove(record.id.as_u128())?;
@@ -229,8 +232,14 @@ mod tests {
         let other = conversation(&store, ann);
         let mut elsewhere = MessageRecord::new(other, None, MessageRole::User, "again".into());
         elsewhere.attachments = vec![record.id];
-        assert!(matches!(store.append_message(ann, &elsewhere), Err(StoreError::Conflict(_))));
-        assert!(store.list_messages(ann, other).unwrap().is_empty(), "nothing half-written");
+        assert!(matches!(
+            store.append_message(ann, &elsewhere),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(
+            store.list_messages(ann, other).unwrap().is_empty(),
+            "nothing half-written"
+        );
         assert_eq!(store.delete_conversation(ann, chat).unwrap(), vec![record.id]);
         assert!(!store.image_exists(record.id).unwrap());
     }

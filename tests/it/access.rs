@@ -147,16 +147,31 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
             json!({"title": "renamed"}),
             [Is(401), Is(403), Is(200), Is(200), Is(200)],
         ),
-        // Attachments are refused after the permission check (no generation starts).
+        // An image that does not exist is refused after the permission check (no generation
+        // starts).
         (
             "POST",
             "/api/v1/conversations/{own}/messages",
-            json!({"content": "hi", "attachments": [{}]}),
-            chat,
+            json!({"content": "hi", "attachments": [{"type": "image", "image_id": "00000000-0000-0000-0000-000000000001"}]}),
+            [Is(401), Is(403), Is(404), Is(404), Is(404)],
         ),
         ("POST", "/api/v1/conversations/{own}/regenerate", json!({}), chat),
         ("POST", "/api/v1/conversations/{own}/stop", json!({}), chat),
         ("POST", "/api/v1/documents/upload", json!({}), chat),
+        // Not multipart: refused after the permission check.
+        ("POST", "/api/v1/images", json!({}), chat),
+        (
+            "GET",
+            "/api/v1/images/00000000-0000-0000-0000-000000000001/info",
+            no_body.clone(),
+            [Is(401), Is(404), Is(404), Is(404), Is(404)],
+        ),
+        (
+            "DELETE",
+            "/api/v1/images/00000000-0000-0000-0000-000000000001",
+            no_body.clone(),
+            [Is(401), Is(403), Is(404), Is(404), Is(404)],
+        ),
         // A temperature out of range is refused after the permission check.
         (
             "POST",

@@ -126,7 +126,10 @@ async fn uploads_are_reencoded_without_metadata_and_shown_to_their_owner_only() 
         assert_eq!(part["media_type"], "image/png");
         assert!(part["conversation_id"].is_null());
     }
-    assert_eq!((parts[4]["width"].as_u64(), parts[4]["height"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (parts[4]["width"].as_u64(), parts[4]["height"].as_u64()),
+        (Some(1), Some(1))
+    );
     let ids: Vec<String> = ids(&reply).into_iter().map(Option::unwrap).collect();
 
     for (id, part) in ids.iter().zip(parts) {
@@ -134,10 +137,15 @@ async fn uploads_are_reencoded_without_metadata_and_shown_to_their_owner_only() 
         assert_eq!(status, 200);
         assert_eq!(bytes.len() as u64, part["size_bytes"].as_u64().unwrap());
         let (w, h) = png_size(&bytes);
-        assert_eq!((u64::from(w), u64::from(h)), (part["width"].as_u64().unwrap(), part["height"].as_u64().unwrap()));
+        assert_eq!(
+            (u64::from(w), u64::from(h)),
+            (part["width"].as_u64().unwrap(), part["height"].as_u64().unwrap())
+        );
         // Pixels only: no text, EXIF, colour-profile or time chunk.
         assert!(
-            png_chunks(&bytes).iter().all(|c| ["IHDR", "PLTE", "IDAT", "IEND"].contains(&c.as_str())),
+            png_chunks(&bytes)
+                .iter()
+                .all(|c| ["IHDR", "PLTE", "IDAT", "IEND"].contains(&c.as_str())),
             "{:?}",
             png_chunks(&bytes)
         );
@@ -146,7 +154,9 @@ async fn uploads_are_reencoded_without_metadata_and_shown_to_their_owner_only() 
     // PNG and WebP are lossless: the very pixels come back.
     for id in [&ids[0], &ids[2]] {
         let (_, bytes) = image_bytes(&ann, id).await;
-        let back = image::load_from_memory_with_format(&bytes, ImageFormat::Png).unwrap().to_rgba8();
+        let back = image::load_from_memory_with_format(&bytes, ImageFormat::Png)
+            .unwrap()
+            .to_rgba8();
         assert_eq!(back, original);
     }
     let response = ann
@@ -158,7 +168,10 @@ async fn uploads_are_reencoded_without_metadata_and_shown_to_their_owner_only() 
     assert_eq!(response.headers()["cache-control"], "private, no-store");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     let info = ann.get(&format!("/api/v1/images/{}/info", ids[1])).await;
-    assert_eq!((info.body["width"].as_u64(), info.body["height"].as_u64()), (Some(6), Some(4)));
+    assert_eq!(
+        (info.body["width"].as_u64(), info.body["height"].as_u64()),
+        (Some(6), Some(4))
+    );
 
     // Another user: it does not exist.
     let (status, _) = image_bytes(&bob, &ids[0]).await;
@@ -175,7 +188,10 @@ async fn uploads_are_reencoded_without_metadata_and_shown_to_their_owner_only() 
             json!({"content": "whose?", "attachments": [{"type": "image", "image_id": ids[0]}]}),
         )
         .await;
-    assert_eq!((r.status, r.error_body["code"].as_str()), (404, Some("IMAGE_NOT_FOUND")));
+    assert_eq!(
+        (r.status, r.error_body["code"].as_str()),
+        (404, Some("IMAGE_NOT_FOUND"))
+    );
     // Without a token: nothing.
     let anonymous = Client::new(&server);
     let (status, _) = image_bytes(&anonymous, &ids[0]).await;
@@ -201,7 +217,10 @@ async fn bad_images_each_get_their_error_and_the_server_stays_healthy() {
 
     let png = encoded(&picture(8, 8), ImageFormat::Png);
     let mut bomb = encoded(&picture(16, 16), ImageFormat::Jpeg);
-    let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
+    let sof = bomb
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG");
     bomb[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
     let svg = br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
     let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic rest of a photo";
@@ -209,7 +228,13 @@ async fn bad_images_each_get_their_error_and_the_server_stays_healthy() {
     let gif_script = b"GIF89a/*\x01\x01*/=1;alert(document.domain)//";
     let noise: Vec<u8> = (0..150_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     let cases: [(&str, &[u8], u16, &str, &str); 6] = [
-        ("truncated.png", &png[..png.len() / 2], 422, "IMAGE_UNREADABLE", "could not be read"),
+        (
+            "truncated.png",
+            &png[..png.len() / 2],
+            422,
+            "IMAGE_UNREADABLE",
+            "could not be read",
+        ),
         ("bomb.jpg", &bomb, 422, "IMAGE_DIMENSIONS_TOO_LARGE", "60000 x 60000"),
         ("drawing.svg", svg, 415, "UNSUPPORTED_IMAGE_FORMAT", "SVG"),
         ("photo.heic", heic, 415, "UNSUPPORTED_IMAGE_FORMAT", "HEIC"),
@@ -227,7 +252,10 @@ async fn bad_images_each_get_their_error_and_the_server_stays_healthy() {
     }
     // The same codes, with their statuses, for the same bytes sent inline to /v1.
     for (name, bytes, status, code, _) in cases {
-        let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        let url = format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        );
         let r = c
             .post(
                 "/v1/chat/completions",
@@ -261,14 +289,20 @@ async fn bad_images_each_get_their_error_and_the_server_stays_healthy() {
             json!({"content": "four", "attachments": attachments}),
         )
         .await;
-    assert_eq!((r.status, r.error_body["code"].as_str()), (422, Some("TOO_MANY_IMAGES")));
+    assert_eq!(
+        (r.status, r.error_body["code"].as_str()),
+        (422, Some("TOO_MANY_IMAGES"))
+    );
     let r = c
         .stream(
             &format!("/api/v1/conversations/{conversation}/messages"),
             json!({"content": "a video", "attachments": [{"type": "video", "image_id": accepted[0]}]}),
         )
         .await;
-    assert_eq!((r.status, r.error_body["code"].as_str()), (422, Some("VALIDATION_ERROR")));
+    assert_eq!(
+        (r.status, r.error_body["code"].as_str()),
+        (422, Some("VALIDATION_ERROR"))
+    );
     // Not multipart at all; no part named "file".
     let r = c.post("/api/v1/images", json!({"image": "x"})).await;
     assert_eq!((r.status, r.code()), (415, "UNSUPPORTED_MEDIA_TYPE"));
@@ -299,7 +333,10 @@ async fn without_a_model_that_can_see_images_are_refused_before_streaming() {
     assert_eq!(r.status, 400);
     assert_eq!(r.error_body["code"], "MODEL_CANNOT_SEE");
     let message = r.error_body["error"].as_str().unwrap();
-    assert!(message.contains(LOCAL_MODEL) && message.contains("capabilities = [\"vision\"]"), "{message}");
+    assert!(
+        message.contains(LOCAL_MODEL) && message.contains("capabilities = [\"vision\"]"),
+        "{message}"
+    );
     // Nothing stored, the image still free to send elsewhere.
     let detail = c.get(&format!("/api/v1/conversations/{conversation}")).await;
     assert!(detail.body["messages"].as_array().unwrap().is_empty());
@@ -313,7 +350,10 @@ async fn without_a_model_that_can_see_images_are_refused_before_streaming() {
     }
 
     // /v1: the same refusal in OpenAI's shape; remote URLs are never fetched.
-    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
     let r = c
         .post(
             "/v1/chat/completions",
@@ -447,7 +487,10 @@ async fn images_reach_the_model_that_can_see_and_go_with_their_conversation() {
 
     // /v1: a data URL goes to the vision model, re-encoded.
     let jpeg = encoded(&picture(4, 4), ImageFormat::Jpeg);
-    let url = format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(&jpeg));
+    let url = format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&jpeg)
+    );
     let r = c
         .post(
             "/v1/chat/completions",

@@ -27,4 +27,5 @@ mod selftest;
 mod two_factor;
 mod ui;
 mod ui_documents;
+mod ui_images;
 mod ui_security;

@@ -36,6 +36,8 @@ pub enum Icon {
     Close,
     /// A sheet with a folded corner: documents.
     Document,
+    /// A framed landscape: attach images.
+    Image,
 }
 
 impl Icon {
@@ -56,6 +58,7 @@ impl Icon {
             Icon::Send => "M12 19V5M6 11l6-6 6 6",
             Icon::Close => "M6 6l12 12M18 6L6 18",
             Icon::Document => "M6 3h8l4 4v14H6zM14 3v4h4M9 12h6M9 16h6",
+            Icon::Image => "M4 5h16v14H4zM4 16l5-5 4 4 3-3 4 4M15.5 9.5h.01",
         }
     }
 

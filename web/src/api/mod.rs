@@ -2,6 +2,7 @@
 //! refresh on an expired token, and the answer stream (SSE read from a fetch body).
 
 mod documents;
+mod images;
 mod stream;
 
 use std::cell::RefCell;
@@ -17,6 +18,7 @@ pub use documents::{original_url, upload_file, UploadProgress};
 /// The server's JSON shapes: the wire types of `crates/protocol`, the same ones the server
 /// writes.
 pub use enclave_protocol::*;
+pub use images::{discard_image, image_url, remember_image_url, upload_image};
 pub use stream::{stream, AnswerEvent, StreamControl};
 
 /// An API failure as the UI shows it.
@@ -58,7 +60,7 @@ impl ApiError {
     }
 
     /// An answer that came back but could not be read.
-    fn bad_response(status: u16, detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn bad_response(status: u16, detail: impl std::fmt::Display) -> Self {
         Self {
             status,
             code: ErrorCode::BadResponse,

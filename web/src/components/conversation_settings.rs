@@ -4,7 +4,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, Conversation, ConversationSettings, ModelState, UpdateConversation};
+use crate::api::{
+    self, Conversation, ConversationSettings, ModelCapability, ModelState, ModelStatus, UpdateConversation,
+};
 use crate::icons::{Icon, Svg};
 use crate::state::AppState;
 
@@ -16,6 +18,15 @@ pub fn status_label(status: ModelState, progress: Option<f32>) -> String {
         (ModelState::Downloading | ModelState::Loading, Some(p)) => format!(" ({name} {:.0}%)", p * 100.0),
         (ModelState::Downloading | ModelState::Loading, None) => format!(" ({name}…)"),
         _ => format!(" ({name})"),
+    }
+}
+
+/// How a model's sight reads in the picker: said only for the models that see images.
+pub fn sight_label(model: &ModelStatus) -> &'static str {
+    if model.capabilities.contains(&ModelCapability::Vision) {
+        " · sees images"
+    } else {
+        ""
     }
 }
 
@@ -35,7 +46,7 @@ pub fn ModelSelect(
             </option>
             <For each=move || state.chat_models() key=|m| (m.id.clone(), m.status) let:m>
                 <option value=m.id.clone() selected={let id = m.id.clone(); move || model.get() == id}>
-                    {format!("{}{}", m.name, status_label(m.status, m.progress))}
+                    {format!("{}{}{}", m.name, sight_label(&m), status_label(m.status, m.progress))}
                 </option>
             </For>
         </select>

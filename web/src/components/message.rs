@@ -5,8 +5,9 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::api::{Citation, Message, MessageRole, MessageStatus, Uuid};
+use crate::api::{Attachment, Citation, Message, MessageRole, MessageStatus, Uuid};
 use crate::components::citations::CitationChips;
+use crate::components::images::MessageImages;
 use crate::errors::describe_code;
 use crate::icons::{Icon, Svg};
 use crate::{interop, markdown};
@@ -16,12 +17,14 @@ use crate::{interop, markdown};
 pub struct MessageActions {
     /// Regenerate the last answer.
     pub regenerate: Callback<()>,
-    /// Resend an edited user message: (message id, new text).
-    pub edit: Callback<(Uuid, String)>,
+    /// Resend an edited user message: (message id, new text, its images).
+    pub edit: Callback<(Uuid, String, Vec<Uuid>)>,
     /// Show another version: the sibling's id.
     pub switch_to: Callback<Uuid>,
     /// Open a source of an answer in the viewer.
     pub open_citation: Callback<Citation>,
+    /// Show an image enlarged (its blob URL).
+    pub open_image: Callback<String>,
 }
 
 /// Copies the code of a code block whose copy button was clicked (event delegation: the
@@ -98,16 +101,27 @@ pub fn MessageView(
     let failed = message.status == MessageStatus::Error;
     let stopped = message.status == MessageStatus::Stopped;
     let error_code = message.error_code.unwrap_or(crate::api::ErrorCode::Unknown);
+    let images: Vec<Uuid> = message
+        .attachments
+        .iter()
+        .map(|a| match a {
+            Attachment::Image { image_id } => *image_id,
+        })
+        .collect();
+    // Stored, so that the button's handler stays `Copy` for the view.
+    let edited_images = StoredValue::new(images.clone());
     let save = move |_| {
         let text = draft.get_untracked();
-        if !text.trim().is_empty() {
+        let images = edited_images.get_value();
+        if !text.trim().is_empty() || !images.is_empty() {
             editing.set(false);
-            actions.edit.run((id, text));
+            actions.edit.run((id, text, images));
         }
     };
     view! {
         <article class="message" class:user=is_user class:assistant=!is_user
             aria-label=if is_user { "You said" } else { "Answer" }>
+            {(!images.is_empty()).then(|| view! { <MessageImages ids=images.clone() open=actions.open_image/> })}
             <Show
                 when=move || editing.get()
                 fallback={

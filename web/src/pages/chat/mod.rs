@@ -12,11 +12,12 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::api::{self, Conversation, MessageRole, ModelState, ModelStatus, UpdateConversation, Uuid};
+use crate::api::{self, Conversation, MessageRole, ModelCapability, ModelState, ModelStatus, UpdateConversation, Uuid};
 use crate::components::citations::CitationViewer;
 use crate::components::composer::Composer;
 use crate::components::conversation_settings::{status_label, ConversationSettingsPanel};
 use crate::components::document_scope::DocumentScopePicker;
+use crate::components::images::{ImageViewer, MessageImages};
 use crate::components::message::{copy_code_on_click, MessageActions, MessageView, StreamingAnswer};
 use crate::components::sidebar::Sidebar;
 use crate::errors::describe_turn_error;
@@ -45,9 +46,12 @@ pub fn ChatPage() -> impl IntoView {
         }
     });
 
-    // Esc stops the answer.
+    // Esc closes an enlarged image, else stops the answer.
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-        if ev.key() == "Escape" && chat.streaming.with_untracked(Option::is_some) {
+        if ev.key() == "Escape" && chat.viewing_image.with_untracked(Option::is_some) {
+            ev.prevent_default();
+            chat.viewing_image.set(None);
+        } else if ev.key() == "Escape" && chat.streaming.with_untracked(Option::is_some) {
             ev.prevent_default();
             chat.stop();
         }
@@ -77,6 +81,30 @@ pub fn ChatPage() -> impl IntoView {
         }
     });
 
+    // With images attached to a model that cannot see: who will answer instead, or that none can.
+    let sight_note = Memo::new(move |_| {
+        if chat.attachments.list.with(Vec::is_empty) {
+            return None;
+        }
+        let sees = model_status.with(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.capabilities.contains(&ModelCapability::Vision))
+        });
+        if sees {
+            return None;
+        }
+        Some(app.models.with(|models| {
+            match models.iter().find(|m| m.default_vision) {
+                Some(vision) => format!(
+                    "This model cannot see images: {} ({}) will answer this message.",
+                    vision.name, vision.provider
+                ),
+                None => "No model on this server can see images: an administrator can give one the vision capability."
+                    .to_owned(),
+            }
+        }))
+    });
+
     let run = {
         let navigate = navigate.clone();
         move |turn: Turn| chat.run_turn(turn, navigate.clone())
@@ -85,14 +113,17 @@ pub fn ChatPage() -> impl IntoView {
         let (regenerate, edit) = (run.clone(), run.clone());
         MessageActions {
             regenerate: Callback::new(move |()| regenerate(Turn::Regenerate)),
-            edit: Callback::new(move |(id, text): (Uuid, String)| edit(Turn::Edit(id, text))),
+            edit: Callback::new(move |(id, text, images): (Uuid, String, Vec<Uuid>)| {
+                edit(Turn::Edit(id, text, images))
+            }),
             switch_to: Callback::new(move |sibling: Uuid| switch_branch(chat, sibling)),
             open_citation: Callback::new(move |citation| chat.viewing.set(Some(citation))),
+            open_image: Callback::new(move |url| chat.viewing_image.set(Some(url))),
         }
     };
     let send = {
         let run = run.clone();
-        Callback::new(move |text: String| run(Turn::Send(text)))
+        Callback::new(move |text: String| run(Turn::Send(text, chat.attachments.take())))
     };
     let retry = Callback::new(move |()| {
         if let Some((_, turn)) = chat.turn_error.get_untracked() {
@@ -109,11 +140,15 @@ pub fn ChatPage() -> impl IntoView {
                 <div class="composer-wrap">
                     <DocumentScopePicker scope=chat.scope on_change=Callback::new(move |scope| chat.save_scope(scope))/>
                     <Composer draft=chat.draft busy=chat.busy() disabled=Signal::derive(move || !model_ready.get())
-                        on_send=send on_stop=Callback::new(move |()| chat.stop())/>
+                        attachments=chat.attachments on_send=send on_stop=Callback::new(move |()| chat.stop())/>
+                    {move || sight_note.get().map(|note| view! { <p class="sight-note" role="status">{note}</p> })}
                 </div>
             </main>
             {move || chat.viewing.get().map(|citation| view! {
                 <CitationViewer citation=citation on_close=Callback::new(move |()| chat.viewing.set(None))/>
+            })}
+            {move || chat.viewing_image.get().map(|url| view! {
+                <ImageViewer url=url on_close=Callback::new(move |()| chat.viewing_image.set(None))/>
             })}
         </div>
     }
@@ -227,6 +262,9 @@ fn MessageLog(
             </For>
             <Show when=move || chat.pending_user.with(Option::is_some)>
                 <article class="message user" aria-label="You said">
+                    {move || chat.pending_images.with(|ids| (!ids.is_empty()).then(|| view! {
+                        <MessageImages ids=ids.clone() open=actions.open_image/>
+                    }))}
                     <div class="bubble">{move || chat.pending_user.get().unwrap_or_default()}</div>
                 </article>
             </Show>

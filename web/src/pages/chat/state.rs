@@ -9,6 +9,7 @@ use super::turn::Turn;
 use crate::api::{
     self, ApiError, Citation, Conversation, ConversationDetail, Message, StreamControl, UpdateConversation, Uuid,
 };
+use crate::components::attachments::Attachments;
 use crate::components::document_scope::DocumentScope;
 use crate::state::AppState;
 
@@ -25,6 +26,12 @@ pub(super) struct ChatState {
     pub missing: RwSignal<bool>,
     /// While a turn runs: the user's words, shown before the server stores them.
     pub pending_user: RwSignal<Option<String>>,
+    /// While a turn runs: the images sent with them.
+    pub pending_images: RwSignal<Vec<Uuid>>,
+    /// The images attached to the message being written.
+    pub attachments: Attachments,
+    /// The image shown enlarged (its blob URL).
+    pub viewing_image: RwSignal<Option<String>>,
     /// While a turn runs: the answer so far.
     pub streaming: RwSignal<Option<String>>,
     /// While a turn runs: the sources of the answer, as they arrive.
@@ -62,6 +69,9 @@ impl ChatState {
             loading: RwSignal::new(false),
             missing: RwSignal::new(false),
             pending_user: RwSignal::new(None),
+            pending_images: RwSignal::new(Vec::new()),
+            attachments: Attachments::new(),
+            viewing_image: RwSignal::new(None),
             streaming: RwSignal::new(None),
             citations: RwSignal::new(Vec::new()),
             scope: RwSignal::new(DocumentScope::Off),
@@ -99,8 +109,10 @@ impl ChatState {
         self.streaming.set(None);
         self.citations.set(Vec::new());
         self.viewing.set(None);
+        self.viewing_image.set(None);
         self.scope.set(DocumentScope::Off);
         self.pending_user.set(None);
+        self.pending_images.set(Vec::new());
         self.messages.set(Vec::new());
         self.conversation.set(None);
         self.missing.set(false);
@@ -184,15 +196,19 @@ impl ChatState {
         }
     }
 
-    /// Ends a turn that failed before the answer started: the draft comes back, the error
-    /// shows with a retry.
+    /// Ends a turn that failed before the answer started: the draft and its images come back,
+    /// the error shows with a retry.
     pub fn finish_failed(self, error: ApiError, turn: Turn) {
-        if let Turn::Send(text) = &turn {
+        if let Turn::Send(text, images) = &turn {
             if self.draft.with_untracked(|d| d.trim().is_empty()) {
                 self.draft.set(text.clone());
             }
+            if self.attachments.list.with_untracked(Vec::is_empty) {
+                self.attachments.restore(images);
+            }
         }
         self.pending_user.set(None);
+        self.pending_images.set(Vec::new());
         self.streaming.set(None);
         self.citations.set(Vec::new());
         self.turn_error.set(Some((error, turn)));

@@ -9,19 +9,25 @@ use leptos_router::NavigateOptions;
 
 use super::state::ChatState;
 use crate::api::{
-    self, AnswerEvent, ApiError, Conversation, CreateConversation, MessageRole, SendMessage, StreamControl, Uuid,
+    self, AnswerEvent, ApiError, Attachment, Conversation, CreateConversation, MessageRole, SendMessage, StreamControl,
+    Uuid,
 };
 use crate::interop;
 
 /// What a turn does.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Turn {
-    /// Send a new message after the last one.
-    Send(String),
-    /// Send a new version of an earlier user message: (its id, the new text).
-    Edit(Uuid, String),
+    /// Send a new message after the last one: its text and images.
+    Send(String, Vec<Uuid>),
+    /// Send a new version of an earlier user message: its id, the new text, its images.
+    Edit(Uuid, String, Vec<Uuid>),
     /// A new answer to the last message.
     Regenerate,
+}
+
+/// The attachments of a message carrying `images`.
+fn attach(images: &[Uuid]) -> Vec<Attachment> {
+    images.iter().map(|&image_id| Attachment::Image { image_id }).collect()
 }
 
 /// How long after a first answer the model's title is read back.
@@ -70,6 +76,7 @@ impl ChatState {
                     self.streaming.set(None);
                     self.citations.set(Vec::new());
                     self.pending_user.set(None);
+                    self.pending_images.set(Vec::new());
                     if first_exchange {
                         set_timeout(
                             move || spawn_local(async move { self.read_title(id).await }),
@@ -87,17 +94,19 @@ impl ChatState {
     /// regenerate replaces, and an empty answer that the stream fills.
     fn show_turn_start(self, turn: &Turn) {
         match turn {
-            Turn::Send(text) => {
+            Turn::Send(text, images) => {
                 self.pending_user.set(Some(text.clone()));
+                self.pending_images.set(images.clone());
                 self.draft.set(String::new());
             }
-            Turn::Edit(edited, text) => {
+            Turn::Edit(edited, text, images) => {
                 self.messages.update(|list| {
                     if let Some(at) = list.iter().position(|m| m.id == *edited) {
                         list.truncate(at);
                     }
                 });
                 self.pending_user.set(Some(text.clone()));
+                self.pending_images.set(images.clone());
             }
             Turn::Regenerate => self.messages.update(|list| {
                 if list.last().is_some_and(|m| m.role == MessageRole::Assistant) {
@@ -132,19 +141,21 @@ impl ChatState {
     async fn stream_answer(self, id: Uuid, turn: &Turn, control: &StreamControl) -> Result<(), ApiError> {
         let (use_documents, document_ids) = self.scope.get_untracked().fields();
         let (path, body) = match turn {
-            Turn::Send(text) => (
+            Turn::Send(text, images) => (
                 format!("/api/v1/conversations/{id}/messages"),
                 api::to_json(&SendMessage {
                     content: text.clone(),
+                    attachments: attach(images),
                     use_documents,
                     document_ids,
                     ..SendMessage::default()
                 }),
             ),
-            Turn::Edit(edited, text) => (
+            Turn::Edit(edited, text, images) => (
                 format!("/api/v1/conversations/{id}/messages"),
                 api::to_json(&SendMessage {
                     content: text.clone(),
+                    attachments: attach(images),
                     edit_message_id: Some(*edited),
                     use_documents,
                     document_ids,
