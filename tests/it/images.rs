@@ -86,8 +86,7 @@ fn remote(id: &'static str, kind: &'static str, fake: &FakeServer, vision: bool)
 fn last_answer_request(fake: &FakeServer) -> RecordedRequest {
     fake.chat_requests()
         .into_iter()
-        .filter(|r| !r.body.to_string().contains("You write short titles"))
-        .next_back()
+        .rfind(|r| !r.body.to_string().contains("You write short titles"))
         .expect("an answer request")
 }
 

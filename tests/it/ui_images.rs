@@ -162,8 +162,8 @@ async fn images_work_in_a_browser() {
 
     // Shown in the conversation from the server (after a reload: no local copies), through
     // blob URLs, and enlarged on click; Esc closes.
-    b.goto(&b.js("return location.href").await.as_str().unwrap().to_owned())
-        .await;
+    let address = b.js("return location.href").await;
+    b.goto(address.as_str().unwrap()).await;
     b.wait_for(
         "the two images of the message, loaded",
         "[...document.querySelectorAll('.message.user .thumb img')].filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:')).length === 2",
