@@ -18,4 +18,7 @@ fi
 # The UI is embedded in the server binary that the integration tests start.
 scripts/build-web.sh
 export ENCLAVE_REQUIRE_UI_TESTS=1
+# Tesseract's OpenMP threads spin while they wait: one thread reads a scan several times as
+# fast on a few cores (the server sets this for its extraction child itself).
+export OMP_THREAD_LIMIT=1
 cargo test --workspace --all-targets "$@"

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Extract(args) = &cli.command {
         // The document reader's child process: no runtime, no logging, JSON out.
-        return enclave::documents::extract::isolate::run_child(&args.kind, &args.limits, &args.file);
+        return enclave::documents::extract::isolate::run_child(&args.kind, &args.options, &args.file);
     }
     match &cli.command {
         // Engine tools: no runtime, no server.

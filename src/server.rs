@@ -46,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 timeout: config.extract_timeout,
                 memory_bytes: config.extract_memory_bytes,
                 limits: Limits::default(),
+                ocr_language: config.ocr_language.clone(),
             },
             chunk_tokens: config.chunk_tokens,
             chunk_overlap: config.chunk_overlap,

@@ -239,6 +239,7 @@ pub async fn section(
         member: section.member,
         text: section.text,
         has_text: section.has_text,
+        ocr: section.ocr,
     }))
 }
 

@@ -69,9 +69,9 @@ pub struct ExtractArgs {
     /// The document kind (`pdf`, `docx`...).
     #[arg(long)]
     pub kind: String,
-    /// The limits, as JSON.
+    /// How to read it (limits, OCR language), as JSON.
     #[arg(long)]
-    pub limits: String,
+    pub options: String,
     /// The file.
     pub file: PathBuf,
 }

@@ -49,6 +49,7 @@ struct FileConfig {
     max_image_bytes: Option<usize>,
     max_images_per_message: Option<usize>,
     max_image_request_bytes: Option<usize>,
+    ocr_language: Option<String>,
     chunk_tokens: Option<usize>,
     chunk_overlap: Option<usize>,
     embed_batch_tokens: Option<usize>,
@@ -103,6 +104,9 @@ pub struct Config {
     /// Largest body of a `/v1/chat/completions` request (its images come inline as `data:`
     /// URLs, so it has its own limit; every other JSON route keeps `max_body_bytes`).
     pub max_image_request_bytes: usize,
+    /// The Tesseract language(s) scans and photos are read in (`eng`, `eng+deu`); `None`
+    /// switches OCR off.
+    pub ocr_language: Option<String>,
     /// Tokens per document chunk (the embedding model's window when `None`).
     pub chunk_tokens: Option<usize>,
     /// Tokens shared by neighbouring chunks (an eighth when `None`).
@@ -317,6 +321,22 @@ impl Config {
             return Err(ConfigError::new("max_images_per_message must be between 1 and 256"));
         }
         let max_image_request_bytes = file.max_image_request_bytes.unwrap_or(64 << 20).max(max_body_bytes);
+        let ocr_language = match file.ocr_language {
+            None => Some("eng".to_owned()),
+            Some(language) if language.trim().is_empty() => None,
+            Some(language) => {
+                let language = language.trim().to_owned();
+                if !language
+                    .split('+')
+                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    return Err(ConfigError::new(format!(
+                        "ocr_language {language:?} is not a Tesseract language list such as \"eng\" or \"eng+deu\""
+                    )));
+                }
+                Some(language)
+            }
+        };
         let chunk_tokens = args.chunk_tokens.or(file.chunk_tokens);
         if chunk_tokens.is_some_and(|t| t < 16) {
             return Err(ConfigError::new("chunk_tokens must be at least 16"));
@@ -378,6 +398,7 @@ impl Config {
             max_image_bytes,
             max_images_per_message,
             max_image_request_bytes,
+            ocr_language,
             chunk_tokens,
             chunk_overlap,
             embed_batch_tokens: file.embed_batch_tokens.unwrap_or(8192).max(256),

@@ -90,6 +90,11 @@ impl DocumentService {
                 document_id: found.chunk.document_id,
                 chunk_id: found.chunk.chunk_id,
                 snippet: snippet(&found.chunk.text),
+                ocr: self
+                    .inner
+                    .store
+                    .get_section(owner, found.chunk.document_id, found.chunk.section)
+                    .is_ok_and(|s| s.ocr),
             })
             .collect();
 

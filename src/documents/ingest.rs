@@ -226,6 +226,7 @@ async fn extract_stage(
             member: s.member.clone(),
             text: s.markdown(),
             has_text: s.has_text,
+            ocr: s.ocr,
         })
         .collect();
     inner
@@ -372,6 +373,7 @@ fn from_stored(sections: &[SectionRecord]) -> Extracted {
                 member: s.member.clone(),
                 blocks: super::extract::markdown_blocks(&s.text),
                 has_text: s.has_text,
+                ocr: s.ocr,
             })
             .collect(),
     }

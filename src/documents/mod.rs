@@ -61,7 +61,7 @@ pub enum DocumentError {
         limit: u64,
     },
     /// Not a type Enclave reads.
-    #[error("this file type is not supported (PDF, DOCX, ODT, PPTX, XLSX, XLS, ODS, CSV, HTML, Markdown, text, RTF, EML, ZIP)")]
+    #[error("this file type is not supported (PDF, DOCX, ODT, PPTX, XLSX, XLS, ODS, CSV, HTML, Markdown, text, RTF, EML, ZIP, and images: PNG, JPEG, WebP, GIF, TIFF)")]
     UnsupportedType,
     /// An empty file.
     #[error("the file is empty")]

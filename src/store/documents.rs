@@ -84,6 +84,9 @@ pub struct SectionRecord {
     pub text: String,
     /// False for a page without a text layer.
     pub has_text: bool,
+    /// Its text was recognised from a scan or photo (OCR).
+    #[serde(default)]
+    pub ocr: bool,
 }
 
 /// Where a documents listing page ends.
@@ -484,6 +487,7 @@ mod tests {
             member: None,
             text: "hello".into(),
             has_text: true,
+            ocr: false,
         };
         store.put_sections(doc.id, std::slice::from_ref(&section)).unwrap();
         assert_eq!(store.get_section(owner, doc.id, 1).unwrap(), section);

@@ -19,6 +19,7 @@ mod house_rules;
 mod images;
 mod lifecycle;
 mod limits;
+mod ocr;
 mod openai_compat;
 mod providers;
 mod real_model;

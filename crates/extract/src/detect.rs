@@ -25,6 +25,10 @@ pub fn detect(bytes: &[u8], name: &str) -> Option<DocumentKind> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         return Some(zip_kind(bytes));
     }
+    if crate::picture::is_picture(head) {
+        // Photos and scans: read by OCR.
+        return Some(DocumentKind::Image);
+    }
     if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
         // A compound file: Excel 97-2003 is read; legacy Word and PowerPoint are not.
         return (infer::get(bytes).map(|t| t.mime_type()) == Some("application/vnd.ms-excel"))

@@ -2,6 +2,10 @@
 //! shape (sections in reading order, each a page where the format has pages, made of headings,
 //! paragraphs and tables), within [`Limits`] that defuse archive bombs and giant files.
 //!
+//! Pictures of text (images uploaded as documents, PDF pages without a text layer) are read
+//! by OCR when [`Options::ocr_language`] says so and the `ocr` feature is built ([`ocr`],
+//! decoders in [`picture`]); their sections are marked [`Section::ocr`].
+//!
 //! Parsers are not trusted: the server's ingestion worker runs [`extract`] in a child process
 //! with a time and memory limit (`enclave::documents::extract::isolate`), so that a parser's
 //! panic, endless loop or runaway allocation costs one document, never the server. This crate
@@ -13,8 +17,10 @@ pub mod detect;
 mod email;
 mod html;
 mod markdown;
+mod ocr;
 mod office;
 mod pdf;
+mod picture;
 mod sheet;
 mod text;
 mod xml;
@@ -41,8 +47,12 @@ pub struct Section {
     pub member: Option<String>,
     /// Its content.
     pub blocks: Vec<Block>,
-    /// False for a PDF page without a text layer (a scan).
+    /// False for a PDF page without a text layer (a scan) whose OCR found nothing (or that
+    /// was not OCR'd).
     pub has_text: bool,
+    /// Its text was recognised from a picture (OCR), not read from the file.
+    #[serde(default)]
+    pub ocr: bool,
 }
 
 /// A piece of content.
@@ -106,6 +116,7 @@ impl Section {
             member: None,
             blocks,
             has_text,
+            ocr: false,
         }
     }
 
@@ -185,12 +196,27 @@ pub enum ExtractError {
     /// The parser ran out of time or memory, or crashed.
     #[error("{0}")]
     Crashed(String),
+    /// OCR was needed and could not run (its language data missing, a build without it).
+    #[error("{0}")]
+    Ocr(String),
 }
 
-/// What has been unpacked so far, against the limits.
+/// How to read a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Bounds on what it may unpack to.
+    pub limits: Limits,
+    /// Tesseract language(s) to OCR pictures of text in (`eng`, `eng+deu`); `None`: no OCR.
+    pub ocr_language: Option<String>,
+}
+
+/// What has been unpacked so far, against the limits; and the OCR engine of the document,
+/// when pictures are read.
 pub(crate) struct Budget {
     /// The limits.
     pub limits: Limits,
+    /// OCR, when on (made on the first picture).
+    pub ocr: Option<ocr::Ocr>,
     /// Bytes decompressed so far.
     unpacked: u64,
     /// Rows read so far.
@@ -204,6 +230,7 @@ impl Budget {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
+            ocr: None,
             unpacked: 0,
             rows: 0,
             text: 0,
@@ -250,7 +277,24 @@ impl Budget {
 /// Reads the text of `bytes`, a document of `kind`. Sections without text are kept (a scanned
 /// page is recorded as such); a document with no text at all is [`ExtractError::NoText`].
 pub fn extract(bytes: &[u8], kind: DocumentKind, limits: Limits) -> Result<Extracted, ExtractError> {
-    let mut budget = Budget::new(limits);
+    extract_with(
+        bytes,
+        kind,
+        &Options {
+            limits,
+            ocr_language: None,
+        },
+    )
+}
+
+/// [`extract`] as `options` say: with OCR of pictures of text when a language is given.
+pub fn extract_with(bytes: &[u8], kind: DocumentKind, options: &Options) -> Result<Extracted, ExtractError> {
+    let mut budget = Budget::new(options.limits);
+    budget.ocr = options
+        .ocr_language
+        .as_deref()
+        .filter(|l| !l.trim().is_empty())
+        .map(ocr::Ocr::new);
     let extracted = extract_within(bytes, kind, &mut budget, 1)?;
     if !extracted.sections.iter().any(|s| s.has_text) {
         return Err(ExtractError::NoText);
@@ -287,8 +331,26 @@ pub(crate) fn extract_within(
         DocumentKind::Rtf => text::rtf(bytes, budget)?,
         DocumentKind::Eml => email::extract(bytes, budget, depth)?,
         DocumentKind::Zip => archive::extract(bytes, budget, depth)?,
+        DocumentKind::Image => picture_document(bytes, budget)?,
     };
     Ok(extracted)
+}
+
+/// A photo or scan uploaded as a document: one section of the text OCR finds in it.
+fn picture_document(bytes: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractError> {
+    let Some(ocr) = budget.ocr.as_mut() else {
+        return Err(ExtractError::Ocr(
+            "images are read by OCR, which is switched off on this server".into(),
+        ));
+    };
+    let picture = picture::decode_document(bytes)?;
+    let text = ocr.read(&picture, None)?;
+    budget.text(text.len())?;
+    let mut section = Section::of_blocks(None, text::paragraphs(&pdf::clean(&text)));
+    section.ocr = true;
+    Ok(Extracted {
+        sections: vec![section],
+    })
 }
 
 /// Reads `content`, a member of an archive or an attachment named `name`, at `depth`, and adds

@@ -1,6 +1,8 @@
 //! PDF: the text layer of each page (pdf-extract), one section per page numbered from 1. A
-//! page whose parser fails or that has no text layer (a scan) is kept as a page without text;
-//! the rest of the document is still read.
+//! page without a text layer (a scan) is read by OCR from its largest image when OCR is on
+//! (the section is marked as OCR'd); a page whose parser fails, or a scan without OCR or
+//! where OCR found nothing, is kept as a page without text; the rest of the document is still
+//! read.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -51,14 +53,27 @@ pub(super) fn extract(bytes: &[u8], budget: &mut Budget) -> Result<Extracted, Ex
         budget.text(text.len())?;
         // Pages are numbered by position: the page tree's own numbers are the same for
         // well-formed files and meaningless for broken ones.
-        sections.push(Section::of_blocks(Some(position as u32 + 1), paragraphs(&clean(&text))));
+        let page = Some(position as u32 + 1);
+        let mut section = Section::of_blocks(page, paragraphs(&clean(&text)));
+        if !section.has_text {
+            if let Some(ocr) = budget.ocr.as_mut() {
+                let page_id = pages[number];
+                if let Some((picture, dpi)) = super::picture::page_scan(&document, page_id)? {
+                    let recognised = ocr.read(&picture, dpi)?;
+                    budget.text(recognised.len())?;
+                    section = Section::of_blocks(page, paragraphs(&clean(&recognised)));
+                    section.ocr = true;
+                }
+            }
+        }
+        sections.push(section);
     }
     Ok(Extracted { sections })
 }
 
 /// Joins the lines of a paragraph as pdf-extract writes them: a line break inside a sentence
 /// becomes a space, a hyphen at a line end joins the word halves.
-fn clean(text: &str) -> String {
+pub(super) fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let line = line.trim_end();

@@ -38,11 +38,13 @@ pub enum DocumentKind {
     Eml,
     /// A ZIP archive (its members are extracted).
     Zip,
+    /// A photo or scan (PNG, JPEG, WebP, GIF, TIFF): its text is read by OCR.
+    Image,
 }
 
 impl DocumentKind {
     /// Every kind, for tests and filters.
-    pub const ALL: [DocumentKind; 14] = [
+    pub const ALL: [DocumentKind; 15] = [
         DocumentKind::Pdf,
         DocumentKind::Docx,
         DocumentKind::Odt,
@@ -57,6 +59,7 @@ impl DocumentKind {
         DocumentKind::Rtf,
         DocumentKind::Eml,
         DocumentKind::Zip,
+        DocumentKind::Image,
     ];
 
     /// The kind as the API spells it (`pdf`, `docx`...).
@@ -76,6 +79,7 @@ impl DocumentKind {
             DocumentKind::Rtf => "rtf",
             DocumentKind::Eml => "eml",
             DocumentKind::Zip => "zip",
+            DocumentKind::Image => "image",
         }
     }
 
@@ -96,6 +100,8 @@ impl DocumentKind {
             DocumentKind::Rtf => "application/rtf",
             DocumentKind::Eml => "message/rfc822",
             DocumentKind::Zip => "application/zip",
+            // The original is served as a download, never shown in the page.
+            DocumentKind::Image => "application/octet-stream",
         }
     }
 }
@@ -348,6 +354,9 @@ pub struct Citation {
     pub chunk_id: Uuid,
     /// The passage, shortened.
     pub snippet: String,
+    /// The passage was recognised from a scan or photo (OCR): its words may be misread.
+    #[serde(default)]
+    pub ocr: bool,
 }
 
 /// `GET /documents/{id}/pages/{n}`: one page's (or section's) text, for the citation viewer.
@@ -365,4 +374,7 @@ pub struct DocumentPageText {
     pub text: String,
     /// False for a page without a text layer.
     pub has_text: bool,
+    /// The text was recognised from a scan or photo (OCR).
+    #[serde(default)]
+    pub ocr: bool,
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use enclave_protocol::DocumentKind;
 use tokio::io::AsyncReadExt;
 
-use super::{extract, ExtractError, Extracted, Limits};
+use super::{extract_with, ExtractError, Extracted, Limits, Options};
 
 #[cfg(unix)]
 /// How much nicer than the server the extraction process runs (`nice` 10: it gets the CPU
@@ -35,6 +35,8 @@ pub struct Isolation {
     pub memory_bytes: u64,
     /// What one document may unpack to.
     pub limits: Limits,
+    /// The Tesseract language(s) pictures of text are read in; `None`: no OCR.
+    pub ocr_language: Option<String>,
 }
 
 impl Isolation {
@@ -45,6 +47,17 @@ impl Isolation {
             timeout: Duration::from_secs(120),
             memory_bytes: 0,
             limits,
+            ocr_language: None,
+        }
+    }
+}
+
+impl Isolation {
+    /// How the parser reads a document.
+    fn options(&self) -> Options {
+        Options {
+            limits: self.limits,
+            ocr_language: self.ocr_language.clone(),
         }
     }
 }
@@ -58,11 +71,11 @@ pub async fn extract_file(path: &Path, kind: DocumentKind, isolation: &Isolation
         Some(executable) => in_child(executable, path, kind, isolation).await,
         None => {
             let path = path.to_path_buf();
-            let limits = isolation.limits;
+            let options = isolation.options();
             let work = tokio::task::spawn_blocking(move || {
                 let bytes =
                     std::fs::read(&path).map_err(|e| ExtractError::Corrupt(format!("cannot read the file: {e}")))?;
-                std::panic::catch_unwind(|| extract(&bytes, kind, limits))
+                std::panic::catch_unwind(|| extract_with(&bytes, kind, &options))
                     .unwrap_or_else(|_| Err(ExtractError::Crashed("the parser crashed".into())))
             });
             match tokio::time::timeout(isolation.timeout, work).await {
@@ -82,16 +95,19 @@ fn timed_out(limit: Duration) -> ExtractError {
 }
 
 async fn in_child(executable: &Path, path: &Path, kind: DocumentKind, isolation: &Isolation) -> Answer {
-    let limits = serde_json::to_string(&isolation.limits).map_err(|e| ExtractError::Crashed(e.to_string()))?;
+    let options = serde_json::to_string(&isolation.options()).map_err(|e| ExtractError::Crashed(e.to_string()))?;
     let mut command = tokio::process::Command::new(executable);
     command
         .arg("extract")
         .arg("--kind")
         .arg(kind.as_str())
-        .arg("--limits")
-        .arg(limits)
+        .arg("--options")
+        .arg(options)
         .arg(path)
         .env("RUST_LOG", "off")
+        // Tesseract's OpenMP threads spin while they wait: on a few cores, one thread reads a
+        // page about six times as fast (libgomp reads this when the library loads).
+        .env("OMP_THREAD_LIMIT", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -157,15 +173,15 @@ fn describe_status(status: std::process::ExitStatus) -> String {
     status.to_string()
 }
 
-/// The child's side (`enclave extract --kind K --limits JSON FILE`): extracts and writes the
+/// The child's side (`enclave extract --kind K --options JSON FILE`): extracts and writes the
 /// answer as JSON on standard output. A panic aborts the process (the parent reports it).
-pub fn run_child(kind: &str, limits: &str, file: &Path) -> std::process::ExitCode {
+pub fn run_child(kind: &str, options: &str, file: &Path) -> std::process::ExitCode {
     let answer: Answer = (|| {
         let kind: DocumentKind = serde_json::from_value(serde_json::Value::String(kind.to_owned()))
             .map_err(|_| ExtractError::Corrupt(format!("unknown kind {kind:?}")))?;
-        let limits: Limits = serde_json::from_str(limits).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        let options: Options = serde_json::from_str(options).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
         let bytes = std::fs::read(file).map_err(|e| ExtractError::Corrupt(format!("cannot read the file: {e}")))?;
-        extract(&bytes, kind, limits)
+        extract_with(&bytes, kind, &options)
     })();
     let Ok(json) = serde_json::to_vec(&answer) else {
         return std::process::ExitCode::FAILURE;

@@ -36,7 +36,8 @@ pub fn CitationChips(citations: Signal<Vec<Citation>>, open: Callback<Citation>)
                     {
                         let (i, citation) = entry;
                         let label = citation_label(&citation);
-                        let title = format!("{label} · relevance {:.0}%\n{}", citation.relevance * 100.0, citation.snippet);
+                        let ocr = if citation.ocr { " · OCR" } else { "" };
+                        let title = format!("{label}{ocr} · relevance {:.0}%\n{}", citation.relevance * 100.0, citation.snippet);
                         view! {
                             <li>
                                 <button type="button" class="citation-chip" title=title
@@ -145,7 +146,11 @@ pub fn CitationViewer(citation: Citation, on_close: Callback<()>) -> impl IntoVi
                         }.into_any(),
                         Some(Ok(text)) => {
                             let (before, passage, after) = split_at_passage(&text.text, &snippet);
+                            let ocr = text.ocr.then(|| view! {
+                                <p class="ocr-note">"Recognised from a scan (OCR): words may be misread; compare with the original."</p>
+                            });
                             view! {
+                                {ocr}
                                 <pre>{before}<mark node_ref=mark class="cited">{passage}</mark>{after}</pre>
                             }.into_any()
                         }

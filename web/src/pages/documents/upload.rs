@@ -170,7 +170,7 @@ pub fn DropZone(uploads: Uploads) -> impl IntoView {
                 <label class="link" for="file-picker">"choose files"</label>
                 <input id="file-picker" class="visually-hidden" type="file" multiple on:change=on_pick/>
             </p>
-            <p class="hint">"PDF, Word, OpenDocument, PowerPoint, Excel, CSV, HTML, Markdown, text, RTF, e-mail, ZIP"</p>
+            <p class="hint">"PDF (scans included), Word, OpenDocument, PowerPoint, Excel, CSV, HTML, Markdown, text, RTF, e-mail, ZIP, photos and scans (PNG, JPEG, WebP, GIF, TIFF)"</p>
         </div>
         <Show when=move || !uploads.rows.with(Vec::is_empty)>
             <ul class="uploads" aria-label="Uploads">
