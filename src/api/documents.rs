@@ -65,7 +65,7 @@ pub async fn upload(
     })?;
     let limit = state.documents.max_upload_bytes();
     let mut parts = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field.file_name().unwrap_or("document").to_owned();
         if name != "file" {
@@ -74,13 +74,13 @@ pub async fn upload(
                 ErrorCode::ValidationError,
                 format!("unexpected form field {name:?}; send files as \"file\""),
             ));
-            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+            while field.chunk().await?.is_some() {}
             continue;
         }
         // Read the part up to the limit; past it, drain it and refuse this part alone.
         let mut bytes = Vec::new();
         let mut too_large = false;
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        while let Some(chunk) = field.chunk().await? {
             if too_large {
                 continue;
             }
@@ -134,21 +134,6 @@ fn refused(filename: &str, code: ErrorCode, error: String) -> UploadedPart {
         error,
         code,
     }
-}
-
-fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            "the upload is too large",
-        );
-    }
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::BadRequest,
-        format!("malformed multipart body: {}", error.body_text()),
-    )
 }
 
 /// `GET /documents?limit=&cursor=&q=&kind=&status=`: newest first.

@@ -52,7 +52,7 @@ pub async fn upload(
     let limit = state.images.max_bytes();
     let most = state.images.max_per_message();
     let mut parts = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         let filename = crate::documents::display_name(field.file_name().unwrap_or("image"));
         let refuse = |code: ErrorCode, error: String| ImageUploadPart::Refused {
@@ -65,7 +65,7 @@ pub async fn upload(
                 ErrorCode::ValidationError,
                 format!("unexpected form field {name:?}; send images as \"file\""),
             ));
-            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+            while field.chunk().await?.is_some() {}
             continue;
         }
         if parts.len() >= most {
@@ -74,13 +74,13 @@ pub async fn upload(
                 limit: most,
             };
             parts.push(refuse(error.code(), error.to_string()));
-            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+            while field.chunk().await?.is_some() {}
             continue;
         }
         // Read the part up to the limit; past it, drain it and refuse this part alone.
         let mut bytes = Vec::new();
         let mut size = 0usize;
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        while let Some(chunk) = field.chunk().await? {
             size += chunk.len();
             if size <= limit {
                 bytes.extend_from_slice(&chunk);
@@ -118,21 +118,6 @@ pub async fn upload(
         return Err(ApiError::validation("send at least one image as a part named \"file\""));
     }
     Ok((StatusCode::CREATED, Json(ImageUploadResponse { images: parts })).into_response())
-}
-
-fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            "the upload is too large",
-        );
-    }
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::BadRequest,
-        format!("malformed multipart body: {}", error.body_text()),
-    )
 }
 
 /// `GET /images/{id}`: the stored PNG, to its owner only, never cached by shared caches and
