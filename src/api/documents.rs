@@ -53,16 +53,7 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::ManageOwnDocuments)?;
-    let mut multipart = multipart.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "send the files as multipart/form-data parts named \"file\" ({})",
-                rejection.body_text()
-            ),
-        )
-    })?;
+    let mut multipart = super::multipart::required(multipart, "files")?;
     let limit = state.documents.max_upload_bytes();
     let mut parts = Vec::new();
     while let Some(mut field) = multipart.next_field().await? {
@@ -74,28 +65,15 @@ pub async fn upload(
                 ErrorCode::ValidationError,
                 format!("unexpected form field {name:?}; send files as \"file\""),
             ));
-            while field.chunk().await?.is_some() {}
+            super::multipart::drain(&mut field).await?;
             continue;
         }
-        // Read the part up to the limit; past it, drain it and refuse this part alone.
-        let mut bytes = Vec::new();
-        let mut too_large = false;
-        while let Some(chunk) = field.chunk().await? {
-            if too_large {
-                continue;
-            }
-            if bytes.len() as u64 + chunk.len() as u64 > limit {
-                too_large = true;
-                bytes = Vec::new();
-                continue;
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        if too_large {
+        let Ok(bytes) = super::multipart::read_within(&mut field, usize::try_from(limit).unwrap_or(usize::MAX)).await?
+        else {
             let error = ApiError::from(DocumentError::TooLarge { limit });
             parts.push(refused(&filename, error.code, error.message));
             continue;
-        }
+        };
         let size = bytes.len();
         let uploaded = state.documents.upload(user.user_id, &filename, bytes).await;
         let event = AuditEvent::new(AuditAction::DocumentUpload)

@@ -39,16 +39,7 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let user = caller.require(Permission::Chat)?;
-    let mut multipart = multipart.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "send the images as multipart/form-data parts named \"file\" ({})",
-                rejection.body_text()
-            ),
-        )
-    })?;
+    let mut multipart = super::multipart::required(multipart, "images")?;
     let limit = state.images.max_bytes();
     let most = state.images.max_per_message();
     let mut parts = Vec::new();
@@ -65,7 +56,7 @@ pub async fn upload(
                 ErrorCode::ValidationError,
                 format!("unexpected form field {name:?}; send images as \"file\""),
             ));
-            while field.chunk().await?.is_some() {}
+            super::multipart::drain(&mut field).await?;
             continue;
         }
         if parts.len() >= most {
@@ -74,25 +65,18 @@ pub async fn upload(
                 limit: most,
             };
             parts.push(refuse(error.code(), error.to_string()));
-            while field.chunk().await?.is_some() {}
+            super::multipart::drain(&mut field).await?;
             continue;
         }
-        // Read the part up to the limit; past it, drain it and refuse this part alone.
-        let mut bytes = Vec::new();
-        let mut size = 0usize;
-        while let Some(chunk) = field.chunk().await? {
-            size += chunk.len();
-            if size <= limit {
-                bytes.extend_from_slice(&chunk);
-            } else {
-                bytes = Vec::new();
+        let bytes = match super::multipart::read_within(&mut field, limit).await? {
+            Ok(bytes) => bytes,
+            Err(size) => {
+                let error = ImageError::TooLarge { size, limit };
+                parts.push(refuse(error.code(), error.to_string()));
+                continue;
             }
-        }
-        if size > limit {
-            let error = ImageError::TooLarge { size, limit };
-            parts.push(refuse(error.code(), error.to_string()));
-            continue;
-        }
+        };
+        let size = bytes.len();
         let uploaded = state.images.upload(user.user_id, bytes).await;
         let event = AuditEvent::new(AuditAction::ImageUpload)
             .by(user.user_id)

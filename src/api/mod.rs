@@ -14,6 +14,7 @@ mod images;
 mod limits;
 mod messages;
 mod models;
+mod multipart;
 mod openai_compat;
 mod settings;
 mod web;
