@@ -456,7 +456,7 @@ impl ChatService {
                 .attachments
                 .iter()
                 .filter_map(|id| image_records.get(id))
-                .map(|r| prompt::remote_image_tokens(r.width, r.height))
+                .map(|r| registry.count_image_tokens(&model, r.width, r.height))
                 .sum()
         };
         let (mut messages, attachments, prompt_tokens) = match prompt::fit(

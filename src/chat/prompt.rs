@@ -12,13 +12,6 @@ use crate::store::{MessageRecord, MessageRole, MessageStatus};
 /// Tokens a chat template adds around each message (role markers, separators).
 const PER_MESSAGE_OVERHEAD: usize = 4;
 
-/// Tokens of one image for a remote model, estimated the way Gemini counts them: 258 per tile
-/// of 768 x 768 pixels (OpenAI's high-detail count is close: 765 for 1024 x 1024).
-pub fn remote_image_tokens(width: u32, height: u32) -> usize {
-    let tiles = |side: u32| side.div_ceil(768).max(1) as usize;
-    258 * tiles(width) * tiles(height)
-}
-
 /// The messages from the root of the tree down to `leaf`, in order.
 pub fn path_to(messages: &[MessageRecord], leaf: Uuid) -> Vec<&MessageRecord> {
     let by_id: HashMap<Uuid, &MessageRecord> = messages.iter().map(|m| (m.id, m)).collect();
@@ -190,8 +183,8 @@ mod tests {
 
     #[test]
     fn remote_images_cost_a_tile_count() {
-        assert_eq!(remote_image_tokens(1, 1), 258);
-        assert_eq!(remote_image_tokens(768, 768), 258);
-        assert_eq!(remote_image_tokens(1024, 1024), 4 * 258);
+        assert_eq!(crate::providers::default_image_tokens("g", 1, 1), 258);
+        assert_eq!(crate::providers::default_image_tokens("g", 768, 768), 258);
+        assert_eq!(crate::providers::default_image_tokens("g", 1024, 1024), 4 * 258);
     }
 }

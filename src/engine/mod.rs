@@ -43,10 +43,11 @@ pub use load::template::{TemplateMessage, CHATML_TEMPLATE};
 pub use run::embed::bert::EmbedPrecision;
 pub use run::embed::{EmbedPurpose, Embedder, EmbedderInfo, Reranker};
 pub use run::priority::Priority;
-pub use run::request::{read_to_end, GenerateEvent, GenerateRequest, StopReason};
+pub use run::request::{read_to_end, GenerateEvent, GenerateRequest, ImageInput, StopReason};
 pub use run::sampling::DEFAULT_SEED;
 pub use run::scheduler::SchedulerConfig;
 pub use run::stats::EngineStats;
+pub use run::vision::PreparedImage;
 
 use load::loader::{self, LoadedModel};
 use load::source;
@@ -108,6 +109,19 @@ struct Inner {
     scheduler: SchedulerHandle,
     /// What the scheduler did.
     stats: Arc<StatsCounters>,
+    /// How the model sees (a vision-language model).
+    vision: Option<EngineVision>,
+}
+
+/// What the engine's handle needs to put images into prompts.
+struct EngineVision {
+    /// The tokens that frame an image.
+    tokens: run::vision::VisionTokens,
+    /// How images are prepared.
+    processing: run::vision::ImageProcessing,
+    /// The text that stands for one image in a rendered prompt:
+    /// `<|vision_start|><|image_pad|><|vision_end|>`.
+    marker: String,
 }
 
 impl std::fmt::Debug for LocalEngine {
@@ -127,8 +141,22 @@ impl LocalEngine {
             tokenizer,
             template,
             eos_ids,
+            vision,
         } = loaded;
         let stats = Arc::new(StatsCounters::default());
+        let (encoder, vision) = match vision {
+            None => (None, None),
+            Some(v) => {
+                let text = |id: u32| tokenizer.token_text(id).unwrap_or_default();
+                let marker = format!("{}{}{}", text(v.tokens.start), text(v.tokens.image), text(v.tokens.end));
+                let handle = EngineVision {
+                    tokens: v.tokens,
+                    processing: v.processing,
+                    marker,
+                };
+                (Some((v.encoder, v.tokens.image)), Some(handle))
+            }
+        };
         let scheduler = Scheduler::new(
             info.id.clone(),
             model,
@@ -137,6 +165,7 @@ impl LocalEngine {
             info.context_length,
             config,
             stats.clone(),
+            encoder,
         )?
         .spawn()?;
         Ok(Self {
@@ -146,8 +175,77 @@ impl LocalEngine {
                 template,
                 scheduler,
                 stats,
+                vision,
             }),
         })
+    }
+
+    /// Whether the model sees images (a vision-language model).
+    pub fn can_see(&self) -> bool {
+        self.inner.vision.is_some()
+    }
+
+    /// The text that stands for one image in a rendered prompt (the model's image tokens
+    /// framed by its vision start and end tokens); `None` for a text model.
+    pub fn image_marker(&self) -> Option<&str> {
+        self.inner.vision.as_ref().map(|v| v.marker.as_str())
+    }
+
+    /// Decodes and prepares an image file for the model (resize to its pixel budget,
+    /// normalize, cut into patches). CPU work: call it off the async threads.
+    pub fn prepare_image(&self, file: &[u8]) -> Result<PreparedImage, EngineError> {
+        let vision = self.vision()?;
+        run::vision::prepare_image(file, &vision.processing)
+    }
+
+    /// The tokens an image of `width × height` pixels takes in a prompt; `None` for a text
+    /// model.
+    pub fn image_tokens(&self, width: u32, height: u32) -> Option<usize> {
+        let vision = self.inner.vision.as_ref()?;
+        let (h, w) = run::vision::preprocess::smart_resize(height as usize, width as usize, &vision.processing);
+        Some((h / vision.processing.factor()) * (w / vision.processing.factor()))
+    }
+
+    /// Puts `images` into an encoded prompt whose text held one [`Self::image_marker`] per
+    /// image, in order: each image token becomes as many as the image takes. Returns the
+    /// prompt and where each image's tokens start.
+    pub fn place_images(
+        &self,
+        tokens: &[u32],
+        images: Vec<Arc<PreparedImage>>,
+    ) -> Result<(Vec<u32>, Vec<ImageInput>), EngineError> {
+        let image_token = self.vision()?.tokens.image;
+        let found = tokens.iter().filter(|&&t| t == image_token).count();
+        if found != images.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "the prompt has {found} image places for {} images (is an image token written in the text?)",
+                images.len()
+            )));
+        }
+        let mut images = images.into_iter();
+        let mut placed = Vec::new();
+        let mut out = Vec::with_capacity(tokens.len());
+        for &token in tokens {
+            if token != image_token {
+                out.push(token);
+                continue;
+            }
+            let image = images.next().expect("counted above");
+            placed.push(ImageInput {
+                start: out.len(),
+                image: image.clone(),
+            });
+            out.extend(std::iter::repeat_n(image_token, image.tokens()));
+        }
+        Ok((out, placed))
+    }
+
+    /// The vision half, or the error for a text model.
+    fn vision(&self) -> Result<&EngineVision, EngineError> {
+        self.inner
+            .vision
+            .as_ref()
+            .ok_or_else(|| EngineError::InvalidRequest(format!("the model {} reads text only", self.inner.info.id)))
     }
 
     /// What the model is.
@@ -214,6 +312,22 @@ impl LocalEngine {
             .sampling
             .validate()
             .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        if !request.images.is_empty() {
+            let image_token = self.vision()?.tokens.image;
+            let mut end = 0;
+            for input in &request.images {
+                let span = input.start..input.start + input.image.tokens();
+                if input.start < end
+                    || span.end > tokens
+                    || request.prompt_tokens[span.clone()].iter().any(|&t| t != image_token)
+                {
+                    return Err(EngineError::InvalidRequest(
+                        "an image's place in the prompt does not hold its image tokens".into(),
+                    ));
+                }
+                end = span.end;
+            }
+        }
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let submission = Submission {
             request,

@@ -11,6 +11,9 @@ pub(crate) enum Architecture {
     Qwen2,
     /// Qwen3.
     Qwen3,
+    /// Qwen3-VL: Qwen3's language model with multimodal positions and a vision encoder
+    /// (Hugging Face checkpoints only).
+    Qwen3Vl,
 }
 
 impl Architecture {
@@ -32,6 +35,7 @@ impl Architecture {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::Qwen3Vl => "qwen3_vl",
         }
     }
 }

@@ -33,6 +33,7 @@ impl Model {
             Architecture::Llama => Self::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
             Architecture::Qwen2 => Self::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
             Architecture::Qwen3 => Self::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Qwen3Vl => return Err(EngineError::InvalidModel("Qwen3-VL has no GGUF reference".into())),
         };
         Ok(model)
     }

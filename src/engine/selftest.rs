@@ -229,6 +229,7 @@ fn greedy_alone_and_batched(
     let engine = load(&config, &LoadProgress::new())?;
     let requests: Vec<GenerateRequest> = (0..16u64)
         .map(|i| GenerateRequest {
+            images: Vec::new(),
             prompt_tokens: tiny::random_prompt(i, 5 + (i as usize * 11) % 57),
             sampling: GenerationParams {
                 max_tokens: Some(24 + (i as u32 * 5) % 17),

@@ -42,6 +42,7 @@ fn prompt(engine: &LocalEngine, text: &str) -> Vec<u32> {
 
 fn generate(engine: &LocalEngine, text: &str, sampling: GenerationParams) -> (String, GenerateEvent) {
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: prompt(engine, text),
         sampling,
         fairness_key: String::new(),
@@ -172,6 +173,7 @@ fn greedy_generation_is_deterministic_and_respects_max_tokens() {
 
     // No answer at all is not a request: refused by the one parameter check.
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: prompt(&engine, "Tell me a story."),
         sampling: greedy(0),
         fairness_key: String::new(),
@@ -241,6 +243,7 @@ fn the_eos_token_ends_the_generation() {
     loaded.eos_ids.push(first);
     let engine = LocalEngine::start(loaded, SchedulerConfig::default()).unwrap();
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: ids.clone(),
         sampling: greedy(10),
         fairness_key: String::new(),
@@ -257,6 +260,7 @@ fn the_eos_token_ends_the_generation() {
     );
     // Benchmarks ask to go on past it.
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: ids.clone(),
         sampling: GenerationParams {
             ignore_eos: true,
@@ -279,6 +283,7 @@ fn the_eos_token_ends_the_generation() {
 fn dropping_the_receiver_cancels_the_generation() {
     let (_dir, engine) = tiny_engine(4);
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: prompt(&engine, "Go on."),
         sampling: greedy(2000),
         fairness_key: String::new(),
@@ -307,6 +312,7 @@ fn a_full_queue_answers_overloaded() {
     config.scheduler.max_running = 1;
     let engine = load(&config, &LoadProgress::new()).unwrap();
     let long = || GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: prompt(&engine, "Go on."),
         sampling: greedy(2000),
         fairness_key: String::new(),
@@ -327,6 +333,7 @@ fn prompts_that_do_not_fit_are_refused() {
     let (_dir, engine) = tiny_engine(4);
     let limit = engine.info().context_length;
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: vec![5; limit],
         sampling: greedy(1),
         fairness_key: String::new(),
@@ -336,6 +343,7 @@ fn prompts_that_do_not_fit_are_refused() {
         Err(EngineError::PromptTooLong { tokens, limit: l }) if tokens == limit && l == limit
     ));
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: vec![],
         sampling: greedy(1),
         fairness_key: String::new(),
@@ -352,6 +360,7 @@ fn generation_stops_at_the_context_limit() {
     let prompt_tokens = prompt(&engine, "Hi");
     let n = prompt_tokens.len();
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens,
         sampling: greedy(1000),
         fairness_key: String::new(),
@@ -371,6 +380,7 @@ fn generation_stops_at_the_context_limit() {
 fn bad_requests_are_refused_and_the_engine_goes_on() {
     let (_dir, engine) = tiny_engine(4);
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: vec![1, 1_000_000],
         sampling: greedy(4),
         fairness_key: String::new(),
@@ -378,6 +388,7 @@ fn bad_requests_are_refused_and_the_engine_goes_on() {
     let error = engine.submit(request).unwrap_err();
     assert!(error.to_string().contains("vocabulary"), "{error}");
     let request = GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: vec![1, 2],
         sampling: GenerationParams {
             top_p: Some(1.5),

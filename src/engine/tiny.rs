@@ -341,17 +341,29 @@ pub fn write_tiny_hf(dir: &Path, seed: u64, architecture: TinyArchitecture) -> R
         "use_sliding_window": false,
     });
     std::fs::write(dir.join("config.json"), config.to_string())?;
-    // The tokenizer: the GGUF one, saved as tokenizer.json.
+    write_tokenizer_files(dir, seed, &[])
+}
+
+/// Writes `tokenizer.json` (the tiny GGUF tokenizer, plus `added` special tokens with the
+/// next ids), `tokenizer_config.json` and `generation_config.json` into `dir`.
+fn write_tokenizer_files(dir: &Path, seed: u64, added: &[&str]) -> Result<(), EngineError> {
     let gguf = dir.join("tokenizer-source.gguf");
-    write_tiny_model(&gguf, seed, architecture)?;
+    write_tiny_model(&gguf, seed, TinyArchitecture::Llama)?;
     let mut reader = std::io::BufReader::new(File::open(&gguf)?);
     let content = gguf_file::Content::read(&mut reader)?;
     let tokenizer = crate::engine::load::tokenizer::TextTokenizer::load(
         &crate::engine::load::gguf::Metadata(&content.metadata),
         &gguf,
     )?;
-    tokenizer
-        .inner()
+    let mut inner = tokenizer.inner().clone();
+    let tokens: Vec<tokenizers::AddedToken> = added
+        .iter()
+        .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+        .collect();
+    inner
+        .add_special_tokens(tokens)
+        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    inner
         .save(dir.join("tokenizer.json"), false)
         .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     std::fs::remove_file(&gguf)?;
@@ -367,6 +379,245 @@ pub fn write_tiny_hf(dir: &Path, seed: u64, architecture: TinyArchitecture) -> R
         serde_json::json!({"eos_token_id": [2, 0]}).to_string(),
     )?;
     Ok(())
+}
+
+/// The special tokens a tiny Qwen3-VL adds after the tiny vocabulary, in id order.
+pub const VISION_TOKENS: [&str; 3] = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"];
+
+/// The shape of a tiny Qwen3-VL ([`write_tiny_qwen3_vl`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TinyVisionShape {
+    /// Language model hidden size.
+    pub dim: usize,
+    /// Language model layers.
+    pub layers: usize,
+    /// Vision blocks.
+    pub vision_depth: usize,
+    /// Vision hidden size.
+    pub vision_dim: usize,
+    /// Pixels on a patch's side.
+    pub patch_size: usize,
+    /// Vision blocks feeding DeepStack.
+    pub deepstack: Vec<usize>,
+    /// The most pixels an image is scaled to.
+    pub max_pixels: usize,
+}
+
+impl Default for TinyVisionShape {
+    fn default() -> Self {
+        Self {
+            dim: DIM,
+            layers: 3,
+            vision_depth: 3,
+            vision_dim: 32,
+            patch_size: 4,
+            deepstack: vec![0, 1],
+            max_pixels: 64 * 64,
+        }
+    }
+}
+
+/// Writes a tiny random-weight Qwen3-VL (Hugging Face layout: `config.json` with text and
+/// vision configs, f32 safetensors, tokenizer with the vision tokens, ChatML template,
+/// `preprocessor_config.json`) into `dir`; the same `seed` gives the same files.
+pub fn write_tiny_qwen3_vl(dir: &Path, seed: u64, shape: &TinyVisionShape) -> Result<(), EngineError> {
+    use std::collections::HashMap;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let device = Device::Cpu;
+    let vocab = vocab_size() + VISION_TOKENS.len();
+    let dim = shape.dim;
+    let (heads, kv_heads, head_dim, ffn) = (HEADS, KV_HEADS, dim / HEADS, FFN);
+    let (v, vi, p, merge) = (shape.vision_dim, shape.vision_dim * 3 / 2, shape.patch_size, 2);
+    let scale = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut random =
+        |rng: &mut StdRng, name: String, shape: &[usize], scale: f32, around: f32| -> candle_core::Result<()> {
+            let count: usize = shape.iter().product();
+            let values: Vec<f32> = (0..count).map(|_| around + rng.random_range(-scale..scale)).collect();
+            tensors.insert(name, Tensor::from_vec(values, shape, &device)?);
+            Ok(())
+        };
+    // The embedding is the output head too: special-token rows zero (see the module docs).
+    let mut embedding: Vec<f32> = (0..vocab * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    embedding[..SPECIAL_TOKENS.len() * dim]
+        .iter_mut()
+        .for_each(|w| *w = 0.0);
+    embedding[vocab_size() * dim..].iter_mut().for_each(|w| *w = 0.0);
+    let lm = "model.language_model";
+    let mut named = vec![(
+        format!("{lm}.embed_tokens.weight"),
+        Tensor::from_vec(embedding, (vocab, dim), &device)?,
+    )];
+    for layer in 0..shape.layers {
+        let l = format!("{lm}.layers.{layer}");
+        random(
+            &mut rng,
+            format!("{l}.self_attn.q_proj.weight"),
+            &[heads * head_dim, dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.self_attn.k_proj.weight"),
+            &[kv_heads * head_dim, dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.self_attn.v_proj.weight"),
+            &[kv_heads * head_dim, dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.self_attn.o_proj.weight"),
+            &[dim, heads * head_dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(&mut rng, format!("{l}.self_attn.q_norm.weight"), &[head_dim], 0.1, 1.0)?;
+        random(&mut rng, format!("{l}.self_attn.k_norm.weight"), &[head_dim], 0.1, 1.0)?;
+        random(&mut rng, format!("{l}.input_layernorm.weight"), &[dim], 0.1, 1.0)?;
+        random(
+            &mut rng,
+            format!("{l}.post_attention_layernorm.weight"),
+            &[dim],
+            0.1,
+            1.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.mlp.gate_proj.weight"),
+            &[ffn, dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.mlp.up_proj.weight"),
+            &[ffn, dim],
+            scale(dim),
+            0.0,
+        )?;
+        random(
+            &mut rng,
+            format!("{l}.mlp.down_proj.weight"),
+            &[dim, ffn],
+            scale(ffn),
+            0.0,
+        )?;
+    }
+    random(&mut rng, format!("{lm}.norm.weight"), &[dim], 0.1, 1.0)?;
+    let vis = "model.visual";
+    let patch_values = 3 * 2 * p * p;
+    random(
+        &mut rng,
+        format!("{vis}.patch_embed.proj.weight"),
+        &[v, 3, 2, p, p],
+        scale(patch_values),
+        0.0,
+    )?;
+    random(&mut rng, format!("{vis}.patch_embed.proj.bias"), &[v], 0.1, 0.0)?;
+    random(&mut rng, format!("{vis}.pos_embed.weight"), &[16, v], 0.5, 0.0)?;
+    let linear = |rng: &mut StdRng,
+                  random: &mut dyn FnMut(&mut StdRng, String, &[usize], f32, f32) -> candle_core::Result<()>,
+                  name: String,
+                  out: usize,
+                  inp: usize|
+     -> candle_core::Result<()> {
+        random(rng, format!("{name}.weight"), &[out, inp], scale(inp), 0.0)?;
+        random(rng, format!("{name}.bias"), &[out], 0.1, 0.0)
+    };
+    let norm = |rng: &mut StdRng,
+                random: &mut dyn FnMut(&mut StdRng, String, &[usize], f32, f32) -> candle_core::Result<()>,
+                name: String,
+                d: usize|
+     -> candle_core::Result<()> {
+        random(rng, format!("{name}.weight"), &[d], 0.1, 1.0)?;
+        random(rng, format!("{name}.bias"), &[d], 0.1, 0.0)
+    };
+    for block in 0..shape.vision_depth {
+        let b = format!("{vis}.blocks.{block}");
+        norm(&mut rng, &mut random, format!("{b}.norm1"), v)?;
+        norm(&mut rng, &mut random, format!("{b}.norm2"), v)?;
+        linear(&mut rng, &mut random, format!("{b}.attn.qkv"), 3 * v, v)?;
+        linear(&mut rng, &mut random, format!("{b}.attn.proj"), v, v)?;
+        linear(&mut rng, &mut random, format!("{b}.mlp.linear_fc1"), vi, v)?;
+        linear(&mut rng, &mut random, format!("{b}.mlp.linear_fc2"), v, vi)?;
+    }
+    let merged = v * merge * merge;
+    let mergers = std::iter::once((format!("{vis}.merger"), v))
+        .chain((0..shape.deepstack.len()).map(|i| (format!("{vis}.deepstack_merger_list.{i}"), merged)));
+    for (name, norm_dim) in mergers {
+        norm(&mut rng, &mut random, format!("{name}.norm"), norm_dim)?;
+        linear(&mut rng, &mut random, format!("{name}.linear_fc1"), merged, merged)?;
+        linear(&mut rng, &mut random, format!("{name}.linear_fc2"), dim, merged)?;
+    }
+    named.extend(tensors);
+    let tensors: HashMap<String, Tensor> = named.into_iter().collect();
+    std::fs::create_dir_all(dir)?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+
+    let base = vocab_size() as u32;
+    let config = serde_json::json!({
+        "model_type": "qwen3_vl",
+        "architectures": ["Qwen3VLForConditionalGeneration"],
+        "image_token_id": base + 2,
+        "video_token_id": base + 2,
+        "vision_start_token_id": base,
+        "vision_end_token_id": base + 1,
+        "tie_word_embeddings": true,
+        "text_config": {
+            "model_type": "qwen3_vl_text",
+            "hidden_size": dim,
+            "intermediate_size": ffn,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "head_dim": head_dim,
+            "vocab_size": vocab,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 5_000_000.0,
+            "max_position_embeddings": CONTEXT_LENGTH,
+            "tie_word_embeddings": true,
+            "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": true},
+        },
+        "vision_config": {
+            "model_type": "qwen3_vl",
+            "depth": shape.vision_depth,
+            "hidden_size": v,
+            "hidden_act": "gelu_pytorch_tanh",
+            "intermediate_size": vi,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": p,
+            "spatial_merge_size": merge,
+            "temporal_patch_size": 2,
+            "out_hidden_size": dim,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": shape.deepstack,
+        },
+    });
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    let factor = p * merge;
+    std::fs::write(
+        dir.join("preprocessor_config.json"),
+        serde_json::json!({
+            "image_processor_type": "Qwen2VLImageProcessorFast",
+            "patch_size": p,
+            "merge_size": merge,
+            "temporal_patch_size": 2,
+            "size": {"shortest_edge": factor * factor, "longest_edge": shape.max_pixels},
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+        })
+        .to_string(),
+    )?;
+    write_tokenizer_files(dir, seed, &VISION_TOKENS)
 }
 
 /// The GGUF metadata: Llama hyper-parameters and SmolLM2-style tokenizer keys.

@@ -19,38 +19,62 @@ impl LocalProvider {
     pub fn engine(&self) -> &LocalEngine {
         &self.engine
     }
+}
 
-    /// Renders and encodes `request`, and builds the engine request for it.
-    fn prepare(&self, request: &ChatRequest) -> Result<GenerateRequest, ProviderError> {
-        if request.has_images() {
+/// Renders and encodes `request` for `engine`, and builds the engine request for it. Images
+/// are decoded and prepared here (CPU work: the caller runs this off the async threads when
+/// there are images); each message's images go before its text, each as the model's image
+/// marker.
+fn prepare(engine: &LocalEngine, request: &ChatRequest) -> Result<GenerateRequest, ProviderError> {
+    let marker = match (request.has_images(), engine.image_marker()) {
+        (false, _) => "",
+        (true, Some(marker)) => marker,
+        (true, None) => {
             // The registry sends images only to models that can see; this is the last guard.
             return Err(ProviderError::Unsupported(format!(
                 "images: the local model {} reads text only",
                 request.model
             )));
         }
-        let messages: Vec<TemplateMessage> = request
+    };
+    let messages: Vec<TemplateMessage> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let content = if m.images.is_empty() {
+                m.content.clone()
+            } else {
+                format!("{}{}", marker.repeat(m.images.len()), m.content)
+            };
+            TemplateMessage::new(m.role.as_str(), content)
+        })
+        .collect();
+    let text = engine.render_chat(&messages, true).map_err(|e| match e {
+        // Templates refuse some conversations (raise_exception): the request's fault.
+        EngineError::Template(message) => ProviderError::Rejected(message),
+        other => ProviderError::Other(other.to_string()),
+    })?;
+    let prompt_tokens = engine.encode(&text).map_err(|e| ProviderError::Other(e.to_string()))?;
+    let (prompt_tokens, images) = if request.has_images() {
+        let prepared = request
             .messages
             .iter()
-            .map(|m| TemplateMessage::new(m.role.as_str(), m.content.clone()))
-            .collect();
-        let text = self.engine.render_chat(&messages, true).map_err(|e| match e {
-            // Templates refuse some conversations (raise_exception): the request's fault.
-            EngineError::Template(message) => ProviderError::Rejected(message),
-            other => ProviderError::Other(other.to_string()),
-        })?;
-        let prompt_tokens = self
-            .engine
-            .encode(&text)
-            .map_err(|e| ProviderError::Other(e.to_string()))?;
-        // The engine checks the parameters and that the prompt leaves room for an answer, and
-        // ends the answer where the context window does.
-        Ok(GenerateRequest {
-            prompt_tokens,
-            sampling: request.params.clone(),
-            fairness_key: request.user.clone().unwrap_or_default(),
-        })
-    }
+            .flat_map(|m| &m.images)
+            .map(|image| engine.prepare_image(&image.png).map(std::sync::Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(provider_error)?;
+        engine.place_images(&prompt_tokens, prepared).map_err(provider_error)?
+    } else {
+        (prompt_tokens, Vec::new())
+    };
+    // The engine checks the parameters and that the prompt leaves room for an answer, and
+    // ends the answer where the context window does.
+    Ok(GenerateRequest {
+        images,
+        prompt_tokens,
+        sampling: request.params.clone(),
+        fairness_key: request.user.clone().unwrap_or_default(),
+    })
 }
 
 /// What an engine refusal means to a caller: a full queue is `Overloaded`, a bad request is
@@ -95,7 +119,15 @@ impl ChatProvider for LocalProvider {
     }
 
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, ProviderError> {
-        let generate = self.prepare(&request)?;
+        let generate = if request.has_images() {
+            // Decoding and resizing images is CPU work.
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || prepare(&engine, &request))
+                .await
+                .map_err(|e| ProviderError::Other(format!("preparing the images failed: {e}")))??
+        } else {
+            prepare(&self.engine, &request)?
+        };
         let events = self.engine.submit(generate).map_err(provider_error)?;
         // The stream owns the receiver: dropping the stream cancels the generation. It ends
         // right after the final event; a runner that vanished without one is an error.
@@ -127,6 +159,14 @@ impl ChatProvider for LocalProvider {
     fn count_tokens(&self, model: &str, text: &str) -> usize {
         let _ = model;
         self.engine.count_tokens(text)
+    }
+
+    fn count_image_tokens(&self, model: &str, width: u32, height: u32) -> usize {
+        // The image's own tokens and the two that frame it.
+        self.engine.image_tokens(width, height).map_or_else(
+            || super::default_image_tokens(model, width, height),
+            |tokens| tokens + 2,
+        )
     }
 }
 

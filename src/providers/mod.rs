@@ -162,4 +162,18 @@ pub trait ChatProvider: Send + Sync {
         let _ = model;
         estimate_tokens(text)
     }
+
+    /// Counts (or estimates) the tokens an image of `width × height` pixels takes in
+    /// `model`'s prompt.
+    fn count_image_tokens(&self, model: &str, width: u32, height: u32) -> usize {
+        default_image_tokens(model, width, height)
+    }
+}
+
+/// Tokens of one image for a remote model, estimated the way Gemini counts them: 258 per
+/// tile of 768 x 768 pixels (OpenAI's high-detail count is close: 765 for 1024 x 1024).
+pub fn default_image_tokens(model: &str, width: u32, height: u32) -> usize {
+    let _ = model;
+    let tiles = |side: u32| side.div_ceil(768).max(1) as usize;
+    258 * tiles(width) * tiles(height)
 }

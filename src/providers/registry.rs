@@ -395,6 +395,15 @@ impl ModelRegistry {
         }
     }
 
+    /// The tokens an image of `width × height` pixels takes in `model`'s prompt: the local
+    /// model's exact count, a remote provider's estimate.
+    pub fn count_image_tokens(&self, model: &str, width: u32, height: u32) -> usize {
+        match self.slot(model).and_then(|s| self.provider(s)) {
+            Ok((provider, name)) => provider.count_image_tokens(&name, width, height),
+            Err(_) => super::default_image_tokens(model, width, height),
+        }
+    }
+
     /// Starts a chat stream on `model`, falling back to the catalogue's fallbacks (in order)
     /// when it is rate-limited or unavailable. Returns the stream and the id of the model that
     /// accepted the request. A request with images goes only to models that can see: `model`
@@ -502,6 +511,7 @@ fn start_local(entry: &ModelEntry, config: &Config) -> Arc<RwLock<LocalSlot>> {
                 offline: config.offline,
                 device: engine::DeviceChoice::Auto,
                 attention: None,
+                vision: entry.can_see(),
             };
             let progress = progress.clone();
             Box::new(move || engine::load(&local, &progress).map(|e| Loaded::Chat(Arc::new(LocalProvider::new(e)))))

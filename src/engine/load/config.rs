@@ -39,6 +39,9 @@ pub struct LocalModelConfig {
     pub device: DeviceChoice,
     /// The attention implementation; `None` for the device's default.
     pub attention: Option<crate::engine::run::forward::AttentionBackend>,
+    /// Whether the model must see images (`capabilities = ["vision"]`): loading a text
+    /// model then fails.
+    pub vision: bool,
 }
 
 /// Where a model runs.
@@ -73,6 +76,7 @@ impl LocalModelConfig {
             offline: true,
             device: DeviceChoice::Auto,
             attention: None,
+            vision: false,
         }
     }
 }

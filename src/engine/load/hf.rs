@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::engine::error::EngineError;
 use crate::engine::model::Architecture;
 use crate::engine::run::forward::{BatchModelConfig, WeightSource};
+use crate::engine::run::vision::{ImageProcessing, MropeSection, VisionConfig, VisionTokens};
 
 /// Whether `path` names a Hugging Face model: a directory with a `config.json`, or a
 /// `.safetensors` / `.json` file inside one.
@@ -63,23 +64,90 @@ struct HfConfig {
 }
 
 /// Reads `config.json` of `dir` into the batched forward's configuration (the vocabulary
-/// size comes from the weights later). Also says whether the embeddings are tied.
+/// size comes from the weights later). Also says whether the embeddings are tied. A
+/// vision-language model (`qwen3_vl`) is read by its `text_config`.
 pub(crate) fn read_config(dir: &Path) -> Result<(BatchModelConfig, bool), EngineError> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| EngineError::InvalidModel(format!("cannot read {}: {e}", path.display())))?;
-    let hf: HfConfig = serde_json::from_str(&text)
-        .map_err(|e| EngineError::InvalidModel(format!("{} is not a model configuration: {e}", path.display())))?;
+    let not_config = |e: serde_json::Error| {
+        EngineError::InvalidModel(format!("{} is not a model configuration: {e}", path.display()))
+    };
+    let value: Value = serde_json::from_str(&text).map_err(not_config)?;
+    if value["model_type"] == "qwen3_vl" {
+        return read_qwen3_vl_text(&value).map_err(|e| match e {
+            EngineError::InvalidModel(m) => EngineError::InvalidModel(format!("{}: {m}", path.display())),
+            other => other,
+        });
+    }
+    let hf: HfConfig = serde_json::from_value(value).map_err(not_config)?;
     let architecture = match hf.model_type.as_str() {
         "llama" | "mistral" => Architecture::Llama,
         "qwen2" => Architecture::Qwen2,
         "qwen3" => Architecture::Qwen3,
         other => {
             return Err(EngineError::InvalidModel(format!(
-                "unsupported model_type {other:?} (supported: llama, mistral, qwen2, qwen3)"
+                "unsupported model_type {other:?} (supported: llama, mistral, qwen2, qwen3, qwen3_vl)"
             )))
         }
     };
+    let tied = hf.tie_word_embeddings;
+    Ok((text_config(hf, architecture)?, tied))
+}
+
+/// The language model of a Qwen3-VL `config.json`: its `text_config` (rotary settings there
+/// or under `rope_parameters`; `tie_word_embeddings` there or at the top).
+fn read_qwen3_vl_text(value: &Value) -> Result<(BatchModelConfig, bool), EngineError> {
+    let mut text = value["text_config"].clone();
+    let Some(fields) = text.as_object_mut() else {
+        return Err(EngineError::InvalidModel("qwen3_vl without a text_config".into()));
+    };
+    fields.insert("model_type".into(), "qwen3_vl".into());
+    let rope = fields
+        .get("rope_scaling")
+        .filter(|v| !v.is_null())
+        .or_else(|| fields.get("rope_parameters"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    if !fields.contains_key("rope_theta") {
+        if let Some(theta) = rope.get("rope_theta") {
+            fields.insert("rope_theta".into(), theta.clone());
+        }
+    }
+    if !fields.contains_key("tie_word_embeddings") {
+        let tied = value["tie_word_embeddings"].as_bool().unwrap_or(false);
+        fields.insert("tie_word_embeddings".into(), tied.into());
+    }
+    let section: Option<Vec<usize>> = rope
+        .get("mrope_section")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let Some(section) = section.and_then(|s| <[usize; 3]>::try_from(s).ok()) else {
+        return Err(EngineError::InvalidModel(
+            "text_config has no mrope_section of three numbers".into(),
+        ));
+    };
+    if rope.get("mrope_interleaved").and_then(Value::as_bool) == Some(false) {
+        return Err(EngineError::InvalidModel(
+            "chunked multimodal rotary sections (mrope_interleaved false, Qwen2.5-VL) are not supported".into(),
+        ));
+    }
+    fields.insert("rope_scaling".into(), Value::Null);
+    let hf: HfConfig =
+        serde_json::from_value(text).map_err(|e| EngineError::InvalidModel(format!("text_config: {e}")))?;
+    let tied = hf.tie_word_embeddings;
+    let mut config = text_config(hf, Architecture::Qwen3Vl)?;
+    if section.iter().sum::<usize>() != config.head_dim / 2 {
+        return Err(EngineError::InvalidModel(format!(
+            "mrope_section {section:?} does not share the {} rotary frequencies",
+            config.head_dim / 2
+        )));
+    }
+    config.mrope = Some(MropeSection(section));
+    Ok((config, tied))
+}
+
+/// The batched forward's configuration of a parsed language-model configuration.
+fn text_config(hf: HfConfig, architecture: Architecture) -> Result<BatchModelConfig, EngineError> {
     let heads = hf.num_attention_heads;
     let kv_heads = hf.num_key_value_heads.unwrap_or(heads);
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
@@ -101,9 +169,58 @@ pub(crate) fn read_config(dir: &Path) -> Result<(BatchModelConfig, bool), Engine
         rope_neox: true,
         max_positions: hf.max_position_embeddings.unwrap_or(4096),
         rope_freq_factors: None,
+        mrope: None,
     };
     config.rope_freq_factors = rope_scaling_factors(hf.rope_scaling.as_ref(), &config)?;
-    Ok((config, hf.tie_word_embeddings))
+    Ok(config)
+}
+
+/// The vision half of a vision-language model directory: the encoder's configuration, its
+/// special tokens and its image processing; `None` for a text model.
+pub(crate) fn read_vision(dir: &Path, text_hidden: usize) -> Result<Option<VisionParts>, EngineError> {
+    let path = dir.join("config.json");
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .map_err(|e| EngineError::InvalidModel(format!("{}: {e}", path.display())))?;
+    if value["model_type"] != "qwen3_vl" {
+        return Ok(None);
+    }
+    let config: VisionConfig = serde_json::from_value(value["vision_config"].clone())
+        .map_err(|e| EngineError::InvalidModel(format!("{}: vision_config: {e}", path.display())))?;
+    config.validate(text_hidden)?;
+    let id = |key: &str, default: u32| value[key].as_u64().map_or(default, |v| v as u32);
+    let tokens = VisionTokens {
+        image: id("image_token_id", 151_655),
+        start: id("vision_start_token_id", 151_652),
+        end: id("vision_end_token_id", 151_653),
+    };
+    let processor = dir.join("preprocessor_config.json");
+    let processor: Option<Value> = if processor.is_file() {
+        Some(
+            serde_json::from_str(&std::fs::read_to_string(&processor)?)
+                .map_err(|e| EngineError::InvalidModel(format!("{}: {e}", processor.display())))?,
+        )
+    } else {
+        None
+    };
+    let processing = ImageProcessing::from_json(&config, processor.as_ref())?;
+    Ok(Some(VisionParts {
+        config,
+        tokens,
+        processing,
+        files: weight_files(dir)?,
+    }))
+}
+
+/// What a vision-language model's directory says about its vision half.
+pub(crate) struct VisionParts {
+    /// The encoder's shape.
+    pub(crate) config: VisionConfig,
+    /// The tokens that frame an image.
+    pub(crate) tokens: VisionTokens,
+    /// How images are prepared.
+    pub(crate) processing: ImageProcessing,
+    /// The safetensors files holding the encoder (under `model.visual`).
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// The frequency divisors of a `rope_scaling` entry: none for absent / default, Llama 3's
@@ -195,6 +312,9 @@ pub(crate) struct SafetensorsWeights {
     tensors: MmapedSafetensors,
     /// Whether the output head is the embedding matrix (then `output.weight` is absent).
     tied: bool,
+    /// The prefix of the language model's tensors: `model.`, or `model.language_model.` in
+    /// a vision-language checkpoint.
+    prefix: &'static str,
 }
 
 impl SafetensorsWeights {
@@ -205,16 +325,22 @@ impl SafetensorsWeights {
         // file changed under a running server is outside what it promises to handle.
         let tensors = unsafe { MmapedSafetensors::multi(&files) }
             .map_err(|e| EngineError::InvalidModel(format!("cannot map the weights in {}: {e}", dir.display())))?;
-        Ok(Self { tensors, tied })
+        let prefix = if tensors.get("model.language_model.embed_tokens.weight").is_ok() {
+            "model.language_model."
+        } else {
+            "model."
+        };
+        Ok(Self { tensors, tied, prefix })
     }
 }
 
-/// The Hugging Face name of the tensor GGUF calls `name`.
-fn hf_name(name: &str) -> Option<String> {
+/// The Hugging Face name of the tensor GGUF calls `name`, the language model's tensors under
+/// `prefix` (`model.`).
+fn hf_name(name: &str, prefix: &str) -> Option<String> {
     match name {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "token_embd.weight" => return Some(format!("{prefix}embed_tokens.weight")),
         "output.weight" => return Some("lm_head.weight".into()),
-        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output_norm.weight" => return Some(format!("{prefix}norm.weight")),
         _ => {}
     }
     let rest = name.strip_prefix("blk.")?;
@@ -236,7 +362,7 @@ fn hf_name(name: &str) -> Option<String> {
         "ffn_down.weight" => "mlp.down_proj.weight",
         _ => return None,
     };
-    Some(format!("model.layers.{layer}.{part}"))
+    Some(format!("{prefix}layers.{layer}.{part}"))
 }
 
 impl WeightSource for SafetensorsWeights {
@@ -244,11 +370,11 @@ impl WeightSource for SafetensorsWeights {
         if name == "output.weight" && self.tied {
             return false;
         }
-        hf_name(name).is_some_and(|hf| self.tensors.get(&hf).is_ok())
+        hf_name(name, self.prefix).is_some_and(|hf| self.tensors.get(&hf).is_ok())
     }
 
     fn get(&mut self, name: &str, device: &Device) -> Result<QTensor, EngineError> {
-        let hf = hf_name(name).ok_or_else(|| EngineError::InvalidModel(format!("no tensor {name}")))?;
+        let hf = hf_name(name, self.prefix).ok_or_else(|| EngineError::InvalidModel(format!("no tensor {name}")))?;
         let tensor = self.tensors.load(&hf, device)?;
         // Matrices keep their precision (f16 / bf16 stay half size in memory until a kernel
         // widens them); vectors are read in f32.
@@ -328,17 +454,20 @@ mod tests {
 
     #[test]
     fn gguf_names_map_to_hugging_face_names() {
-        assert_eq!(hf_name("token_embd.weight").unwrap(), "model.embed_tokens.weight");
         assert_eq!(
-            hf_name("blk.3.attn_q.bias").unwrap(),
+            hf_name("token_embd.weight", "model.").unwrap(),
+            "model.embed_tokens.weight"
+        );
+        assert_eq!(
+            hf_name("blk.3.attn_q.bias", "model.").unwrap(),
             "model.layers.3.self_attn.q_proj.bias"
         );
         assert_eq!(
-            hf_name("blk.12.ffn_down.weight").unwrap(),
+            hf_name("blk.12.ffn_down.weight", "model.").unwrap(),
             "model.layers.12.mlp.down_proj.weight"
         );
-        assert_eq!(hf_name("rope_freqs.weight"), None);
-        assert_eq!(hf_name("blk.0.unknown.weight"), None);
+        assert_eq!(hf_name("rope_freqs.weight", "model."), None);
+        assert_eq!(hf_name("blk.0.unknown.weight", "model."), None);
     }
 
     #[test]

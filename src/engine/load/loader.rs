@@ -19,6 +19,7 @@ use crate::engine::load::tensor_types::gguf_read_error;
 use crate::engine::load::tokenizer::TextTokenizer;
 use crate::engine::model::Architecture;
 use crate::engine::run::forward::{LlamaBatchModel, MatmulBackend};
+use crate::engine::run::vision::{ImageProcessing, VisionEncoder, VisionTokens};
 use crate::engine::ModelInfo;
 
 /// Tokens that end a turn in common chat vocabularies, besides the declared EOS.
@@ -36,6 +37,18 @@ pub(crate) struct LoadedModel {
     pub(crate) template: ChatTemplate,
     /// Token ids that end a sequence.
     pub(crate) eos_ids: Vec<u32>,
+    /// The vision half of a vision-language model.
+    pub(crate) vision: Option<LoadedVision>,
+}
+
+/// The vision half of a vision-language model, read.
+pub(crate) struct LoadedVision {
+    /// The encoder's weights.
+    pub(crate) encoder: VisionEncoder,
+    /// The tokens that frame an image.
+    pub(crate) tokens: VisionTokens,
+    /// How images are prepared.
+    pub(crate) processing: ImageProcessing,
 }
 
 /// Reads the model at `file` as `config` asks: a GGUF file, or a Hugging Face directory
@@ -55,7 +68,15 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         template,
         mut eos_ids,
         declared_context,
+        vision,
     } = parts;
+    if config.vision && vision.is_none() {
+        return Err(EngineError::InvalidModel(format!(
+            "models.toml gives {} the vision capability, but {} is a text model (a Qwen3-VL checkpoint can see)",
+            config.id,
+            file.display()
+        )));
+    }
     let template_source = match (&config.chat_template, template) {
         (Some(source), _) => source.clone(),
         (None, Some(source)) => source,
@@ -93,6 +114,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         candle_kernel_formats = %candle_kernel_formats,
         attention = ?model.attention_backend(),
         matrix_mib = model.matrix_bytes() / (1 << 20),
+        vision = vision.is_some(),
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );
@@ -108,6 +130,7 @@ pub(crate) fn read_model(config: &LocalModelConfig, file: &Path) -> Result<Loade
         tokenizer: Arc::new(tokenizer),
         template,
         eos_ids,
+        vision,
     })
 }
 
@@ -125,6 +148,8 @@ struct Parts {
     eos_ids: Vec<u32>,
     /// The context length the file declares.
     declared_context: Option<usize>,
+    /// The vision half of a vision-language model.
+    vision: Option<LoadedVision>,
 }
 
 /// The weights' loading error, with the file named.
@@ -158,6 +183,7 @@ fn read_gguf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
         declared_context: md
             .u64(&format!("{}.context_length", architecture.name()))
             .map(|v| v as usize),
+        vision: None,
     })
 }
 
@@ -170,8 +196,32 @@ fn read_hf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
     let architecture = config.architecture;
     let declared_context = Some(config.max_positions);
     let mut weights = hf::SafetensorsWeights::open(&dir, tied)?;
+    let text_hidden = config.dim;
     let model = LlamaBatchModel::from_source(config, &mut weights, device, MatmulBackend::Fastest)
         .map_err(weights_error(file))?;
+    let vision = match hf::read_vision(&dir, text_hidden)? {
+        None => None,
+        Some(parts) => {
+            let encoder =
+                VisionEncoder::load(parts.config, &parts.files, "model.visual", device).map_err(weights_error(file))?;
+            for (name, id) in [
+                ("image", parts.tokens.image),
+                ("vision start", parts.tokens.start),
+                ("vision end", parts.tokens.end),
+            ] {
+                if tokenizer.token_text(id).is_none() {
+                    return Err(EngineError::InvalidModel(format!(
+                        "the {name} token id {id} is not in the tokenizer"
+                    )));
+                }
+            }
+            Some(LoadedVision {
+                encoder,
+                tokens: parts.tokens,
+                processing: parts.processing,
+            })
+        }
+    };
     Ok(Parts {
         architecture,
         model,
@@ -179,6 +229,7 @@ fn read_hf(file: &Path, device: &Device) -> Result<Parts, EngineError> {
         template: settings.chat_template.clone(),
         eos_ids: settings.eos_ids.clone(),
         declared_context,
+        vision,
     })
 }
 

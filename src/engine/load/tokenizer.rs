@@ -134,6 +134,11 @@ impl TextTokenizer {
         self.inner.token_to_id(text)
     }
 
+    /// The text of token `id` (special tokens included), if the vocabulary has it.
+    pub(crate) fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// The beginning-of-sequence token.
     pub(crate) fn bos(&self) -> Option<&SpecialToken> {
         self.bos.as_ref()

@@ -14,3 +14,4 @@ pub(crate) mod sampling;
 pub mod scheduler;
 pub(crate) mod stats;
 pub(crate) mod stop;
+pub mod vision;

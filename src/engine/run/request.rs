@@ -1,6 +1,20 @@
 //! What a caller hands the engine, and what comes back.
 
+use std::sync::Arc;
+
+use crate::engine::run::vision::PreparedImage;
 use crate::generation::GenerationParams;
+
+/// An image in a prompt (a vision-language model): where its tokens start and the image,
+/// prepared ([`crate::engine::LocalEngine::prepare_image`]).
+#[derive(Clone, Debug)]
+pub struct ImageInput {
+    /// The index of its first image token in the prompt; `image.tokens()` image tokens
+    /// follow.
+    pub start: usize,
+    /// The image.
+    pub image: Arc<PreparedImage>,
+}
 
 /// One generation: a tokenized prompt and how to sample its continuation.
 #[derive(Clone, Debug)]
@@ -13,6 +27,8 @@ pub struct GenerateRequest {
     /// Who asks, as an opaque key (the provider passes the user id): waiting requests are
     /// started round-robin across keys. Empty for "anyone".
     pub fairness_key: String,
+    /// The prompt's images, in order (only for a model that can see).
+    pub images: Vec<ImageInput>,
 }
 
 /// One event of a generation's stream.

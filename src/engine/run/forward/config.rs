@@ -6,6 +6,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use crate::engine::error::EngineError;
 use crate::engine::load::gguf::Metadata;
 use crate::engine::model::Architecture;
+use crate::engine::run::vision::MropeSection;
 
 /// Positions when the file names no context length (candle's `quantized_llama` limit).
 const DEFAULT_MAX_POSITIONS: usize = 4096;
@@ -39,6 +40,9 @@ pub struct BatchModelConfig {
     /// Divisors of the rotary frequencies (Llama 3.1+ long-context scaling), one per pair of
     /// dimensions; `None` for plain rotary embeddings.
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// How the rotary frequencies are shared among time, rows and columns (Qwen3-VL's
+    /// multimodal positions); `None` for 1-D positions.
+    pub mrope: Option<MropeSection>,
 }
 
 impl BatchModelConfig {
@@ -71,7 +75,7 @@ impl BatchModelConfig {
                 .u64(&key("attention.key_length"))
                 .map(|v| v as usize)
                 .unwrap_or(dim / num_heads),
-            Architecture::Llama | Architecture::Qwen2 => dim / num_heads,
+            Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3Vl => dim / num_heads,
         };
         if let Some(rope_dim) = md.u64(&key("rope.dimension_count")) {
             if rope_dim as usize != head_dim {
@@ -103,20 +107,22 @@ impl BatchModelConfig {
             rope_neox: matches!(architecture, Architecture::Qwen2 | Architecture::Qwen3),
             max_positions,
             rope_freq_factors: None,
+            mrope: None,
         })
     }
 
-    /// `general.architecture`: `llama`, `qwen2` or `qwen3`.
+    /// `general.architecture`: `llama`, `qwen2`, `qwen3` (or `qwen3_vl`).
     pub fn architecture_name(&self) -> &'static str {
         self.architecture.name()
     }
 
     /// The inverse frequencies of the rotary embedding, `head_dim / 2` of them, computed
-    /// exactly as the reference implementation of the family does (Qwen3 in f64).
+    /// exactly as the reference implementation of the family does (Qwen3 in f64; Qwen3-VL in
+    /// f32 like candle-transformers' `qwen3_vl`).
     pub(crate) fn rope_inv_freq(&self) -> Vec<f32> {
         let d = self.head_dim;
         let mut inv_freq: Vec<f32> = match self.architecture {
-            Architecture::Llama | Architecture::Qwen2 => (0..d)
+            Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3Vl => (0..d)
                 .step_by(2)
                 .map(|i| 1f32 / self.rope_freq_base.powf(i as f32 / d as f32))
                 .collect(),

@@ -39,6 +39,21 @@ pub use model::LlamaBatchModel;
 pub(crate) use model::WeightSource;
 
 use crate::engine::run::kv::BlockTable;
+use crate::engine::run::vision::ImageFeatures;
+
+/// Rows of an image's features that replace the embeddings of some new tokens of an entry
+/// (a prompt chunk may hold part of an image).
+#[derive(Clone, Copy, Debug)]
+pub struct VisualRows<'a> {
+    /// The first token they replace, counted from the entry's first new token.
+    pub row: usize,
+    /// The image's features.
+    pub features: &'a ImageFeatures,
+    /// The first feature row used.
+    pub from: usize,
+    /// Rows used.
+    pub len: usize,
+}
 
 /// One sequence's part of a [`Batch`].
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +68,11 @@ pub struct BatchEntry<'a> {
     /// Whether the logits of the last new token are wanted (false for a prefill chunk that
     /// is not the prompt's last).
     pub wants_logits: bool,
+    /// Multimodal rotary positions `[time, row, column]` of the new tokens (a model with
+    /// M-RoPE); `None` for the ordinary positions `start_pos..`.
+    pub positions: Option<&'a [[u32; 3]]>,
+    /// Image features that replace the embeddings of some of the new tokens.
+    pub visual: &'a [VisualRows<'a>],
 }
 
 /// The work of one forward: sequences, each at its own position. A sequence appears at
@@ -76,6 +96,29 @@ impl<'a> Batch<'a> {
             start_pos,
             block_table,
             wants_logits,
+            positions: None,
+            visual: &[],
+        });
+    }
+
+    /// Adds a sequence of a vision-language model: its new tokens' multimodal positions
+    /// (`None`: ordinary) and the image rows among them.
+    pub fn push_multimodal(
+        &mut self,
+        tokens: &'a [u32],
+        start_pos: usize,
+        block_table: &'a BlockTable,
+        wants_logits: bool,
+        positions: Option<&'a [[u32; 3]]>,
+        visual: &'a [VisualRows<'a>],
+    ) {
+        self.entries.push(BatchEntry {
+            tokens,
+            start_pos,
+            block_table,
+            wants_logits,
+            positions,
+            visual,
         });
     }
 

@@ -360,6 +360,11 @@ impl LlamaBatchModel {
         let c = &self.config;
         let plan = plan::build(batch, c, kv, self.attention, &self.cos, &self.sin, &self.device)?;
         let mut x = self.embedding.embedding(&plan.tokens)?;
+        if let Some(visual) = &plan.visual {
+            // Image tokens take their image's embeddings (a gather, so every value is copied
+            // exactly).
+            x = Tensor::cat(&[&x, &visual.embeds], 0)?.index_select(&visual.splice, 0)?;
+        }
         for (index, layer) in self.layers.iter().enumerate() {
             let h = self.norm(&x, &layer.attn_norm)?;
             let attn = self.attention(index, layer, &h, &plan, kv)?;
@@ -367,6 +372,16 @@ impl LlamaBatchModel {
             let h = self.norm(&x, &layer.ffn_norm)?;
             let gated = self.gated(layer, &h)?;
             x = self.residual(&x, &layer.down.forward(&gated)?)?;
+            if let Some(features) = plan
+                .visual
+                .as_ref()
+                .and_then(|v| v.deepstack.get(index).map(|f| (v, f)))
+            {
+                // DeepStack: the image tokens get the features of a shallower vision layer
+                // added after this layer (text rows add zero).
+                let (visual, features) = features;
+                x = self.residual(&x, &features.index_select(&visual.deepstack_rows, 0)?)?;
+            }
         }
         let Some(rows) = &plan.logit_rows else {
             return Ok(Tensor::zeros((0, c.vocab_size), DType::F32, &self.device)?);

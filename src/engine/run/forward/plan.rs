@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::engine::error::EngineError;
 use crate::engine::run::kv::{write_slot_ids, KvCache};
@@ -58,6 +58,21 @@ pub(crate) struct Plan {
     pub(crate) gpu: Option<GpuPlan>,
     /// The rows whose logits are wanted, u32 `[num_logits]`; `None` when none is.
     pub(crate) logit_rows: Option<Tensor>,
+    /// Image features among the new tokens; `None` when there are none.
+    pub(crate) visual: Option<VisualPlan>,
+}
+
+/// Where image features go in a batch's activations.
+pub(crate) struct VisualPlan {
+    /// For each row of `[token embeddings; image embeddings]`'s result, the row it takes: its
+    /// own, or `total + k` for the k-th image row. u32 `[total_tokens]`.
+    pub(crate) splice: Tensor,
+    /// The image embeddings, `[image rows, dim]`.
+    pub(crate) embeds: Tensor,
+    /// Per DeepStack layer, `[zeros; features]` `[1 + image rows, dim]`.
+    pub(crate) deepstack: Vec<Tensor>,
+    /// For each row, its row in a DeepStack tensor (0, the zeros, for text). u32 `[total_tokens]`.
+    pub(crate) deepstack_rows: Tensor,
 }
 
 /// Checks `batch` against the model and the cache, then builds its [`Plan`].
@@ -81,7 +96,6 @@ pub(crate) fn build(
     {
         return invalid(format!("the KV cache {kv_config:?} does not fit the model"));
     }
-    use candle_core::DType;
     match (backend, kv_config.dtype) {
         (AttentionBackend::CpuKernel, DType::F32 | DType::F16) => {}
         (AttentionBackend::CpuKernel, other) => {
@@ -112,6 +126,12 @@ pub(crate) fn build(
     let mut seqs = Vec::with_capacity(batch.entries.len());
     let mut logit_rows = Vec::new();
     let mut written_blocks = std::collections::HashSet::new();
+    let multimodal = batch.entries.iter().any(|e| e.positions.is_some());
+    if multimodal && config.mrope.is_none() {
+        return invalid("multimodal positions for a model without them".into());
+    }
+    let mut mrope_positions: Vec<[u32; 3]> = Vec::new();
+    let mut visual_rows: Vec<(usize, &super::VisualRows<'_>)> = Vec::new();
     for (i, entry) in batch.entries.iter().enumerate() {
         let len = entry.tokens.len();
         let start = entry.start_pos;
@@ -163,6 +183,32 @@ pub(crate) fn build(
         let offset = tokens.len();
         tokens.extend_from_slice(entry.tokens);
         positions.extend((start..end).map(|p| p as u32));
+        if multimodal {
+            match entry.positions {
+                Some(p) if p.len() == len => {
+                    if let Some(bad) = p.iter().flatten().find(|&&p| p as usize >= config.max_positions) {
+                        return invalid(format!(
+                            "sequence {i} has the position {bad}, the model holds {}",
+                            config.max_positions
+                        ));
+                    }
+                    mrope_positions.extend_from_slice(p);
+                }
+                Some(p) => {
+                    return invalid(format!("sequence {i} has {} positions for {len} tokens", p.len()));
+                }
+                None => mrope_positions.extend((start..end).map(|p| [p as u32; 3])),
+            }
+        }
+        for rows in entry.visual {
+            if rows.row + rows.len > len || rows.from + rows.len > rows.features.embeds.dim(0)? {
+                return invalid(format!("sequence {i}: image rows outside its tokens or its features"));
+            }
+            if rows.features.embeds.dim(1)? != config.dim {
+                return invalid(format!("sequence {i}: image features are not {} wide", config.dim));
+            }
+            visual_rows.push((offset, rows));
+        }
         let ctx_slots: Vec<u32> = (0..end).map(|p| slot(table, p)).collect();
         write_slots.extend_from_slice(&ctx_slots[start..]);
         if gpu && len == 1 {
@@ -199,10 +245,35 @@ pub(crate) fn build(
             logit_rows.push((offset + len - 1) as u32);
         }
     }
-    let positions = Tensor::from_vec(positions, total, device)?;
     let half = config.head_dim / 2;
-    let cos = cos_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
-    let sin = sin_table.index_select(&positions, 0)?.reshape((total, 1, half))?;
+    let (cos, sin) = match (multimodal, config.mrope) {
+        (true, Some(section)) => {
+            // Frequency j of a token turns with the position of its axis: gather each
+            // (token, j) from the flattened tables.
+            let axes = section.axes(half);
+            let index: Vec<u32> = mrope_positions
+                .iter()
+                .flat_map(|p| {
+                    axes.iter()
+                        .enumerate()
+                        .map(move |(j, &axis)| p[axis] * half as u32 + j as u32)
+                })
+                .collect();
+            let index = Tensor::from_vec(index, total * half, device)?;
+            let gather = |table: &Tensor| -> candle_core::Result<Tensor> {
+                table.flatten_all()?.index_select(&index, 0)?.reshape((total, 1, half))
+            };
+            (gather(cos_table)?, gather(sin_table)?)
+        }
+        _ => {
+            let positions = Tensor::from_vec(positions, total, device)?;
+            (
+                cos_table.index_select(&positions, 0)?.reshape((total, 1, half))?,
+                sin_table.index_select(&positions, 0)?.reshape((total, 1, half))?,
+            )
+        }
+    };
+    let visual = visual_plan(&visual_rows, total, config.dim, device)?;
     let gpu = if gpu_contexts.is_empty() {
         None
     } else {
@@ -253,7 +324,52 @@ pub(crate) fn build(
         }),
         gpu,
         logit_rows,
+        visual,
     })
+}
+
+/// Where the image rows of a batch go (`None` when it has none).
+fn visual_plan(
+    rows: &[(usize, &super::VisualRows<'_>)],
+    total: usize,
+    dim: usize,
+    device: &Device,
+) -> Result<Option<VisualPlan>, EngineError> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut splice: Vec<u32> = (0..total as u32).collect();
+    let mut deepstack_rows = vec![0u32; total];
+    let mut embeds = Vec::with_capacity(rows.len());
+    let layers = rows.iter().map(|(_, r)| r.features.deepstack.len()).min().unwrap_or(0);
+    let mut deepstack: Vec<Vec<Tensor>> = vec![vec![Tensor::zeros((1, dim), DType::F32, device)?]; layers];
+    let mut next = 0usize;
+    for (offset, r) in rows {
+        for k in 0..r.len {
+            let row = offset + r.row + k;
+            if splice[row] as usize != row {
+                return Err(EngineError::InvalidRequest(format!(
+                    "batch row {row} gets two image rows"
+                )));
+            }
+            splice[row] = (total + next + k) as u32;
+            deepstack_rows[row] = (1 + next + k) as u32;
+        }
+        next += r.len;
+        embeds.push(r.features.embeds.narrow(0, r.from, r.len)?);
+        for (layer, parts) in deepstack.iter_mut().enumerate() {
+            parts.push(r.features.deepstack[layer].narrow(0, r.from, r.len)?);
+        }
+    }
+    Ok(Some(VisualPlan {
+        splice: Tensor::from_vec(splice, total, device)?,
+        embeds: Tensor::cat(&embeds, 0)?.to_dtype(DType::F32)?,
+        deepstack: deepstack
+            .iter()
+            .map(|parts| Tensor::cat(parts, 0)?.to_dtype(DType::F32))
+            .collect::<candle_core::Result<_>>()?,
+        deepstack_rows: Tensor::from_vec(deepstack_rows, total, device)?,
+    }))
 }
 
 /// The slot of `position` in a table already checked to hold it.

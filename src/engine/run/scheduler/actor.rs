@@ -12,15 +12,17 @@ use super::prefix::PrefixCache;
 use super::queue::FairQueue;
 use super::schedule::Scheduled;
 use super::sequence::{Progress, Sequence};
+use super::vision::SequenceVision;
 use super::{SchedulerConfig, SchedulerHandle, Submission};
 use crate::engine::error::EngineError;
 use crate::engine::load::tokenizer::TextTokenizer;
-use crate::engine::run::forward::{Batch, LlamaBatchModel};
+use crate::engine::run::forward::{Batch, LlamaBatchModel, VisualRows};
 use crate::engine::run::kv::KvCache;
 use crate::engine::run::priority::{gate, Priority};
 use crate::engine::run::request::StopReason;
 use crate::engine::run::sampling::Sampler;
 use crate::engine::run::stats::{Ending, StatsCounters};
+use crate::engine::run::vision::VisionEncoder;
 
 /// How a sequence leaves the scheduler.
 pub(super) enum Exit {
@@ -66,6 +68,10 @@ pub(crate) struct Scheduler {
     pub(super) admissions: u64,
     /// Prometheus metrics.
     pub(super) metrics: SchedulerMetrics,
+    /// The vision encoder of a vision-language model.
+    pub(super) vision: Option<VisionEncoder>,
+    /// The image token of a vision-language model.
+    image_token: Option<u32>,
 }
 
 impl Scheduler {
@@ -78,8 +84,13 @@ impl Scheduler {
         context_length: usize,
         config: SchedulerConfig,
         stats: Arc<StatsCounters>,
+        vision: Option<(VisionEncoder, u32)>,
     ) -> Result<Self, EngineError> {
         config.validate()?;
+        let (vision, image_token) = match vision {
+            Some((encoder, token)) => (Some(encoder), Some(token)),
+            None => (None, None),
+        };
         let mut model = model;
         if let Some(dtype) = config.kv_dtype {
             model.set_kv_dtype(dtype)?;
@@ -115,6 +126,8 @@ impl Scheduler {
             next_id: 1,
             admissions: 0,
             metrics,
+            vision,
+            image_token,
         })
     }
 
@@ -181,6 +194,24 @@ impl Scheduler {
         self.next_id += 1;
         let sampler = Sampler::new(&request.sampling, &request.prompt_tokens);
         let key: Arc<str> = request.fairness_key.as_str().into();
+        let vision = if request.images.is_empty() {
+            None
+        } else {
+            // The engine checked the request before submitting it; a failure here is
+            // answered without running it.
+            let vision = self
+                .image_token
+                .ok_or_else(|| EngineError::InvalidRequest("this model cannot see images".into()))
+                .and_then(|token| SequenceVision::new(&request.prompt_tokens, request.images, token));
+            match vision {
+                Ok(vision) => Some(vision),
+                Err(error) => {
+                    self.waiting_count.fetch_sub(1, Ordering::AcqRel);
+                    let _ = events.send(crate::engine::run::request::GenerateEvent::Failed(error.to_string()));
+                    return;
+                }
+            }
+        };
         let sequence = Sequence::new(
             id,
             key,
@@ -192,6 +223,7 @@ impl Scheduler {
             events,
             queued_at,
             self.kv.new_table(),
+            vision,
         );
         self.waiting.push(sequence);
     }
@@ -248,16 +280,31 @@ impl Scheduler {
     /// Runs the forward of `work`; returns the logits of the sequences that want them, row
     /// after row.
     fn forward(&mut self, work: &[Scheduled]) -> Result<Vec<f32>, EngineError> {
+        self.encode_images(work)?;
+        // The positions and image rows of sequences with images, owned here for the batch
+        // to borrow.
+        let multimodal: Vec<Option<(Vec<[u32; 3]>, Vec<VisualRows<'_>>)>> = work
+            .iter()
+            .map(|w| {
+                let sequence = &self.running[w.index];
+                let range = sequence.computed..sequence.computed + w.tokens;
+                sequence
+                    .vision
+                    .as_ref()
+                    .map(|v| (v.positions(range.clone()), v.visual_rows(range)))
+            })
+            .collect();
         let mut batch = Batch::new();
-        for w in work {
+        for (w, extra) in work.iter().zip(&multimodal) {
             let sequence = &self.running[w.index];
             let start = sequence.computed;
-            batch.push(
-                &sequence.tokens[start..start + w.tokens],
-                start,
-                &sequence.table,
-                w.wants_logits,
-            );
+            let tokens = &sequence.tokens[start..start + w.tokens];
+            match extra {
+                None => batch.push(tokens, start, &sequence.table, w.wants_logits),
+                Some((positions, visual)) => {
+                    batch.push_multimodal(tokens, start, &sequence.table, w.wants_logits, Some(positions), visual)
+                }
+            }
         }
         let logits = self.model.forward(&batch, &mut self.kv)?;
         Ok(logits.flatten_all()?.to_vec1::<f32>()?)

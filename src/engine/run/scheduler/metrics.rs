@@ -50,6 +50,13 @@ impl SchedulerMetrics {
         metrics::histogram!("enclave_engine_step_sequences", "model" => m).record(sequences as f64);
     }
 
+    /// One call of the vision encoder: its images and its duration.
+    pub(crate) fn images_encoded(&self, images: usize, duration: Duration) {
+        let m = self.model.clone();
+        metrics::counter!("enclave_engine_images_encoded_total", "model" => m.clone()).increment(images as u64);
+        metrics::histogram!("enclave_engine_vision_encode_seconds", "model" => m).record(duration.as_secs_f64());
+    }
+
     /// Prompt tokens run through the model (cache hits excluded).
     pub(crate) fn prompt_tokens(&self, tokens: usize) {
         metrics::counter!("enclave_engine_prompt_tokens_total", "model" => self.model.clone()).increment(tokens as u64);
@@ -126,6 +133,15 @@ fn describe() {
         "Duration of one batched forward step"
     );
     describe_histogram!("enclave_engine_step_tokens", "Tokens (prefill and decode) in one step");
+    describe_counter!(
+        "enclave_engine_images_encoded_total",
+        "Images run through the vision encoder"
+    );
+    describe_histogram!(
+        "enclave_engine_vision_encode_seconds",
+        Unit::Seconds,
+        "Duration of one vision encoder call (all the images a step reaches)"
+    );
     describe_histogram!("enclave_engine_step_sequences", "Sequences in one step");
     describe_counter!(
         "enclave_engine_prompt_tokens_total",

@@ -24,6 +24,7 @@ mod prefix;
 mod queue;
 mod schedule;
 mod sequence;
+mod vision;
 
 #[cfg(test)]
 mod tests;

@@ -168,9 +168,10 @@ impl Scheduler {
             if self.config.prefix_caching {
                 // Leave at least one token to compute: its logits are needed.
                 let max_blocks = (sequence.tokens.len() - 1) / block_size;
+                let cache_tokens = sequence.cache_tokens(0..sequence.tokens.len()).into_owned();
                 let keys = self
                     .prefix
-                    .lookup(&sequence.tokens, max_blocks, &mut sequence.table, &mut self.kv);
+                    .lookup(&cache_tokens, max_blocks, &mut sequence.table, &mut self.kv);
                 let hit = keys.len() * block_size;
                 self.metrics.prefix_lookup(sequence.tokens.len(), hit);
                 self.stats.record_prefix_lookup(sequence.tokens.len(), hit);

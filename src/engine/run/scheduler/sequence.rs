@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::prefix::{block_key, PrefixCache, ROOT};
+use super::vision::SequenceVision;
 use crate::engine::error::EngineError;
 use crate::engine::load::tokenizer::TextTokenizer;
 use crate::engine::run::detokenize::IncrementalDecoder;
@@ -52,6 +53,8 @@ pub(crate) struct Sequence {
     pub(crate) last_token_at: Option<Instant>,
     /// Times it was preempted.
     pub(crate) preemptions: u32,
+    /// Its images, positions and cache keys (a prompt with images).
+    pub(crate) vision: Option<SequenceVision>,
 }
 
 /// What a newly sampled token did to its sequence.
@@ -77,6 +80,7 @@ impl Sequence {
         events: UnboundedSender<GenerateEvent>,
         queued_at: Instant,
         table: BlockTable,
+        vision: Option<SequenceVision>,
     ) -> Self {
         Self {
             id,
@@ -96,6 +100,18 @@ impl Sequence {
             queued_at,
             last_token_at: None,
             preemptions: 0,
+            vision,
+        }
+    }
+
+    /// Tokens `range` as the prefix cache keys them: the tokens, except that image tokens
+    /// stand for their image ([`SequenceVision::cache_tokens`]).
+    pub(crate) fn cache_tokens(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [u32]> {
+        match &self.vision {
+            None => std::borrow::Cow::Borrowed(&self.tokens[range]),
+            Some(vision) => range
+                .map(|i| vision.cache_tokens.get(i).copied().unwrap_or(self.tokens[i]))
+                .collect(),
         }
     }
 
@@ -123,9 +139,9 @@ impl Sequence {
         while self.block_keys.len() < full {
             let index = self.block_keys.len();
             let parent = self.block_keys.last().copied().unwrap_or(ROOT);
-            let tokens = &self.tokens[index * block_size..(index + 1) * block_size];
-            let key = block_key(parent, tokens);
-            prefix.insert(key, parent, tokens, self.table.blocks()[index], kv);
+            let tokens = self.cache_tokens(index * block_size..(index + 1) * block_size);
+            let key = block_key(parent, &tokens);
+            prefix.insert(key, parent, &tokens, self.table.blocks()[index], kv);
             self.block_keys.push(key);
         }
     }

@@ -31,6 +31,7 @@ fn engine(path: &Path, scheduler: SchedulerConfig) -> LocalEngine {
 
 fn request(tokens: Vec<u32>, max_tokens: usize, key: &str) -> GenerateRequest {
     GenerateRequest {
+        images: Vec::new(),
         prompt_tokens: tokens,
         sampling: GenerationParams {
             max_tokens: Some(max_tokens as u32),
@@ -292,6 +293,7 @@ fn sampled_output_is_the_same_alone_or_batched() {
     let (_dir, path) = tiny_model();
     let requests: Vec<GenerateRequest> = (0..8)
         .map(|i| GenerateRequest {
+            images: Vec::new(),
             prompt_tokens: tiny::random_prompt(i, 12),
             sampling: GenerationParams {
                 temperature: Some(0.9),
