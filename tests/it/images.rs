@@ -516,3 +516,82 @@ async fn images_reach_the_model_that_can_see_and_go_with_their_conversation() {
     }
     assert_eq!(image_bytes(&c, &copy).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_local_vision_language_model_answers_image_questions() {
+    // A tiny random-weight Qwen3-VL, run in the engine, beside the tiny text model.
+    let model_dir = tempfile::tempdir().unwrap();
+    enclave::engine::tiny::write_tiny_qwen3_vl(model_dir.path(), 3, &enclave::engine::tiny::TinyVisionShape::default())
+        .unwrap();
+    let server = TestServer::start_with(Options {
+        extra_models: format!(
+            "\n[[models]]\nid = \"tiny-vl\"\nrole = \"chat\"\nprovider = \"local\"\npath = \"{}\"\ncapabilities = [\"vision\"]\n",
+            model_dir.path().display()
+        ),
+        ..Options::default()
+    });
+    let mut c = Client::new(&server);
+    c.signup("fay").await;
+    let seeing = crate::common::eventually(|| async {
+        let models = c.get("/api/v1/models").await;
+        let vl = models.body["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "tiny-vl")
+            .cloned()
+            .unwrap();
+        (vl["status"] == "ready").then_some(vl)
+    })
+    .await;
+    assert_eq!(seeing["capabilities"], json!(["vision"]));
+    assert_eq!(seeing["default_vision"], true, "the first model that can see");
+
+    // The conversation's text model cannot see: the local vision model answers.
+    let image = upload_one(&c, &encoded(&picture(40, 24), ImageFormat::Png)).await;
+    let conversation = c
+        .new_conversation(json!({"model": LOCAL_MODEL, "settings": {"max_tokens": 6}}))
+        .await;
+    let mut stream = c
+        .stream(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            json!({"content": "What is this?", "attachments": [{"type": "image", "image_id": image}]}),
+        )
+        .await;
+    assert_eq!(stream.status, 200, "{:?}", stream.error_body);
+    let events = stream.collect().await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "done", "{events:?}");
+    // 40 × 24 pixels are 5 × 3 image tokens for this model, framed by two more.
+    let prompt_tokens = last.data["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 17, "{prompt_tokens}");
+    assert_eq!(last.data["usage"]["completion_tokens"], 6);
+    let detail = c.get(&format!("/api/v1/conversations/{conversation}")).await;
+    assert_eq!(
+        detail.body["messages"][1]["model"], "tiny-vl",
+        "the answer records who answered"
+    );
+    assert_eq!(detail.body["model"], LOCAL_MODEL);
+
+    // /v1 with a data: URL, to the vision model by name; the same image twice costs twice.
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(encoded(&picture(40, 24), ImageFormat::Png))
+    );
+    let ask = |images: usize| {
+        let mut content = vec![json!({"type": "text", "text": "Describe."})];
+        content.extend((0..images).map(|_| json!({"type": "image_url", "image_url": {"url": url}})));
+        json!({"model": "tiny-vl", "max_tokens": 3, "messages": [{"role": "user", "content": content}]})
+    };
+    let one = c.post("/v1/chat/completions", ask(1)).await;
+    assert_eq!(one.status, 200, "{:?}", one.body);
+    let two = c.post("/v1/chat/completions", ask(2)).await;
+    assert_eq!(two.status, 200, "{:?}", two.body);
+    let tokens = |r: &crate::common::Reply| r.body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(
+        tokens(&two) - tokens(&one),
+        15 + 2,
+        "one more image: its tokens and its frame"
+    );
+    assert!(one.body["choices"][0]["message"]["content"].as_str().is_some());
+}

@@ -28,6 +28,8 @@ mod vision;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vision_tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
