@@ -70,11 +70,13 @@ pub(crate) fn resolve_model_file(config: &impl ModelFiles, progress: &LoadProgre
 
 /// Companion files of a safetensors checkpoint: required, then optional.
 const HF_REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
-/// See [`HF_REQUIRED`] (`sentence_bert_config.json`: an embedding model's window).
-const HF_OPTIONAL: [&str; 3] = [
+/// See [`HF_REQUIRED`] (`sentence_bert_config.json`: an embedding model's window;
+/// `preprocessor_config.json`: a vision-language model's image processing).
+const HF_OPTIONAL: [&str; 4] = [
     "tokenizer_config.json",
     "generation_config.json",
     "sentence_bert_config.json",
+    "preprocessor_config.json",
 ];
 
 /// Fetches a model: `file` itself, and for a safetensors checkpoint (`*.safetensors` or
