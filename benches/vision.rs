@@ -65,7 +65,9 @@ fn tiny_model(rounds: usize) {
     config.scheduler.prefix_caching = false;
     let engine = load(&config, &LoadProgress::new()).expect("load");
     let picture = png(64, 1);
-    let marker = engine.encode(engine.image_marker().expect("a vision model")).expect("encode");
+    let marker = engine
+        .encode(engine.image_marker().expect("a vision model"))
+        .expect("encode");
     let mut tokens = tiny::random_prompt(1, 20);
     tokens.extend_from_slice(&marker);
     tokens.extend(tiny::random_prompt(2, 10));
@@ -96,20 +98,37 @@ fn tiny_model(rounds: usize) {
     };
     let with = time_to_first_token(&engine, &image_request, rounds);
     let without = time_to_first_token(&engine, &text_request, rounds);
-    println!("## tiny Qwen3-VL (random weights), 64 × 64 picture = {} image tokens, prompt {} tokens", image.tokens(), with_image.len());
+    println!(
+        "## tiny Qwen3-VL (random weights), 64 × 64 picture = {} image tokens, prompt {} tokens",
+        image.tokens(),
+        with_image.len()
+    );
     println!("| measure | best of {rounds} |");
     println!("|---|---|");
-    println!("| prepare the picture (decode, resize, patches) | {:.2} ms |", prepare.as_secs_f64() * 1e3);
+    println!(
+        "| prepare the picture (decode, resize, patches) | {:.2} ms |",
+        prepare.as_secs_f64() * 1e3
+    );
     println!("| time to first token, picture | {:.2} ms |", with.as_secs_f64() * 1e3);
-    println!("| time to first token, text in its place | {:.2} ms |", without.as_secs_f64() * 1e3);
+    println!(
+        "| time to first token, text in its place | {:.2} ms |",
+        without.as_secs_f64() * 1e3
+    );
     let encoder_config: VisionConfig = serde_json::from_value(
-        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.path().join("config.json")).expect("config"))
-            .expect("json")["vision_config"]
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(dir.path().join("config.json")).expect("config"),
+        )
+        .expect("json")["vision_config"]
             .clone(),
     )
     .expect("vision config");
-    let encoder = VisionEncoder::load(encoder_config, &[dir.path().join("model.safetensors")], "model.visual", &Device::Cpu)
-        .expect("encoder");
+    let encoder = VisionEncoder::load(
+        encoder_config,
+        &[dir.path().join("model.safetensors")],
+        "model.visual",
+        &Device::Cpu,
+    )
+    .expect("encoder");
     encoder_rate(&encoder, &[image.as_ref().clone()], 8, rounds);
 }
 
@@ -182,7 +201,8 @@ fn real_size_encoder() -> VisionEncoder {
             add(format!("blocks.{b}.{name}"), &shape);
         }
     }
-    let mergers = std::iter::once(("merger".to_string(), v)).chain((0..3).map(|i| (format!("deepstack_merger_list.{i}"), m)));
+    let mergers =
+        std::iter::once(("merger".to_string(), v)).chain((0..3).map(|i| (format!("deepstack_merger_list.{i}"), m)));
     for (name, norm) in mergers {
         add(format!("{name}.norm.weight"), &[norm]);
         add(format!("{name}.norm.bias"), &[norm]);

@@ -155,6 +155,15 @@ impl ImageService {
         }
     }
 
+    /// Deletes every image of `owner` and its file (their account goes: issue 19's account
+    /// deletion calls this). Returns how many went.
+    pub async fn delete_all_of(&self, owner: Uuid) -> Result<usize, ImageError> {
+        let ids = self.inner.store.delete_images_of(owner)?;
+        self.remove_files(&ids).await;
+        tracing::info!(images = ids.len(), "a user's images deleted");
+        Ok(ids.len())
+    }
+
     /// The ids a new message of `owner` in `conversation_id` carries, for `requested`: each
     /// must be `owner`'s; one that another conversation already carries is copied (an image
     /// belongs to one conversation, so that deleting either leaves the other whole).

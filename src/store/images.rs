@@ -148,6 +148,32 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Deletes every image of `owner`, sent or not (their account goes); returns their ids
+    /// (the caller removes the files).
+    pub fn delete_images_of(&self, owner: Uuid) -> StoreResult<Vec<Uuid>> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut images = txn.open_table(IMAGES)?;
+            let mut by_owner = txn.open_table(IMAGES_BY_OWNER)?;
+            let mut by_conversation = txn.open_table(IMAGES_BY_CONVERSATION)?;
+            let key = owner.as_u128();
+            let ids: Vec<u128> = by_owner
+                .range((key, 0u128)..=(key, u128::MAX))?
+                .map(|entry| entry.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            for &id in &ids {
+                if let Some(conversation) = load(&images, Uuid::from_u128(id))?.conversation_id {
+                    by_conversation.remove((conversation.as_u128(), id))?;
+                }
+                images.remove(id)?;
+                by_owner.remove((key, id))?;
+            }
+            ids.into_iter().map(Uuid::from_u128).collect()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
     /// Deletes the images no message carries that were uploaded before `before_ms`; returns
     /// their ids (the caller removes the files).
     pub fn delete_unsent_images(&self, before_ms: i64) -> StoreResult<Vec<Uuid>> {
@@ -255,6 +281,29 @@ mod tests {
         message.attachments = vec![record.id];
         assert!(matches!(store.append_message(ann, &message), Err(StoreError::NotFound)));
         assert_eq!(store.get_image(bob, record.id).unwrap().conversation_id, None);
+    }
+
+    #[test]
+    fn every_image_of_an_owner_goes_with_their_account() {
+        let (_dir, store) = store();
+        let (ann, bob) = (new_id(), new_id());
+        let (unsent, sent, bobs) = (image(ann, now_ms()), image(ann, now_ms()), image(bob, now_ms()));
+        for r in [&unsent, &sent, &bobs] {
+            store.create_image(r).unwrap();
+        }
+        let chat = conversation(&store, ann);
+        let mut message = MessageRecord::new(chat, None, MessageRole::User, "x".into());
+        message.attachments = vec![sent.id];
+        store.append_message(ann, &message).unwrap();
+        let mut removed = store.delete_images_of(ann).unwrap();
+        removed.sort();
+        let mut expected = vec![unsent.id, sent.id];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(!store.image_exists(unsent.id).unwrap() && !store.image_exists(sent.id).unwrap());
+        assert!(store.image_exists(bobs.id).unwrap(), "another user's stays");
+        // The conversation's index no longer names it: deleting the conversation finds none.
+        assert!(store.delete_conversation(ann, chat).unwrap().is_empty());
     }
 
     #[test]
