@@ -381,6 +381,9 @@ fn write_tokenizer_files(dir: &Path, seed: u64, added: &[&str]) -> Result<(), En
     Ok(())
 }
 
+/// Adds a random tensor: `(rng, name, shape, spread, centre)`.
+type AddTensor<'a> = dyn FnMut(&mut StdRng, String, &[usize], f32, f32) -> candle_core::Result<()> + 'a;
+
 /// The special tokens a tiny Qwen3-VL adds after the tiny vocabulary, in id order.
 pub const VISION_TOKENS: [&str; 3] = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"];
 
@@ -523,7 +526,7 @@ pub fn write_tiny_qwen3_vl(dir: &Path, seed: u64, shape: &TinyVisionShape) -> Re
     random(&mut rng, format!("{vis}.patch_embed.proj.bias"), &[v], 0.1, 0.0)?;
     random(&mut rng, format!("{vis}.pos_embed.weight"), &[16, v], 0.5, 0.0)?;
     let linear = |rng: &mut StdRng,
-                  random: &mut dyn FnMut(&mut StdRng, String, &[usize], f32, f32) -> candle_core::Result<()>,
+                  random: &mut AddTensor<'_>,
                   name: String,
                   out: usize,
                   inp: usize|
@@ -531,11 +534,7 @@ pub fn write_tiny_qwen3_vl(dir: &Path, seed: u64, shape: &TinyVisionShape) -> Re
         random(rng, format!("{name}.weight"), &[out, inp], scale(inp), 0.0)?;
         random(rng, format!("{name}.bias"), &[out], 0.1, 0.0)
     };
-    let norm = |rng: &mut StdRng,
-                random: &mut dyn FnMut(&mut StdRng, String, &[usize], f32, f32) -> candle_core::Result<()>,
-                name: String,
-                d: usize|
-     -> candle_core::Result<()> {
+    let norm = |rng: &mut StdRng, random: &mut AddTensor<'_>, name: String, d: usize| -> candle_core::Result<()> {
         random(rng, format!("{name}.weight"), &[d], 0.1, 1.0)?;
         random(rng, format!("{name}.bias"), &[d], 0.1, 0.0)
     };

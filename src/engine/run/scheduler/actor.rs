@@ -34,6 +34,9 @@ pub(super) enum Exit {
     Failed(String),
 }
 
+/// The positions and image rows of a sequence with images, for one step.
+type Multimodal<'a> = (Vec<[u32; 3]>, Vec<VisualRows<'a>>);
+
 /// Everything the scheduler thread owns.
 pub(crate) struct Scheduler {
     /// The model's id, for logs and metric labels.
@@ -75,7 +78,9 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler for `model` with a KV cache sized by `config`.
+    /// A scheduler for `model` (with its vision encoder and image token, a vision-language
+    /// model) with a KV cache sized by `config`.
+    #[allow(clippy::too_many_arguments)] // the loaded model's parts, each used once
     pub(crate) fn new(
         model_id: String,
         model: LlamaBatchModel,
@@ -283,7 +288,7 @@ impl Scheduler {
         self.encode_images(work)?;
         // The positions and image rows of sequences with images, owned here for the batch
         // to borrow.
-        let multimodal: Vec<Option<(Vec<[u32; 3]>, Vec<VisualRows<'_>>)>> = work
+        let multimodal: Vec<Option<Multimodal<'_>>> = work
             .iter()
             .map(|w| {
                 let sequence = &self.running[w.index];

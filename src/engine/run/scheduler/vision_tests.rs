@@ -33,7 +33,7 @@ fn png(width: u32, height: u32, seed: u32) -> Vec<u8> {
             ((x * 29 + y * 3 + seed * 17) % 256) as u8,
             ((x * 11 + y * 41 + seed * 5) % 256) as u8,
             ((x ^ y).wrapping_add(seed * 13) % 256) as u8,
-            if (x + y + seed) % 7 == 0 { 128 } else { 255 },
+            if (x + y + seed).is_multiple_of(7) { 128 } else { 255 },
         ])
     });
     let mut out = std::io::Cursor::new(Vec::new());

@@ -95,7 +95,7 @@ impl VisionConfig {
         if self.depth == 0 || self.hidden_size == 0 || self.num_heads == 0 || self.patch_size == 0 {
             return bad("depth, hidden_size, num_heads and patch_size must be at least 1".into());
         }
-        if self.hidden_size % self.num_heads != 0 || (self.hidden_size / self.num_heads) % 4 != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) || !(self.hidden_size / self.num_heads).is_multiple_of(4) {
             return bad(format!(
                 "hidden_size {} over {} heads must give a head size divisible by 4",
                 self.hidden_size, self.num_heads
