@@ -339,7 +339,10 @@ mod tests {
 
     /// A scanned test file of scripts/fetch-test-documents.sh.
     fn scan(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        // Cargo's run-time variable first: a test binary reused from a build in another
+        // checkout keeps that checkout's compile-time path.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+        let path = std::path::Path::new(&manifest)
             .join("../../tests/documents/scans")
             .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{} (run scripts/fetch-test-documents.sh): {e}", path.display()))
