@@ -53,6 +53,22 @@ struct Prompt {
     images: Vec<(usize, Arc<PreparedImage>)>,
 }
 
+impl Prompt {
+    /// The multimodal positions of its tokens and the delta after them.
+    fn positions(&self) -> (Vec<[u32; 3]>, i64) {
+        let grids: Vec<ImageGrid> = self
+            .images
+            .iter()
+            .map(|(start, i)| ImageGrid {
+                start: *start,
+                rows: i.token_rows,
+                cols: i.token_cols,
+            })
+            .collect();
+        mrope_positions(self.tokens.len(), &grids).unwrap()
+    }
+}
+
 fn prompt(loaded: &LoadedModel, parts: &[(usize, Option<Arc<PreparedImage>>)], seed: u64) -> Prompt {
     let vision = loaded.vision.as_ref().unwrap();
     let mut text = tiny::random_prompt(seed, 64).into_iter();
@@ -90,16 +106,7 @@ fn ours(loaded: &LoadedModel, prompt: &Prompt, chunks: &[usize], decode: &[u32],
     };
     let refs: Vec<&PreparedImage> = prompt.images.iter().map(|(_, i)| i.as_ref()).collect();
     let features = encoder.encode(&refs).unwrap();
-    let grids: Vec<ImageGrid> = prompt
-        .images
-        .iter()
-        .map(|(start, i)| ImageGrid {
-            start: *start,
-            rows: i.token_rows,
-            cols: i.token_cols,
-        })
-        .collect();
-    let (positions, delta) = mrope_positions(prompt.tokens.len(), &grids).unwrap();
+    let (positions, delta) = prompt.positions();
     let model = &loaded.model;
     let total = prompt.tokens.len() + decode.len();
     let other: Vec<u32> = tiny::random_prompt(99, 7);
@@ -398,16 +405,7 @@ fn logits_with_grid_images_match_the_hugging_face_model_however_the_prompt_is_cu
     let p = prompt(&loaded, &[(4, Some(a.clone())), (3, Some(b.clone())), (5, None)], 5);
     let encoder = &loaded.vision.as_ref().unwrap().encoder;
     let features = encoder.encode(&[&a, &b]).unwrap();
-    let grids: Vec<ImageGrid> = p
-        .images
-        .iter()
-        .map(|(start, i)| ImageGrid {
-            start: *start,
-            rows: i.token_rows,
-            cols: i.token_cols,
-        })
-        .collect();
-    let (positions, delta) = mrope_positions(p.tokens.len(), &grids).unwrap();
+    let (positions, delta) = p.positions();
     assert!(delta < 0, "text after a grid image runs behind its index");
     let decode = [50u32, 51];
     let mut expected = Vec::new();
